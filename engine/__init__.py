@@ -1,0 +1,1 @@
+"""tonematch engine: analyse → invert → render, pure numpy/scipy. See docs/ARCHITECTURE.md."""

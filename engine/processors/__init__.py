@@ -1,0 +1,1 @@
+"""Stateful, streamable processors. See :mod:`engine.processors.base` for the protocol."""
