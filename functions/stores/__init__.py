@@ -1,0 +1,1 @@
+"""Status store (PostgreSQL / SQLite) and object store (local directory / S3)."""
