@@ -330,13 +330,14 @@ class StatusStore:
         cols = ", ".join(f"{k} = ?" for k in fields)
         self.query(f"UPDATE jobs SET {cols} WHERE id = ?", (*fields.values(), job_id))
 
-    def advance_job(self, job_id: str, status: str, progress: int) -> None:
-        """Move a running job to ``status`` and raise its progress (never lowers it, never touches a
-        finished job)."""
+    def advance_job(self, job_id: str, status: str, progress: int, step: str | None = None) -> None:
+        """Move a running job to ``status`` (and ``last_step`` to ``step``) and raise its progress
+        (never lowers it, never touches a finished job)."""
         self.query(
             "UPDATE jobs SET status = ?, progress = CASE WHEN progress < ? THEN ? ELSE progress END,"
-            " updated_at = ? WHERE id = ? AND status NOT IN ('COMPLETED', 'FAILED')",
-            (status, progress, progress, now_iso(), job_id),
+            " last_step = COALESCE(?, last_step), updated_at = ? WHERE id = ?"
+            " AND status NOT IN ('COMPLETED', 'FAILED')",
+            (status, progress, progress, step, now_iso(), job_id),
         )
 
     def merge_job_state(self, job_id: str, updates: dict) -> dict:

@@ -1,0 +1,78 @@
+"""Passwords (argon2id), JWT access/refresh tokens (HS256) and the per-user rate limiter."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from functions.service import ServiceError
+
+_HASHER = PasswordHasher()
+ALGORITHM = "HS256"
+MIN_PASSWORD_CHARS = 8
+
+
+def hash_password(password: str) -> str:
+    """argon2id hash of a password (refuses passwords shorter than 8 characters)."""
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
+        raise ValueError(f"password must have at least {MIN_PASSWORD_CHARS} characters")
+    return _HASHER.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def issue_token(secret: str, user_id: str, kind: str, ttl_s: int) -> str:
+    now = int(time.time())
+    claims = {"sub": user_id, "typ": kind, "iat": now, "exp": now + int(ttl_s), "jti": uuid.uuid4().hex}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def decode_token(secret: str, token: str, kind: str) -> str:
+    """The user id of a valid token of ``kind`` (access|refresh); UNAUTHORIZED otherwise."""
+    try:
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp", "typ"]})
+    except jwt.ExpiredSignatureError as exc:
+        raise ServiceError("UNAUTHORIZED", f"{kind} token expired", {"field": "token", "reason": "expired"}) from exc
+    except jwt.PyJWTError as exc:
+        raise ServiceError("UNAUTHORIZED", f"invalid {kind} token: {exc}",
+                           {"field": "token", "reason": "invalid"}) from exc
+    if claims.get("typ") != kind:
+        raise ServiceError("UNAUTHORIZED", f"this is a {claims.get('typ')} token, not a {kind} token",
+                           {"field": "token", "reason": "wrong type"})
+    return str(claims["sub"])
+
+
+class RateLimiter:
+    """Token bucket per key: ``rate_per_s`` sustained, ``burst`` at once."""
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate = float(rate_per_s)
+        self.burst = float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key: str) -> None:
+        """Take one token or raise RATE_LIMITED with a Retry-After hint."""
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens < 1.0:
+                wait_s = (1.0 - tokens) / self.rate
+                self._buckets[key] = (tokens, now)
+                raise ServiceError("RATE_LIMITED", f"too many requests; retry in {wait_s:.1f} s",
+                                   {"retry_after_s": round(wait_s, 2)},
+                                   headers={"Retry-After": str(max(1, round(wait_s)))})
+            self._buckets[key] = (tokens - 1.0, now)

@@ -1,0 +1,174 @@
+"""``tonematch serve | users | drop``: the service's commands (``engine.cli`` forwards them here).
+
+* ``tonematch serve [--host --port --data-dir --database-url --s3-endpoint-url --bucket --workers]``
+  runs the API, the web console, the local runner and the drop-folder watcher on one machine
+  (SQLite + a data directory by default; PostgreSQL / S3 when their URLs are given).
+* ``tonematch users add EMAIL --password P`` (or ``--password-stdin``) adds a user; ``users list``.
+* ``tonematch drop EMAIL REFERENCE TARGET [--mode A|B] [--batch NAME]`` copies a pair into the user's
+  drop folder of the data directory, which starts a job (when ``serve`` runs on the same data dir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import uuid
+from pathlib import Path
+
+from functions.settings import Settings
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=os.environ.get("TONEMATCH_DATA_DIR", "data"),
+                   help="data directory: SQLite database and local object store (default ./data)")
+    p.add_argument("--database-url", default=os.environ.get("TONEMATCH_DATABASE_URL"),
+                   help="postgresql://user:pass@host:5432/db (default: SQLite in the data dir)")
+    p.add_argument("--database-schema", default=os.environ.get("TONEMATCH_DATABASE_SCHEMA"))
+    p.add_argument("--bucket", default=os.environ.get("TONEMATCH_BUCKET"),
+                   help="S3 bucket for objects (default: the data dir)")
+    p.add_argument("--s3-endpoint-url", default=os.environ.get("TONEMATCH_S3_ENDPOINT_URL"),
+                   help="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
+
+
+def _settings(args: argparse.Namespace, **kw) -> Settings:
+    base = Settings.from_env()
+    return Settings(**{**base.__dict__, "data_dir": Path(args.data_dir), "database_url": args.database_url,
+                       "database_schema": args.database_schema, "bucket": args.bucket,
+                       "s3_endpoint_url": args.s3_endpoint_url, **kw})
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="tonematch", description="tonematch service commands")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the API, web console and local runner")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--workers", type=int, default=None, help="render processes (default: one per core)")
+    s.add_argument("--public-url", default=None, help="base URL clients reach this server at "
+                   "(default http://HOST:PORT); signed local URLs point there")
+    s.add_argument("--no-drop-watch", action="store_true", help="do not watch the drop folder")
+    s.add_argument("--log-level", default="info")
+    _store_args(s)
+
+    u = sub.add_parser("users", help="manage users")
+    usub = u.add_subparsers(dest="users_command", required=True)
+    ua = usub.add_parser("add", help="add a user (or reset their password)")
+    ua.add_argument("email")
+    g = ua.add_mutually_exclusive_group()
+    g.add_argument("--password")
+    g.add_argument("--password-stdin", action="store_true")
+    ua.add_argument("--plan", default="free")
+    _store_args(ua)
+    ul = usub.add_parser("list", help="list users")
+    _store_args(ul)
+
+    d = sub.add_parser("drop", help="put a reference/target pair into a user's drop folder")
+    d.add_argument("email")
+    d.add_argument("reference")
+    d.add_argument("target")
+    d.add_argument("--mode", choices=("A", "B"), default="A")
+    d.add_argument("--batch", default=None, help="batch folder name (default: a new id)")
+    _store_args(d)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 for usage / input errors)."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "users":
+            return _users(args)
+        return _drop(args)
+    except (ValueError, OSError) as exc:
+        print(f"tonematch: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from functions.api.app import create_app
+    from functions.dropfolder import DropWatcher
+    from functions.pipeline.context import context_from_settings
+    from functions.stores.objects import LocalObjectStore
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host_for_url = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    settings = _settings(args, workers=args.workers,
+                         public_url=args.public_url or f"http://{host_for_url}:{args.port}")
+    ctx = context_from_settings(settings)
+    app = create_app(ctx=ctx)
+    watcher = None
+    if not args.no_drop_watch and isinstance(ctx.objects, LocalObjectStore):
+        watcher = DropWatcher(ctx)
+        watcher.start()
+    print(f"tonematch: serving on http://{host_for_url}:{args.port}/ (data: {ctx.settings.data_dir}, "
+          f"database: {ctx.status.dialect}, objects: {type(ctx.objects).__name__})", flush=True)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        if watcher:
+            watcher.stop()
+    return 0
+
+
+def _users(args: argparse.Namespace) -> int:
+    from functions.api.auth import hash_password
+    from functions.pipeline.context import context_from_settings
+
+    ctx = context_from_settings(_settings(args))
+    if args.users_command == "list":
+        for row in ctx.status.query("SELECT id, email, plan, created_at FROM users ORDER BY created_at"):
+            print(f"{row['id']}  {row['email']}  {row['plan']}  {row['created_at']}")
+        return 0
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else (
+        args.password or os.environ.get("TONEMATCH_PASSWORD"))
+    if not password:
+        raise ValueError("give --password, --password-stdin or TONEMATCH_PASSWORD")
+    if "@" not in args.email:
+        raise ValueError(f"{args.email!r} is not an email address")
+    hashed = hash_password(password)
+    existing = ctx.status.get_user_by_email(args.email)
+    if existing:
+        ctx.status.set_password(existing["id"], hashed)
+        ctx.status.audit(existing["id"], "user.password", existing["id"], {"by": "cli"})
+        print(f"{existing['id']}  {existing['email']}  (password updated)")
+    else:
+        user = ctx.status.create_user(args.email, hashed, args.plan)
+        ctx.status.audit(user["id"], "user.add", user["id"], {"by": "cli"})
+        print(f"{user['id']}  {user['email']}")
+    return 0
+
+
+def _drop(args: argparse.Namespace) -> int:
+    from functions.pipeline.context import context_from_settings
+
+    ctx = context_from_settings(_settings(args))
+    user = ctx.status.get_user_by_email(args.email)
+    if user is None:
+        raise ValueError(f"no user {args.email!r} (add one with: tonematch users add)")
+    batch = args.batch or uuid.uuid4().hex[:12]
+    folder = f"drop/{user['id']}/{batch}"
+    ref, tgt = Path(args.reference), Path(args.target)
+    for p in (ref, tgt):
+        if not p.is_file():
+            raise ValueError(f"{p}: no such file")
+    if args.mode != "A":
+        import json
+
+        ctx.objects.put_bytes(f"{folder}/manifest.json", json.dumps(
+            {"reference": f"reference{ref.suffix.lower()}", "target": f"target{tgt.suffix.lower()}",
+             "mode": args.mode}).encode())
+    ctx.objects.put_file(f"{folder}/reference{ref.suffix.lower()}", ref)
+    ctx.objects.put_file(f"{folder}/target{tgt.suffix.lower()}", tgt)
+    print(folder)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

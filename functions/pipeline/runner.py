@@ -1,0 +1,298 @@
+"""The local runner: walks :data:`PIPELINE` in-process, the embedded twin of the Step Functions machine.
+
+* ``Parallel`` branches run on threads; ``Map`` items run on a process pool (default one process per
+  core), each item retried on its own.
+* Each task is retried per its :class:`RetryPolicy` when the error's class name is in
+  ``retry.errors`` (waits of 2, 4, 8, 16, 32 s by default; ``sleep`` is injectable so tests don't
+  wait); any other error, or the last failed retry, runs ``PIPELINE.on_error`` (FAILED + dead letter).
+* After every task the job's state (the small JSON of results) is saved in ``jobs.state``; a job left
+  queued or running by a crash or a restart is picked up again by :meth:`LocalRunner.start` and
+  continues from its last finished task (render steps also skip segments already rendered).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+from typing import Any
+
+from functions.pipeline.context import StepContext, context_from_settings
+from functions.pipeline.definition import PIPELINE, Map, Parallel, Pipeline, Task
+from functions.settings import Settings
+
+log = logging.getLogger("tonematch.runner")
+
+
+class StepError(Exception):
+    """A task that failed for good: ``step`` (task name), ``error`` (class name), ``message``."""
+
+    def __init__(self, step: str, error: str, message: str) -> None:
+        super().__init__(f"{step}: {error}: {message}")
+        self.step, self.error, self.message = step, error, message
+
+
+class _Abandoned(Exception):
+    """The runner was told to drop its work (simulated crash / shutdown)."""
+
+
+def resolve_handler(path: str) -> Callable[[dict, StepContext], dict]:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _get_path(state: dict, dotted: str) -> Any:
+    cur: Any = state
+    for part in dotted.split("."):
+        cur = cur[part]
+    return cur
+
+
+# ---- process-pool side ------------------------------------------------------------------------
+_WORKER_CTX: StepContext | None = None
+
+
+def _worker_init(settings: Settings) -> None:
+    global _WORKER_CTX
+    _WORKER_CTX = context_from_settings(settings, migrate=False)
+
+
+def _worker_call(handler: str, event: dict) -> dict:
+    """Runs in a pool process; errors come back as data (engine exceptions need not pickle)."""
+    try:
+        return {"ok": resolve_handler(handler)(event, _WORKER_CTX)}
+    except Exception as exc:
+        return {"error": type(exc).__name__, "message": str(exc), "trace": traceback.format_exc(limit=6)}
+
+
+# ---- runner -----------------------------------------------------------------------------------
+class LocalRunner:
+    """Runs jobs of ``pipeline`` with ``ctx``. ``submit(job_id)`` queues a job; ``start()`` launches
+    ``job_threads`` job threads and resumes unfinished jobs; ``run_job(job_id)`` runs one job now."""
+
+    def __init__(self, ctx: StepContext, *, pipeline: Pipeline = PIPELINE, workers: int | None = None,
+                 job_threads: int | None = None, sleep: Callable[[float], None] = time.sleep,
+                 use_processes: bool = True) -> None:
+        self.ctx = ctx
+        self.pipeline = pipeline
+        self.workers = workers or ctx.settings.render_workers()
+        self.job_threads = job_threads or ctx.settings.job_threads
+        self.sleep = sleep
+        self.use_processes = use_processes
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._inflight: set[str] = set()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._pool: ProcessPoolExecutor | None = None
+        self._abandon = threading.Event()
+        self.retries: list[tuple[str, str, float]] = []  # (step, error, wait_s), for tests/ops
+
+    # lifecycle
+    def start(self, *, resume: bool = True) -> list[str]:
+        """Start the job threads; with ``resume``, queue every job left queued/running. Returns the
+        resumed job ids."""
+        self._abandon.clear()
+        for i in range(self.job_threads):
+            t = threading.Thread(target=self._loop, name=f"tonematch-job-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        resumed = []
+        if resume:
+            for job in self.ctx.status.active_jobs():
+                self.submit(job["id"])
+                resumed.append(job["id"])
+        return resumed
+
+    def stop(self, *, abandon: bool = False, timeout_s: float | None = None) -> None:
+        """Stop the job threads: finish the running jobs, or with ``abandon`` drop them where they
+        are (as a crash would: they stay RUNNING and the next start resumes them)."""
+        if abandon:
+            self._abandon.set()
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout_s)
+        self._threads = []
+        if self._pool is not None:
+            self._pool.shutdown(wait=not abandon, cancel_futures=True)
+            self._pool = None
+
+    def submit(self, job: str | dict) -> None:
+        """Queue a job (id, or an event dict with ``job_id``); a job already queued is not queued
+        twice. Usable as ``StepContext.launch``."""
+        job_id = job["job_id"] if isinstance(job, dict) else str(job)
+        with self._lock:
+            if job_id in self._inflight:
+                return
+            self._inflight.add(job_id)
+        self._queue.put(job_id)
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._inflight
+
+    def _loop(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id is None:
+                return
+            try:
+                self.run_job(job_id)
+            except _Abandoned:
+                pass
+            except Exception:
+                log.exception("runner: job %s crashed", job_id)
+            finally:
+                with self._lock:
+                    self._inflight.discard(job_id)
+
+    # running one job
+    def initial_state(self, job: dict) -> dict:
+        state = {"job_id": job["id"], "user_id": job["user_id"], "mode": job["mode"],
+                 "ref_key": job["ref_key"], "tgt_key": job["tgt_key"], "opts": job["opts"] or {},
+                 "preset_id": job.get("preset_id")}
+        state.update(job.get("state") or {})
+        return state
+
+    def run_job(self, job_id: str) -> str:
+        """Run (or continue) a job to COMPLETED or FAILED; returns the final status."""
+        status = self.ctx.status
+        job = status.get_job(job_id)
+        if job is None or job["status"] in ("COMPLETED", "FAILED"):
+            return job["status"] if job else "UNKNOWN"
+        state = self.initial_state(job)
+        try:
+            for node in self.pipeline.nodes:
+                self._check_abandon()
+                self._run_node(node, state)
+        except StepError as err:
+            self._check_abandon()
+            event = {**state, "error": {"Error": err.error, "Cause": err.message}, "failed_step": err.step}
+            try:
+                self._call(self.pipeline.on_error, event)
+            except StepError:
+                log.exception("runner: on_error failed for job %s", job_id)
+                status.update_job(job_id, status="FAILED", error=f"{err.error}: {err.message}",
+                                  last_step=err.step)
+        final = status.get_job(job_id)
+        return final["status"] if final else "UNKNOWN"
+
+    def _check_abandon(self) -> None:
+        if self._abandon.is_set():
+            raise _Abandoned()
+
+    def _save(self, state: dict, key: str | None, value: Any) -> None:
+        if key is None:
+            return
+        state[key] = value
+        self.ctx.status.merge_job_state(state["job_id"], {key: value})
+
+    def _run_node(self, node: Task | Parallel | Map, state: dict) -> None:
+        if isinstance(node, Task):
+            if node.result_key and node.result_key in state:
+                return  # finished before a restart
+            self._save(state, node.result_key, self._call(node, state))
+        elif isinstance(node, Parallel):
+            self._run_parallel(node, state)
+        else:
+            self._run_map(node, state)
+
+    def _run_parallel(self, node: Parallel, state: dict) -> None:
+        snapshot = dict(state)
+
+        def branch(tasks: tuple[Task, ...]) -> dict:
+            local = dict(snapshot)
+            out = {}
+            for t in tasks:
+                if t.result_key and t.result_key in local:
+                    continue
+                local[t.result_key or t.name] = out[t.result_key or t.name] = self._call(t, local)
+            return out
+
+        with ThreadPoolExecutor(max_workers=len(node.branches), thread_name_prefix=node.name) as ex:
+            futures = [ex.submit(branch, b) for b in node.branches]
+            errors = []
+            for f in futures:
+                try:
+                    for k, v in f.result().items():
+                        self._save(state, k, v)
+                except StepError as err:
+                    errors.append(err)
+        if errors:
+            raise errors[0]
+
+    def _run_map(self, node: Map, state: dict) -> None:
+        if node.result_key in state:
+            return
+        items = _get_path(state, node.items_key)
+        n = max(1, min(node.max_concurrency, self.workers))
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix=node.name) as ex:
+            futures = [ex.submit(self._call, node.iterator, {**state, "item": item, "item_index": i})
+                       for i, item in enumerate(items)]
+            results, errors = [], []
+            for f in futures:
+                try:
+                    results.append(f.result())
+                except StepError as err:
+                    errors.append(err)
+        if errors:
+            raise errors[0]
+        self._save(state, node.result_key, results)
+
+    # one task with its retries
+    def _call(self, task: Task, event: dict) -> dict:
+        delays = task.retry.delays_s()
+        attempt = 0
+        while True:
+            self._check_abandon()
+            name, message = self._invoke(task, event)
+            if name is None:
+                return message  # type: ignore[return-value]
+            if name in task.retry.errors and attempt < len(delays):
+                wait_s = delays[attempt]
+                attempt += 1
+                self.retries.append((task.name, name, wait_s))
+                log.warning("runner: %s %s (%s), retry %d in %.0f s", task.name, name, message, attempt, wait_s)
+                self.sleep(wait_s)
+                continue
+            raise StepError(task.name, name, str(message))
+
+    def _invoke(self, task: Task, event: dict) -> tuple[str | None, Any]:
+        """Run the handler; returns ``(None, result)`` or ``(error_name, message)``."""
+        if task.compute == "batch" and self.use_processes:
+            try:
+                out = self._get_pool().submit(_worker_call, task.handler, event).result()
+            except BrokenProcessPool as exc:
+                self._reset_pool()
+                return "TransientError", f"render process died: {exc}"
+            if "ok" in out:
+                return None, out["ok"]
+            log.info("runner: %s failed in worker: %s", task.name, out.get("trace"))
+            return out["error"], out["message"]
+        try:
+            return None, resolve_handler(task.handler)(event, self.ctx)
+        except _Abandoned:
+            raise
+        except Exception as exc:
+            log.info("runner: %s failed", task.name, exc_info=True)
+            return type(exc).__name__, str(exc)
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"),
+                                                 initializer=_worker_init, initargs=(self.ctx.settings,))
+            return self._pool
+
+    def _reset_pool(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,360 @@
+"""Step handlers of :data:`functions.pipeline.definition.PIPELINE`.
+
+Each is ``handler(event: dict, ctx: StepContext) -> dict``: the event is the job's small JSON state
+(``job_id, user_id, mode, ref_key, tgt_key, opts, preset_id?`` plus earlier steps' results), the return
+value is small JSON too. Features, parameters, segment audio and reports live in the object store under
+``{user_id}/work/{job_id}/``; results under ``audio/processed/``, ``viz/`` and ``preset/``.
+
+Every handler is idempotent (a retry, a resumed job or a re-delivered Batch job redoes or skips its
+work without duplicating rows), moves the job's status/progress as the definition says, and raises
+:class:`TransientError` for faults worth retrying (object store and database hiccups);
+engine errors (bad audio, bad parameters) are permanent and end the job FAILED.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from functions.pipeline.context import StepContext
+from functions.pipeline.definition import PIPELINE
+from functions.pipeline.errors import StepFailed
+from functions.stores.objects import ObjectNotFoundError
+from functions.stores.status import ConflictError
+
+FORMAT_EXT = {"wav16": "wav", "wav24": "wav", "flac": "flac"}
+CONTENT_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "json": "application/json",
+                 "txt": "text/plain; charset=utf-8"}
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+def work_prefix(event: dict) -> str:
+    return f"{event['user_id']}/work/{event['job_id']}"
+
+
+def segment_key(event: dict, idx: int) -> str:
+    return f"{work_prefix(event)}/seg/{int(idx):05d}.wav"
+
+
+def _enter(ctx: StepContext, event: dict, task_name: str) -> None:
+    t = PIPELINE.task(task_name)
+    ctx.status.advance_job(event["job_id"], t.status, t.progress_start, task_name)
+
+
+def _leave(ctx: StepContext, event: dict, task_name: str) -> None:
+    t = PIPELINE.task(task_name)
+    ctx.status.advance_job(event["job_id"], t.status, t.progress_end)
+
+
+def _job_scratch(ctx: StepContext, event: dict) -> Path:
+    d = Path(ctx.scratch_dir) / str(event["job_id"])
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def fetch(ctx: StepContext, key: str, what: str = "input") -> Path:
+    """A local path holding object ``key``: the file itself for the local store, else a download
+    cached in the scratch dir (shared by the steps of one machine)."""
+    local = ctx.objects.local_path(key)
+    if local is not None:
+        return local
+    suffix = Path(key).suffix
+    path = Path(ctx.scratch_dir) / "cache" / (hashlib.sha256(key.encode()).hexdigest()[:32] + suffix)
+    if not path.exists():
+        try:
+            ctx.objects.get_file(key, path)
+        except ObjectNotFoundError as exc:
+            raise StepFailed(f"{what} {key!r} no longer exists in the object store") from exc
+    return path
+
+
+def put_json(ctx: StepContext, key: str, obj: Any) -> str:
+    ctx.objects.put_bytes(key, json.dumps(obj, separators=(",", ":"), allow_nan=False).encode(),
+                          CONTENT_TYPES["json"])
+    return key
+
+
+def get_json(ctx: StepContext, key: str) -> Any:
+    try:
+        return json.loads(ctx.objects.get_bytes(key))
+    except ObjectNotFoundError as exc:
+        raise StepFailed(f"intermediate result {key!r} is missing") from exc
+
+
+def output_format(opts: dict) -> str:
+    return str((opts or {}).get("output_format") or "wav24")
+
+
+def _summary(feats: dict) -> dict:
+    return {
+        "duration_s": feats.get("duration_s"),
+        "sample_rate_hz": feats.get("sample_rate_hz"),
+        "channels": feats.get("channels"),
+        "integrated_lufs": (feats.get("loudness") or {}).get("integrated_lufs"),
+    }
+
+
+def _analyze(event: dict, ctx: StepContext, which: str, key_field: str, task: str) -> dict:
+    from engine.features import analyze_features
+
+    _enter(ctx, event, task)
+    out_key = f"{work_prefix(event)}/{which}.features.json"
+    if ctx.objects.exists(out_key):
+        feats = get_json(ctx, out_key)
+    else:
+        path = fetch(ctx, event[key_field], which)
+        feats = analyze_features(str(path))
+        put_json(ctx, out_key, feats)
+    _leave(ctx, event, task)
+    return {"features_key": out_key, **_summary(feats)}
+
+
+# ---- steps ------------------------------------------------------------------------------------
+def analyze_reference(event: dict, ctx: StepContext) -> dict:
+    """Features of the reference (skipped when the job applies a saved preset)."""
+    if event.get("preset_id"):
+        _leave(ctx, event, "AnalyzeReference")
+        return {"skipped": True, "features_key": None}
+    return _analyze(event, ctx, "reference", "ref_key", "AnalyzeReference")
+
+
+def analyze_target(event: dict, ctx: StepContext) -> dict:
+    """Features of the target."""
+    return _analyze(event, ctx, "target", "tgt_key", "AnalyzeTarget")
+
+
+def _preset_params(event: dict, ctx: StepContext) -> dict:
+    from engine.params import validate_style_params
+
+    preset = ctx.status.get_preset(event["preset_id"], event["user_id"])
+    if preset is None:
+        raise StepFailed(f"preset {event['preset_id']} does not exist (deleted?)")
+    params = json.loads(json.dumps(preset["style_params"]))
+    opts = event.get("opts") or {}
+    if opts.get("target_lufs") is not None:
+        params.setdefault("lufs", {})["target_db"] = float(opts["target_lufs"])
+    if opts.get("ceiling_dbtp") is not None and "limiter" in params:
+        params["limiter"]["tp_db"] = float(opts["ceiling_dbtp"])
+    params.get("lufs", {}).pop("gain_db", None)  # re-resolved for this target
+    return validate_style_params(params, mode=event["mode"])
+
+
+def invert(event: dict, ctx: StepContext) -> dict:
+    """Style parameters from the two feature sets (or the preset), with the make-up gain resolved
+    on the target so every segment applies the same gain."""
+    from engine.invert import invert_params
+    from engine.render import resolve_gain
+
+    _enter(ctx, event, "Invert")
+    opts = event.get("opts") or {}
+    tgt = event["target"]
+    sample_rate_hz = int(opts.get("output_sample_rate_hz") or tgt["sample_rate_hz"])
+    params_key = f"{work_prefix(event)}/params.json"
+    if ctx.objects.exists(params_key):
+        params = get_json(ctx, params_key)
+    else:
+        if event.get("preset_id"):
+            params = _preset_params(event, ctx)
+        else:
+            ref_feats = get_json(ctx, event["reference"]["features_key"])
+            tgt_feats = get_json(ctx, tgt["features_key"])
+            params = invert_params(ref_feats, tgt_feats, mode=event["mode"], opts=opts)
+        params = resolve_gain(str(fetch(ctx, event["tgt_key"], "target")), params,
+                              sample_rate_hz=sample_rate_hz)
+        put_json(ctx, params_key, params)
+    ctx.status.update_job(event["job_id"], params=params)
+    _leave(ctx, event, "Invert")
+    return {"params_key": params_key, "sample_rate_hz": sample_rate_hz}
+
+
+def plan_segments(event: dict, ctx: StepContext) -> dict:
+    """Split the target into segments (``opts.segment_s``, default 60 s) with pre-roll and
+    crossfades; creates the job_segments rows."""
+    from engine.segments import plan_segments as engine_plan
+
+    _enter(ctx, event, "PlanSegments")
+    opts = event.get("opts") or {}
+    duration_s = float(event["target"]["duration_s"])
+    segments = engine_plan(duration_s, segment_s=float(opts.get("segment_s") or 60.0))
+    segments = [{k: (round(v, 9) if isinstance(v, float) else v) for k, v in s.items()} for s in segments]
+    ctx.status.init_segments(event["job_id"], len(segments))
+    plan_key = put_json(ctx, f"{work_prefix(event)}/plan.json", segments)
+    _leave(ctx, event, "PlanSegments")
+    return {"segments": segments, "count": len(segments), "plan_key": plan_key}
+
+
+def render_segment(event: dict, ctx: StepContext) -> dict:
+    """Render one planned segment (``event["item"]``) of the target to a float32 WAV in the store."""
+    from engine.segments import render_segment as engine_render_segment
+
+    item = event["item"]
+    idx = int(item["idx"])
+    job_id = event["job_id"]
+    key = segment_key(event, idx)
+    report_key = f"{work_prefix(event)}/seg/{idx:05d}.report.json"
+    done = {s["idx"]: s for s in ctx.status.segments(job_id)}
+    if done.get(idx, {}).get("status") == "DONE" and ctx.objects.exists(key):
+        return {"idx": idx, "key": key, "report_key": report_key}
+    ctx.status.advance_job(job_id, "RENDERING", PIPELINE.task("RenderSegment").progress_start,
+                           "RenderSegment")
+    ctx.status.start_segment(job_id, idx)
+    params = get_json(ctx, event["params"]["params_key"])
+    src = fetch(ctx, event["tgt_key"], "target")
+    out = _job_scratch(ctx, event) / f"seg-{idx:05d}.wav"
+    try:
+        report = engine_render_segment(str(src), str(out), params, item,
+                                       sample_rate_hz=int(event["params"]["sample_rate_hz"]))
+        ctx.objects.put_file(key, out, CONTENT_TYPES["wav"])
+    finally:
+        out.unlink(missing_ok=True)
+    put_json(ctx, report_key, report)
+    small = {k: v for k, v in (report or {}).items() if isinstance(v, int | float | str | bool) or v is None}
+    ctx.status.finish_segment(job_id, idx, small)
+    done_n, total = ctx.status.segment_counts(job_id)
+    t = PIPELINE.task("RenderSegment")
+    if total:
+        progress = t.progress_start + (t.progress_end - t.progress_start) * done_n // total
+        ctx.status.advance_job(job_id, "RENDERING", int(progress))
+    return {"idx": idx, "key": key, "report_key": report_key}
+
+
+def merge(event: dict, ctx: StepContext) -> dict:
+    """Join the rendered segments (crossfades, tail protection, final true-peak check)."""
+    from engine.segments import merge_segments
+
+    _enter(ctx, event, "Merge")
+    opts = event.get("opts") or {}
+    fmt = output_format(opts)
+    ext = FORMAT_EXT.get(fmt, "wav")
+    merged_key = f"{work_prefix(event)}/merged.{ext}"
+    report_key = f"{work_prefix(event)}/merged.report.json"
+    if not (ctx.objects.exists(merged_key) and ctx.objects.exists(report_key)):
+        segs = sorted(event["segments"], key=lambda s: s["idx"])
+        paths = [str(fetch(ctx, s["key"], f"segment {s['idx']}")) for s in segs]
+        out = _job_scratch(ctx, event) / f"merged.{ext}"
+        try:
+            report = merge_segments(paths, event["plan"]["segments"], str(out), fmt=fmt,
+                                    sample_rate_hz=int(event["params"]["sample_rate_hz"]))
+            ctx.objects.put_file(merged_key, out, CONTENT_TYPES[ext])
+        finally:
+            out.unlink(missing_ok=True)
+        put_json(ctx, report_key, report)
+    _leave(ctx, event, "Merge")
+    return {"key": merged_key, "report_key": report_key, "format": fmt}
+
+
+def finalize(event: dict, ctx: StepContext) -> dict:
+    """Write the result (processed audio, metrics row, visualisation JSON, preset + EQ text, preset
+    row, billing row) and mark the job COMPLETED."""
+    from engine.features import analyze_features
+    from engine.metrics import result_metrics
+    from engine.preset import eq_to_equalizer_apo, export_preset
+    from engine.viz import visualisation
+
+    job_id, user_id = event["job_id"], event["user_id"]
+    _enter(ctx, event, "Finalize")
+    opts = event.get("opts") or {}
+    merged = event["merged"]
+    ext = FORMAT_EXT.get(merged.get("format", "wav24"), "wav")
+    result_key = f"{user_id}/audio/processed/{job_id}.{ext}"
+    viz_key = f"{user_id}/viz/{job_id}.json"
+    preset_key = f"{user_id}/preset/{job_id}.json"
+    eq_key = f"{user_id}/preset/{job_id}.apo.txt"
+
+    ctx.objects.copy(merged["key"], result_key)
+    report = get_json(ctx, merged["report_key"])
+    params = get_json(ctx, event["params"]["params_key"])
+    tgt_feats = get_json(ctx, event["target"]["features_key"])
+    ref_key = (event.get("reference") or {}).get("features_key")
+    ref_feats = get_json(ctx, ref_key) if ref_key else None
+    res_feats = analyze_features(str(fetch(ctx, result_key, "result")))
+    put_json(ctx, f"{work_prefix(event)}/result.features.json", res_feats)
+
+    ceiling = opts.get("ceiling_dbtp")
+    ceiling = float(ceiling) if ceiling is not None else float((params.get("limiter") or {}).get("tp_db", -1.0))
+    metrics = result_metrics(res_feats, ref_feats if ref_feats is not None else res_feats,
+                             ceiling_dbtp=ceiling, render_report=report)
+    if ref_feats is None:  # preset applied: no reference to compare the result with
+        metrics = {**metrics, "stft_dist": None, "mel_dist": None}
+    viz = visualisation(tgt_feats, ref_feats if ref_feats is not None else res_feats, res_feats, report)
+    put_json(ctx, viz_key, viz)
+    preset = export_preset(params, name=f"job {job_id}", source={"job_id": job_id, "mode": event["mode"]})
+    put_json(ctx, preset_key, preset)
+    ctx.objects.put_bytes(eq_key, eq_to_equalizer_apo(params).encode(), CONTENT_TYPES["txt"])
+
+    preset_id = _ensure_job_preset(ctx, user_id, job_id, params)
+    if not ctx.status.metrics_for(job_id):
+        ctx.status.add_metrics(job_id, metrics)
+    duration_s = float(event["target"]["duration_s"])
+    ctx.status.bill(user_id, job_id, duration_s)
+    loudness = {
+        "reference_lufs": (event.get("reference") or {}).get("integrated_lufs"),
+        "target_lufs": event["target"].get("integrated_lufs"),
+        "result_lufs": (res_feats.get("loudness") or {}).get("integrated_lufs"),
+    }
+    outputs = {"result_key": result_key, "viz_key": viz_key, "preset_key": preset_key, "eq_text_key": eq_key,
+               "preset_id": preset_id, "format": merged.get("format"), "duration_s": duration_s}
+    ctx.status.update_job(job_id, status="COMPLETED", progress=100, metrics=_json_safe(metrics),
+                          loudness=_json_safe(loudness), outputs=outputs, error=None, last_step="Finalize")
+    ctx.status.audit(user_id, "job.completed", job_id, {"audio_s": duration_s})
+    _cleanup(ctx, event)
+    return {"result_key": result_key, "viz_key": viz_key, "preset_id": preset_id}
+
+
+def _ensure_job_preset(ctx: StepContext, user_id: str, job_id: str, params: dict) -> str:
+    name = f"job {job_id[:8]}"
+    existing = [p for p in ctx.status.list_presets(user_id) if p.get("source_job_id") == job_id]
+    if existing:
+        return existing[0]["id"]
+    try:
+        return ctx.status.create_preset(user_id, name, params, source_job_id=job_id)["id"]
+    except ConflictError:
+        return ctx.status.create_preset(user_id, f"job {job_id}", params, source_job_id=job_id)["id"]
+
+
+def _cleanup(ctx: StepContext, event: dict) -> None:
+    """Drop the bulky intermediates (segment audio, merged copy); features and params stay."""
+    for key in ctx.objects.list(f"{work_prefix(event)}/seg/"):
+        if key.endswith(".wav"):
+            ctx.objects.delete(key)
+    merged = (event.get("merged") or {}).get("key")
+    if merged:
+        ctx.objects.delete(merged)
+    shutil.rmtree(Path(ctx.scratch_dir) / str(event["job_id"]), ignore_errors=True)
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if obj == obj and abs(obj) != float("inf") else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def mark_failed(event: dict, ctx: StepContext) -> dict:
+    """The failure path: job FAILED with ``error`` and ``last_step``, a dead-letter record, an
+    audit row. ``event["error"]`` is ``{"Error": name, "Cause": message}`` (on AWS the cause is the
+    Lambda's JSON error document)."""
+    err = event.get("error") or {}
+    name = str(err.get("Error") or "Error")
+    cause = err.get("Cause") or ""
+    try:
+        doc = json.loads(cause)
+        if isinstance(doc, dict) and doc.get("errorMessage"):
+            cause = doc["errorMessage"]
+    except (TypeError, ValueError):
+        pass
+    step = event.get("failed_step")
+    message = f"{name}: {cause}" if cause else name
+    job_id = event["job_id"]
+    ctx.status.update_job(job_id, status="FAILED", error=message[:4000], last_step=step)
+    record = {"job_id": job_id, "user_id": event.get("user_id"), "step": step, "error": message[:4000],
+              "state_keys": sorted(k for k in event if k not in ("error",))}
+    ctx.dead_letters.send(record)
+    ctx.status.audit(event.get("user_id"), "job.failed", job_id, {"step": step, "error": message[:500]})
+    return {"status": "FAILED", "error": message, "last_step": step}

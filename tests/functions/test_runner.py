@@ -1,0 +1,118 @@
+"""The local runner walks a pipeline definition: parallel branches, a Map on a process pool, retries
+with the definition's back-off, the failure path, and resuming a job after a crash."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from functions.pipeline.definition import PIPELINE
+from functions.pipeline.runner import LocalRunner
+from tests.functions.conftest import add_user
+from tests.functions.pipeline_fakes import FAKE_PIPELINE, calls
+
+
+def _job(ctx, **opts):
+    u = add_user(ctx)
+    job, _ = ctx.status.create_job(user_id=u["id"], mode="A", ref_key=f"{u['id']}/r.wav",
+                                   tgt_key=f"{u['id']}/t.wav", opts=opts, idempotency_key=str(opts) + u["id"])
+    return job
+
+
+def test_runs_branches_map_in_processes_and_completes(ctx):
+    job = _job(ctx, n=5)
+    runner = LocalRunner(ctx, pipeline=FAKE_PIPELINE, workers=2, sleep=lambda s: None)
+    try:
+        assert runner.run_job(job["id"]) == "COMPLETED"
+    finally:
+        runner.stop()
+    row = ctx.status.get_job(job["id"])
+    assert row["metrics"] == {"total": 0 + 1 + 4 + 9 + 16} and row["progress"] == 100
+    state = row["state"]
+    assert [s["idx"] for s in state["squares"]] == [0, 1, 2, 3, 4]  # Map results in order
+    assert {s["pid"] for s in state["squares"]} - {__import__("os").getpid()}  # rendered in pool processes
+    assert state["left"]["value"] == 1 and state["right"]["value"] == 2
+
+
+def test_transient_errors_retry_with_the_definition_backoff(ctx):
+    job = _job(ctx, fail_times=3)
+    waits = []
+    runner = LocalRunner(ctx, pipeline=FAKE_PIPELINE, use_processes=False, sleep=waits.append)
+    assert runner.run_job(job["id"]) == "COMPLETED"
+    assert waits == [2.0, 4.0, 8.0]
+    assert ctx.status.get_job(job["id"])["state"]["flaky"]["attempts"] == 4
+
+
+def test_retries_exhausted_ends_failed_with_dead_letter(ctx):
+    job = _job(ctx, fail_times=99)
+    waits = []
+    runner = LocalRunner(ctx, pipeline=FAKE_PIPELINE, use_processes=False, sleep=waits.append)
+    assert runner.run_job(job["id"]) == "FAILED"
+    assert waits == [2.0, 4.0, 8.0, 16.0, 32.0]  # 2^n s, n = 1..5
+    row = ctx.status.get_job(job["id"])
+    assert row["last_step"] == "Flaky" and "TransientError" in row["error"] and "503" in row["error"]
+    dead = ctx.status.dead_letters()
+    assert [d["job_id"] for d in dead] == [job["id"]] and dead[0]["step"] == "Flaky"
+    assert calls(ctx.scratch_dir, "plan") == 0  # nothing after the failed step ran
+
+
+def test_permanent_error_fails_at_once_with_its_message(ctx):
+    job = _job(ctx, boom=True)
+    waits = []
+    runner = LocalRunner(ctx, pipeline=FAKE_PIPELINE, use_processes=False, sleep=waits.append)
+    assert runner.run_job(job["id"]) == "FAILED"
+    row = ctx.status.get_job(job["id"])
+    assert waits == []
+    assert row["last_step"] == "Boom" and row["error"] == "StepFailed: target.wav: 3.2 s: NaN sample"
+    assert any(a["action"] == "job.failed" for a in ctx.status.audit_rows())
+
+
+def test_a_job_interrupted_mid_map_is_resumed_by_the_next_runner(ctx):
+    job = _job(ctx, n=4, gate=True)
+    first = LocalRunner(ctx, pipeline=FAKE_PIPELINE, workers=2, use_processes=False, sleep=lambda s: None)
+    first.start(resume=False)
+    first.submit(job["id"])
+    deadline = time.time() + 20
+    while calls(ctx.scratch_dir, "square-0") == 0 and time.time() < deadline:
+        time.sleep(0.02)
+    first.stop(abandon=True, timeout_s=0.1)  # the "crash": work dropped where it was
+    (Path(ctx.scratch_dir) / "gate").touch()
+    time.sleep(0.3)
+    row = ctx.status.get_job(job["id"])
+    assert row["status"] in ("PENDING", "ANALYZING", "INVERTING", "RENDERING")  # left running, not lost
+    assert "plan" in row["state"] and "squares" not in row["state"]
+
+    second = LocalRunner(ctx, pipeline=FAKE_PIPELINE, workers=2, use_processes=False, sleep=lambda s: None)
+    assert second.start(resume=True) == [job["id"]]
+    deadline = time.time() + 30
+    while ctx.status.get_job(job["id"])["status"] != "COMPLETED" and time.time() < deadline:
+        time.sleep(0.05)
+    second.stop()
+    assert ctx.status.get_job(job["id"])["status"] == "COMPLETED"
+    assert calls(ctx.scratch_dir, "left") == 1 and calls(ctx.scratch_dir, "plan") == 1  # not redone
+    assert calls(ctx.scratch_dir, "finish") == 1
+
+
+def test_submit_twice_runs_once(ctx):
+    job = _job(ctx, n=2)
+    runner = LocalRunner(ctx, pipeline=FAKE_PIPELINE, use_processes=False, sleep=lambda s: None, job_threads=2)
+    gate = threading.Event()
+    runner.start(resume=False)
+    runner.submit(job["id"])
+    runner.submit({"job_id": job["id"]})
+    gate.wait(0.5)
+    deadline = time.time() + 20
+    while not runner.idle() and time.time() < deadline:
+        time.sleep(0.05)
+    runner.stop()
+    assert calls(ctx.scratch_dir, "finish") == 1
+
+
+def test_real_pipeline_definition_is_walkable():
+    names = [t.name for t in PIPELINE.tasks()]
+    assert names[:2] == ["AnalyzeReference", "AnalyzeTarget"] and names[-1] == "MarkFailed"
+    from functions.pipeline.runner import resolve_handler
+
+    for t in PIPELINE.tasks():
+        assert callable(resolve_handler(t.handler)), t.handler
