@@ -1,0 +1,185 @@
+"""An in-browser stand-in for the tonematch API (Playwright routes), for fast UI tests of the console
+that do not need a running service: static files come from functions/api/console/, API calls are
+answered from the small state kept here. The real service is exercised by test_console_e2e.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import mimetypes
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+CONSOLE_DIR = Path(__file__).resolve().parents[2] / "functions" / "api" / "console"
+BASE = "http://console.test"
+
+
+def wav_bytes(seconds: float = 2.0, freq_hz: float = 440.0, level_db: float = -12.0,
+              sr: int = 22050) -> bytes:
+    t = np.arange(int(seconds * sr)) / sr
+    x = (10 ** (level_db / 20) * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, np.stack([x, x], axis=1), sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def synthetic_viz(duration_s: float, points: int = 2000) -> dict:
+    """A visualisation document shaped like engine/viz.py's, each series at the service's cap."""
+    n = points
+    hop = duration_s / n
+    t = np.arange(n) * hop
+    freqs = np.geomspace(20, 20000, 121)
+    tilt = -3.0 * np.log2(freqs / 1000)
+    rng = np.random.default_rng(0)
+    st = -14 + 3 * np.sin(t / 37) + rng.normal(0, 1, n)
+    f0 = 220 * 2 ** (np.sin(t / 11) / 12)
+    voiced = (np.sin(t / 5) > -0.3)
+    edges = np.geomspace(20, 20000, 9)
+    r = lambda a: [round(float(v), 2) for v in a]  # noqa: E731
+    return {
+        "spectrum": {"freqs_hz": r(freqs), "target_db": r(tilt - 20 + rng.normal(0, 1, freqs.size)),
+                     "reference_db": r(tilt - 18),
+                     "result_db": r(tilt - 18.5 + rng.normal(0, .5, freqs.size))},
+        "lufs_trajectory": {"hop_s": hop, "target": r(st - 4), "result": r(st)},
+        "gain_reduction": {"hop_s": hop, "db": r(-np.abs(rng.normal(0, 1.5, n)))},
+        "f0": {"hop_s": hop, "target_hz": r(np.where(voiced, f0, 0)),
+               "result_hz": r(np.where(voiced, f0 * 1.01, 0))},
+        "mid_side": {"band_edges_hz": r(edges), "target_mid_db": r(-20 - np.arange(8)),
+                     "target_side_db": r(-32 - np.arange(8)), "result_mid_db": r(-19 - np.arange(8)),
+                     "result_side_db": r(-28 - np.arange(8)), "reference_mid_db": r(-19 - np.arange(8)),
+                     "reference_side_db": r(-27 - np.arange(8))},
+    }
+
+
+OPTIONS = {
+    "options": {
+        "target_lufs": {"type": "number", "default": None, "min": -40, "max": -5, "unit": "LUFS",
+                        "description": "Default: the reference's loudness."},
+        "ceiling_dbtp": {"type": "number", "default": -1.0, "min": -9, "max": 0, "unit": "dBTP"},
+        "intensity": {"type": "number", "default": 1.0, "min": 0, "max": 1, "unit": ""},
+        "output_format": {"type": "string", "default": "wav24", "choices": ["wav16", "wav24", "flac"]},
+        "exclude": {"type": "array", "default": [], "choices": ["eq", "stereo", "limiter"]},
+        "segment_s": {"type": "number", "default": 60, "min": 10, "max": 600, "unit": "s"},
+    }
+}
+
+
+@dataclass
+class MockApi:
+    """State of the fake service; tweak the fields in a test to script behaviour."""
+
+    viz: dict = field(default_factory=lambda: synthetic_viz(180.0, 300))
+    fail_job: bool = False
+    polls_to_finish: int = 3
+    expire_after_login: bool = False
+    calls: list[tuple[str, str, Any]] = field(default_factory=list)
+    jobs: dict[str, dict] = field(default_factory=dict)
+    presets: dict[str, dict] = field(default_factory=dict)
+    objects: dict[str, bytes] = field(default_factory=dict)
+    refresh_ok: bool = True
+    _n: int = 0
+
+    def install(self, page) -> None:
+        page.route(re.compile(r"^http://console\.test/.*"), self._handle)
+
+    def _json(self, route, obj, status=200):
+        route.fulfill(status=status, content_type="application/json", body=json.dumps(obj))
+
+    def _err(self, route, status, code, message, detail=None):
+        self._json(route, {"code": code, "message": message, "detail": detail}, status)
+
+    def _handle(self, route, request):
+        url = request.url[len(BASE):]
+        path = url.split("?")[0]
+        method = request.method
+        body = None
+        if request.post_data and "json" in (request.headers.get("content-type") or ""):
+            body = json.loads(request.post_data)
+        self.calls.append((method, path, body))
+        if method == "GET" and (path == "/" or path.startswith("/console/")):
+            f = CONSOLE_DIR / ("index.html" if path == "/" else path[len("/console/"):])
+            if not f.is_file():
+                return route.fulfill(status=404, body="not found")
+            ctype = mimetypes.guess_type(f.name)[0] or "application/octet-stream"
+            if f.suffix == ".js":
+                ctype = "text/javascript"
+            return route.fulfill(status=200, content_type=ctype, body=f.read_bytes())
+        if path == "/auth/login":
+            if body and body.get("password") == "right":
+                return self._json(route, {"access_token": "expired" if self.expire_after_login else "a1",
+                                          "refresh_token": "r1"})
+            return self._err(route, 401, "UNAUTHORIZED", "bad credentials")
+        if path == "/auth/refresh":
+            if self.refresh_ok:
+                return self._json(route, {"access_token": "a2"})
+            return self._err(route, 401, "UNAUTHORIZED", "refresh token expired")
+        auth = request.headers.get("authorization", "")
+        if path.startswith("/mock-put/"):
+            self.objects[path[len("/mock-put/"):]] = request.post_data_buffer or b""
+            return route.fulfill(status=200, headers={"ETag": '"abc"'}, body="")
+        if path.startswith("/mock-get/"):
+            return route.fulfill(status=200, content_type="audio/wav", body=wav_bytes(
+                freq_hz={"ref": 660.0, "tgt": 440.0, "out": 550.0}[path.rsplit("/", 1)[1]]))
+        if path == "/mock-viz":
+            return self._json(route, self.viz)
+        if auth not in ("Bearer a1", "Bearer a2"):
+            return self._err(route, 401, "UNAUTHORIZED", "token expired")
+        if path == "/options":
+            return self._json(route, OPTIONS)
+        if path == "/uploads/sign":
+            self._n += 1
+            key = f"u1/audio/raw/{self._n}.{body['ext']}"
+            return self._json(route, {"put_url": f"{BASE}/mock-put/{key}", "key": key, "expires": 900,
+                                      "content_type": body["content_type"], "multipart": False})
+        if path == "/jobs" and method == "POST":
+            jid = f"job{len(self.jobs) + 1}"
+            self.jobs[jid] = {"job_id": jid, "mode": body["mode"], "status": "PENDING", "progress": 0,
+                              "polls": 0, "created_at": "2026-11-28T01:00:00Z", "opts": body.get("opts")}
+            return self._json(route, {"job_id": jid})
+        if path == "/jobs" and method == "GET":
+            jobs = [{k: v for k, v in j.items() if k != "polls"} for j in self.jobs.values()]
+            return self._json(route, {"jobs": jobs})
+        m = re.fullmatch(r"/jobs/([^/]+)", path)
+        if m and method == "GET":
+            j = self.jobs[m.group(1)]
+            j["polls"] += 1
+            k = j["polls"]
+            states = ["PENDING", "ANALYZING", "RENDERING"]
+            if k <= self.polls_to_finish:
+                j.update(status=states[min(k - 1, 2)], progress=int(100 * (k - 1) / self.polls_to_finish))
+            elif self.fail_job:
+                j.update(status="FAILED", last_step="AnalyzeTarget", error="tgt_key: the audio is silent")
+            else:
+                j.update(status="COMPLETED", progress=100, download_url=f"{BASE}/mock-get/out",
+                         viz_urls={"viz": f"{BASE}/mock-viz"},
+                         metrics={"stft_dist": 0.71, "mel_dist": 1.9, "lufs_err": 0.1, "tp_db": -1.02,
+                                  "artifacts_rate": 0.0012},
+                         inputs={"reference_url": f"{BASE}/mock-get/ref",
+                                 "target_url": f"{BASE}/mock-get/tgt"},
+                         loudness={"reference_lufs": -10.0, "target_lufs": -18.0, "result_lufs": -10.1},
+                         preset_url=f"{BASE}/mock-viz", eq_text_url=f"{BASE}/mock-viz")
+            return self._json(route, {k: v for k, v in j.items() if k != "polls"})
+        if path == "/presets" and method == "GET":
+            return self._json(route, list(self.presets.values()))
+        if path == "/presets" and method == "POST":
+            if any(p["name"] == body["name"] for p in self.presets.values()):
+                return self._err(route, 409, "CONFLICT", "name taken")
+            pid = f"p{len(self.presets) + 1}"
+            self.presets[pid] = {"id": pid, "name": body["name"], "created_at": "2026-11-28T01:00:00Z",
+                                 "mode": "A"}
+            return self._json(route, self.presets[pid], 201)
+        m = re.fullmatch(r"/presets/([^/]+)", path)
+        if m and method == "PATCH":
+            self.presets[m.group(1)]["name"] = body["name"]
+            return self._json(route, self.presets[m.group(1)])
+        if m and method == "DELETE":
+            self.presets.pop(m.group(1), None)
+            return route.fulfill(status=204, body="")
+        if m and method == "GET":
+            return self._json(route, {**self.presets[m.group(1)], "style_params": {"eq": []}})
+        return self._err(route, 404, "NOT_FOUND", f"no route {method} {path}")

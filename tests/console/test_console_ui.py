@@ -1,0 +1,97 @@
+"""Console behaviour that needs no running service: the API is played by Playwright routes
+(tests/console/mock_api.py), so these pin down what the browser does with given answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.console.conftest import shot
+from tests.console.mock_api import BASE, MockApi, synthetic_viz
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def mock_login(page, api: MockApi) -> None:
+    api.install(page)
+    page.goto(BASE + "/")
+    page.get_by_label("Email").fill("a@example.com")
+    page.get_by_label("Password").fill("right")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_selector("#view-new:not([hidden])")
+
+
+def finished_job(page, api: MockApi) -> None:
+    api.jobs["job1"] = {"job_id": "job1", "mode": "A", "status": "PENDING", "progress": 0, "polls": 0,
+                        "created_at": "2026-11-28T01:00:00Z"}
+    api.polls_to_finish = 0
+    page.goto(BASE + "/#/jobs/job1")
+    page.wait_for_selector("#view-job[data-status=COMPLETED]")
+
+
+def test_plots_of_a_60_minute_job(page, capsys):
+    """Every series at the service's 2000-point cap over 60 minutes: all five plots drawn, time axis in
+    minutes, the F0 gaps (unvoiced) left open, and the render time printed."""
+    api = MockApi(viz=synthetic_viz(3600.0, 2000))
+    mock_login(page, api)
+    finished_job(page, api)
+    page.wait_for_selector("#plots[data-rendered='5']")
+    for key in ("spectrum", "lufs_trajectory", "gain_reduction", "mid_side", "f0"):
+        d = page.eval_on_selector_all(f"#plot-{key} path.series", "ps => ps.map(p => p.getAttribute('d'))")
+        assert d and all(len(x) > 20 for x in d), key
+    ticks = page.eval_on_selector_all("#plot-lufs_trajectory .axis text", "ts => ts.map(t => t.textContent)")
+    assert "30:00" in ticks and "45:00" in ticks, ticks  # minutes:seconds over the hour
+    f0 = page.get_attribute("#plot-f0 path.series", "d")
+    assert f0.count("M") > 1  # unvoiced stretches are gaps, not lines to zero
+    t = page.evaluate("window.tonematch.timings.viz")
+    with capsys.disabled():
+        print(f"\n[console] 60-minute viz: {t['points']} points in {t['plots']} plots, "
+              f"render {t['render_ms']:.1f} ms (fetch {t['fetch_ms']:.1f} ms)")
+    shot(page, "11-plots-60-minutes")
+
+
+def test_failed_job_words_and_retry(page):
+    api = MockApi(fail_job=True, polls_to_finish=1)
+    mock_login(page, api)
+    api.jobs["job1"] = {"job_id": "job1", "mode": "A", "status": "PENDING", "progress": 0, "polls": 0}
+    page.goto(BASE + "/#/jobs/job1")
+    page.wait_for_selector("#view-job[data-status=FAILED]")
+    text = page.inner_text("#job-error")
+    assert "stopped while listening to your target" in text
+    assert "The target: the audio is silent" in text
+    assert "silent" in text.split("What to do:")[1]
+    assert page.locator("#job-steps li.failed").inner_text().endswith("Listening to both recordings")
+
+
+def test_keyboard_only_player_switching(page):
+    """Arrow keys move between Original / Processed / Reference (a radio group), keys 1-3 switch too."""
+    api = MockApi()
+    mock_login(page, api)
+    finished_job(page, api)
+    page.wait_for_selector("#player[data-state=ready]")
+    page.focus("[data-src=original]")
+    page.keyboard.press("ArrowRight")
+    assert page.get_attribute("#player", "data-active") == "processed"
+    assert page.evaluate("document.activeElement.dataset.src") == "processed"
+    page.keyboard.press("ArrowRight")
+    assert page.get_attribute("#player", "data-active") == "reference"
+    page.keyboard.press("1")
+    assert page.get_attribute("#player", "data-active") == "original"
+    gains = page.get_attribute("#player", "data-gains")
+    assert '"original":1' in gains  # the quietest version (-18 LUFS) is the level all are matched to
+
+
+def test_every_control_has_a_name(page):
+    """No unlabeled inputs or buttons on the screens (screen readers say something for each)."""
+    api = MockApi()
+    mock_login(page, api)
+    page.click("#opts-box summary")
+    page.wait_for_selector("#opt-target_lufs")
+    finished_job(page, api)
+    nameless = page.evaluate("""() => [...document.querySelectorAll('input, select, button, [role=radio]')]
+        .filter(e => e.offsetParent !== null || e.closest('#view-new'))
+        .filter(e => { const l = e.labels && e.labels.length; const a = e.getAttribute('aria-label');
+                       const t = (e.textContent || '').trim(); const lb = e.getAttribute('aria-labelledby');
+                       const fs = e.closest('fieldset') && e.type === 'checkbox' && e.closest('label');
+                       return !(l || a || lb || (e.tagName === 'BUTTON' && t) || fs); })
+        .map(e => e.outerHTML.slice(0, 80))""")
+    assert nameless == []
