@@ -1,0 +1,1 @@
+"""The tonematch stacks, one module each."""
