@@ -1,0 +1,287 @@
+"""Mode B inversion: dynamics (compressor), space (reverb) and pitch, on top of the mode-A params.
+
+``invert_mode_b(reference_features, target_features, params_a, opts)`` returns ``params_a`` plus the
+``compressor``, ``reverb`` and ``pitch`` blocks that apply, and ``notes``: one line per mode-B
+processor saying what was decided and why (an omitted block means "off"). A processor is switched on
+only where the reference has more of it than the target; measurements that cannot be trusted (silence,
+no voiced frames, a reference shorter than the reverb it seems to have, an already very reverberant
+target) switch it off, never raise. ``opts["exclude"]`` may name ``compressor``, ``reverb``, ``pitch``;
+``opts["intensity"]`` (0..1) scales ratio - 1, the reverb mix and the semitones.
+
+Compressor: the target's RMS envelope (features ``dynamics.rms_envelope_db``) is run through the static
+curve for a grid of thresholds (target envelope percentiles) and ratios; the pair whose output
+envelope spread (p95 - p10) is nearest the reference's is kept (ties go to the lower ratio).
+Reverb: RT60 and DRR of both (the learned blind estimate ``reverb.blind`` where the features carry it,
+else the DSP ``reverb.rt60_s`` / ``drr_db``); the IR of the library nearest the reference RT60, the mix
+that brings the target's DRR to the reference's (dry/wet energies add), pre-delay from the RT60.
+Pitch: median F0 offset in cents, checked against the circular cross-correlation of the two 10-cent
+pitch-class histograms; shifted by whole semitones only when both agree within 30 cents.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+
+from engine.ir_library import choose_ir_key, parse_ir_key
+from engine.processors.compressor import RANGES as COMP_RANGES
+from engine.processors.compressor import static_gain_reduction_db
+
+#: thresholds of the decisions, documented in the notes they produce
+LRA_MARGIN_LU = 1.0
+SPREAD_MARGIN_DB = 1.5
+DRR_MARGIN_DB = 3.0
+RT60_MARGIN = 1.25
+TARGET_RT60_MAX_S = 3.0
+TARGET_DRR_MIN_DB = -6.0
+MIX_MAX = 0.8
+VOICED_MIN = 0.2
+PITCH_AGREE_CENTS = 30.0
+MODE_B_PROCESSORS = ("compressor", "reverb", "pitch")
+
+
+def _get(d: dict | None, *path: str) -> Any:
+    for key in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(key)
+    return d
+
+
+def _num(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.1f}"
+
+
+def _envelope(features: dict) -> np.ndarray:
+    env = _get(features, "dynamics", "rms_envelope_db")
+    if not env:
+        return np.zeros(0)
+    e = np.array([v if v is not None else -np.inf for v in env], dtype=np.float64)
+    e = e[np.isfinite(e)]
+    return e[e > max(np.max(e) - 60.0, -90.0)] if e.size else e
+
+
+def _spread_db(env: np.ndarray) -> float:
+    p10, p95 = np.percentile(env, [10, 95])
+    return float(p95 - p10)
+
+
+# -- compressor --------------------------------------------------------------------------------
+def estimate_compressor(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[dict | None, str]:
+    """``(compressor params or None, note)`` from the two feature documents."""
+    env_t, env_r = _envelope(tgt), _envelope(ref)
+    if env_t.size < 20 or env_r.size < 20:
+        return (
+            None,
+            "off: too few non-silent RMS-envelope frames in the reference or target to judge dynamics",
+        )
+    spread_t, spread_r = _spread_db(env_t), _spread_db(env_r)
+    lra_t, lra_r = (
+        _num(_get(tgt, "loudness", "loudness_range_lu")),
+        _num(_get(ref, "loudness", "loudness_range_lu")),
+    )
+    crest_t, crest_r = (
+        _num(_get(tgt, "dynamics", "crest_factor_db")),
+        _num(_get(ref, "dynamics", "crest_factor_db")),
+    )
+    lra_says = lra_t is not None and lra_r is not None and lra_r < lra_t - LRA_MARGIN_LU
+    spread_says = spread_r < spread_t - SPREAD_MARGIN_DB
+    facts = (
+        f"envelope spread ref {spread_r:.1f} dB vs target {spread_t:.1f} dB, "
+        f"LRA ref {_fmt(lra_r)} vs target {_fmt(lra_t)} LU, "
+        f"crest ref {_fmt(crest_r)} vs target {_fmt(crest_t)} dB"
+    )
+    if not (spread_says or lra_says):
+        return None, f"off: the reference is not more compressed than the target ({facts})"
+    if not spread_says:
+        return None, f"off: only the loudness range differs, the short-term envelope does not ({facts})"
+    best: tuple[float, float, float] | None = None
+    for pct in (30, 40, 50, 60, 70, 80, 90):
+        thr = float(np.percentile(env_t, pct))
+        for ratio in (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0):
+            gr = static_gain_reduction_db(env_t, thr, ratio, 6.0)
+            cost = abs(_spread_db(env_t - gr) - spread_r) + 0.05 * ratio
+            if best is None or cost < best[0]:
+                best = (cost, thr, ratio)
+    assert best is not None
+    _, thr, ratio = best
+    ratio = 1.0 + (ratio - 1.0) * intensity
+    thr = float(np.clip(thr, *COMP_RANGES["threshold_db"]))
+    gr = static_gain_reduction_db(env_t, thr, ratio, 6.0)
+    makeup = float(np.clip(np.median(gr), *COMP_RANGES["makeup_db"]))
+    voice = (_num(_get(tgt, "f0", "voiced_ratio")) or 0.0) >= 0.3
+    params = {
+        "threshold_db": round(thr, 2),
+        "ratio": round(ratio, 2),
+        "attack_ms": 5.0 if voice else 10.0,
+        "release_ms": 100.0 if voice else 150.0,
+        "makeup_db": round(makeup, 2),
+        "knee_db": 6.0,
+    }
+    after = _spread_db(env_t - gr)
+    return params, f"on: reference more compressed ({facts}); predicted target spread after {after:.1f} dB"
+
+
+# -- reverb ------------------------------------------------------------------------------------
+def _reverb_measures(features: dict) -> tuple[float | None, float | None, str]:
+    blind = _get(features, "reverb", "blind")
+    if (
+        isinstance(blind, dict)
+        and _num(blind.get("rt60_s")) is not None
+        and _num(blind.get("drr_db")) is not None
+    ):
+        return _num(blind["rt60_s"]), _num(blind["drr_db"]), "learned"
+    return _num(_get(features, "reverb", "rt60_s")), _num(_get(features, "reverb", "drr_db")), "dsp"
+
+
+def mix_for_drr(target_drr_db: float, reference_drr_db: float) -> float:
+    """Wet share ``mix`` that turns a target of DRR ``target_drr_db`` into ``reference_drr_db``.
+
+    With output ``(1 - m) x + m (x * IR)`` and an energy-normalised IR, the direct energy scales by
+    ``(1 - m)^2`` and the reverberant one by ``(1 - m)^2`` plus ``m^2`` of the whole.
+    """
+    d_t, d_r = 10 ** (target_drr_db / 10), 10 ** (reference_drr_db / 10)
+    if d_t <= d_r:
+        return 0.0
+    u = math.sqrt((d_t - d_r) / ((1 + d_t) * d_r))
+    return u / (1 + u)
+
+
+def estimate_reverb(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[dict | None, str]:
+    """``(reverb params or None, note)`` from the two feature documents."""
+    rt_r, drr_r, src_r = _reverb_measures(ref)
+    rt_t, drr_t, _ = _reverb_measures(tgt)
+    if rt_r is None or drr_r is None:
+        return (
+            None,
+            "off: the reference's reverberation could not be measured (silent, too short or no decays)",
+        )
+    if rt_t is None or drr_t is None:
+        return None, "off: the target's reverberation could not be measured (silent, too short or no decays)"
+    facts = (
+        f"RT60 ref {rt_r:.2f} s vs target {rt_t:.2f} s, DRR ref {drr_r:.1f} dB vs target {drr_t:.1f} dB "
+        f"({src_r})"
+    )
+    if rt_t >= TARGET_RT60_MAX_S or drr_t <= TARGET_DRR_MIN_DB:
+        return None, f"off: the target is already very reverberant; reverb is not added or removed ({facts})"
+    ref_dur = _num(ref.get("duration_s"))
+    ir_s = 1.5 * min(max(rt_r, 0.2), 4.0)
+    if ref_dur is not None and ref_dur < ir_s:
+        return None, (
+            f"off: the reference ({ref_dur:.1f} s) is shorter than the impulse response its reverb "
+            f"implies ({ir_s:.1f} s), so its RT60 cannot be trusted ({facts})"
+        )
+    wetter = drr_r < drr_t - DRR_MARGIN_DB or (
+        rt_r > RT60_MARGIN * rt_t + 0.1 and drr_r <= drr_t + DRR_MARGIN_DB
+    )
+    if not wetter:
+        return None, f"off: the reference is not wetter than the target ({facts})"
+    mix = mix_for_drr(drr_t, drr_r)
+    if mix <= 0.0:
+        # longer decay at the same DRR: a little of the longer room
+        mix = 0.15
+    mix = float(min(mix, MIX_MAX) * intensity)
+    if mix < 0.01:
+        return None, f"off: the mix needed is below 1 % ({facts})"
+    key = choose_ir_key(rt_r)
+    _, rt_ir = parse_ir_key(key)
+    pre_delay_ms = float(np.clip(5.0 + 10.0 * rt_ir, 0.0, 50.0))
+    params = {"ir_key": key, "mix": round(mix, 3), "pre_delay_ms": round(pre_delay_ms, 1)}
+    return params, f"on: reference wetter ({facts}); {key} at mix {mix:.2f}"
+
+
+# -- pitch -------------------------------------------------------------------------------------
+def estimate_pitch(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[dict | None, str]:
+    """``({"semitones": n} or None, note)``: a whole-semitone shift where the F0 offset is stable."""
+    vr_r, vr_t = _num(_get(ref, "f0", "voiced_ratio")), _num(_get(tgt, "f0", "voiced_ratio"))
+    f_r, f_t = _num(_get(ref, "f0", "median_f0_hz")), _num(_get(tgt, "f0", "median_f0_hz"))
+    if vr_r is None or vr_t is None or vr_r < VOICED_MIN or vr_t < VOICED_MIN or not f_r or not f_t:
+        return None, (
+            f"off: F0 unreliable (voiced ratio ref {vr_r if vr_r is not None else 'n/a'}, "
+            f"target {vr_t if vr_t is not None else 'n/a'}; needs >= {VOICED_MIN})"
+        )
+    offset = 1200.0 * math.log2(f_r / f_t)
+    semis = round(offset / 100.0)
+    if semis == 0:
+        return None, f"off: median F0 offset {offset:+.0f} cents is under half a semitone"
+    if abs(semis) > 3:
+        return None, f"off: median F0 offset {offset:+.0f} cents is beyond the +-3 semitones allowed"
+    if abs(offset - 100.0 * semis) > PITCH_AGREE_CENTS:
+        return None, f"off: median F0 offset {offset:+.0f} cents is not close to a whole semitone"
+    h_r = np.asarray(_get(ref, "f0", "pitch_class_hist") or [], dtype=np.float64)
+    h_t = np.asarray(_get(tgt, "f0", "pitch_class_hist") or [], dtype=np.float64)
+    if h_r.size != 120 or h_t.size != 120 or h_r.sum() <= 0 or h_t.sum() <= 0:
+        return None, "off: pitch-class histograms missing, the offset cannot be confirmed"
+    xc = np.real(np.fft.ifft(np.fft.fft(h_r) * np.conj(np.fft.fft(h_t))))  # xc[k]: ref ~ tgt shifted k
+    best_bins = int(np.argmax(xc))
+    hist_cents = ((best_bins * 10 + 600) % 1200) - 600
+    want = ((offset + 600) % 1200) - 600
+    if abs(((hist_cents - want + 600) % 1200) - 600) > PITCH_AGREE_CENTS:
+        return None, (
+            f"off: F0 offset not stable (median {offset:+.0f} cents, pitch-class histogram "
+            f"{hist_cents:+.0f} cents)"
+        )
+    semis_i = round(semis * intensity)
+    if semis_i == 0:
+        return None, f"off: intensity {intensity} rounds the {semis:+d} semitone shift to 0"
+    return {"semitones": semis_i}, f"on: stable F0 offset {offset:+.0f} cents (histogram {hist_cents:+.0f})"
+
+
+def invert_mode_b(
+    reference_features: dict, target_features: dict, params_a: dict, opts: dict | None = None
+) -> dict:
+    """Mode-A params + the mode-B blocks that apply + ``notes`` (see the module docstring)."""
+    opts = opts or {}
+    intensity = float(opts.get("intensity", 1.0))
+    exclude = set(opts.get("exclude") or ())
+    params = copy.deepcopy(params_a)
+    notes = dict(params.get("notes") or {})
+    estimators = {"compressor": estimate_compressor, "reverb": estimate_reverb, "pitch": estimate_pitch}
+    for name in MODE_B_PROCESSORS:
+        params.pop(name, None)
+        if name in exclude:
+            notes[name] = "off: excluded by the options"
+            continue
+        try:
+            block, note = estimators[name](reference_features, target_features, intensity)
+        except (ValueError, TypeError, KeyError, ZeroDivisionError, FloatingPointError) as exc:
+            block, note = None, f"off: features could not be used ({type(exc).__name__}: {exc})"
+        if block is not None:
+            params[name] = block
+        notes[name] = note
+    params["notes"] = notes
+    return params
+
+
+def f0_visualisation(
+    target_features: dict,
+    reference_features: dict,
+    result_features: dict | None = None,
+    max_points: int = 2000,
+) -> dict:
+    """F0 curves for the report: ``{hop_s, target_hz[], reference_hz[], result_hz[]}`` (None where
+    unvoiced), each at most ``max_points`` long."""
+
+    def series(f: dict | None) -> tuple[list, float | None]:
+        f0 = _get(f, "f0", "f0_hz") or []
+        voiced = _get(f, "f0", "voiced") or [True] * len(f0)
+        hop = _num(_get(f, "f0", "series_hop_s"))
+        vals = [float(v) if (v is not None and ok) else None for v, ok in zip(f0, voiced, strict=False)]
+        step = max(1, -(-len(vals) // max_points))
+        return vals[::step], (hop * step if hop else None)
+
+    t, hop = series(target_features)
+    r, _ = series(reference_features)
+    o, _ = series(result_features) if result_features else ([], None)
+    return {"hop_s": hop, "target_hz": t, "reference_hz": r, "result_hz": o}
