@@ -1,0 +1,333 @@
+"""Audio file I/O that streams in blocks (memory does not grow with file length).
+
+Reads anything libsndfile reads (WAV, FLAC, OGG/Vorbis, MP3 with libsndfile >= 1.1, AIFF, ...), at any
+sample rate, mono or stereo; more than two channels is refused. When a caller asks for another sample
+rate, blocks are resampled on the fly with soxr (streaming, "VHQ"). Writes WAV 16-bit (TPDF dithered),
+WAV 24-bit, FLAC 24-bit, or 32-bit float WAV (internal segment files) through a temporary file in the
+destination folder that is renamed into place only when writing finished cleanly, so a failed or
+interrupted render never leaves a partial output file.
+
+Documented handling of awkward input: digital silence and clipped input are readable here (the match
+reports them: silence is refused by :func:`engine.match_files`, clipping is flagged in the report);
+NaN/Inf samples raise :class:`AudioInputError` naming the position; files shorter than 1 s are refused;
+long files (hours) stream like short ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from engine.errors import AudioInputError
+
+MIN_DURATION_S = 1.0
+MAX_CHANNELS = 2
+DEFAULT_BLOCK_FRAMES = 65536
+OUTPUT_FORMATS = ("wav16", "wav24", "flac")
+#: formats AudioWriter accepts; ``float32`` is for intermediate (segment) files.
+WRITER_FORMATS = (*OUTPUT_FORMATS, "float32")
+_SF_FORMAT = {
+    "wav16": ("WAV", "PCM_16"),
+    "wav24": ("WAV", "PCM_24"),
+    "flac": ("FLAC", "PCM_24"),
+    "float32": ("WAV", "FLOAT"),
+}
+#: the extension each output format gets when a caller needs one.
+FORMAT_EXTENSION = {"wav16": "wav", "wav24": "wav", "flac": "flac", "float32": "wav"}
+_RESAMPLE_MARGIN_S = 0.5  # resampler warm-up before a seek point (filter transient dies out well before)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What :func:`probe` found out about an audio file."""
+
+    path: str
+    sample_rate_hz: int
+    channels: int
+    frames: int
+    duration_s: float
+    format: str
+    subtype: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _open(path: str | os.PathLike) -> sf.SoundFile:
+    p = Path(path)
+    if not p.exists():
+        raise AudioInputError("file not found", where=str(path))
+    if p.is_dir():
+        raise AudioInputError("is a folder, not an audio file", where=str(path))
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise AudioInputError(f"cannot read file ({exc.strerror})", where=str(path)) from None
+    if size == 0:
+        raise AudioInputError("file is empty (0 bytes)", where=str(path))
+    try:
+        return sf.SoundFile(str(p))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        detail = str(exc).split(":")[-1].strip() or "unknown error"
+        raise AudioInputError(
+            f"not a readable audio file or unsupported format ({detail}); "
+            "use WAV, FLAC, OGG or MP3", where=str(path)) from None
+    except OSError as exc:
+        raise AudioInputError(f"cannot read file ({exc.strerror or exc})", where=str(path)) from None
+
+
+def probe(path: str | os.PathLike) -> AudioInfo:
+    """Open ``path`` and describe it; refuse what the engine cannot use (AudioInputError, where=path)."""
+    with _open(path) as f:
+        info = AudioInfo(path=str(path), sample_rate_hz=int(f.samplerate), channels=int(f.channels),
+                         frames=int(f.frames), duration_s=f.frames / float(f.samplerate),
+                         format=str(f.format), subtype=str(f.subtype))
+    if info.channels > MAX_CHANNELS:
+        raise AudioInputError(
+            f"has {info.channels} channels; only mono and stereo are supported "
+            "(downmix it to stereo first)", where=str(path))
+    if info.frames <= 0:
+        raise AudioInputError("contains no audio frames (zero length or truncated header)", where=str(path))
+    if info.sample_rate_hz < 8000:
+        raise AudioInputError(f"sample rate {info.sample_rate_hz} Hz is below the 8000 Hz minimum",
+                              where=str(path))
+    if info.duration_s < MIN_DURATION_S:
+        raise AudioInputError(f"is {info.duration_s:.3f} s long; at least {MIN_DURATION_S:.0f} s of audio "
+                              "is needed", where=str(path))
+    return info
+
+
+def _check_finite(block: np.ndarray, path: str, first_frame: int, sample_rate_hz: int) -> None:
+    # float64 accumulation of float32 data cannot overflow, so a non-finite sum means a NaN/Inf sample.
+    if math.isfinite(float(np.add.reduce(block, axis=None, dtype=np.float64))):
+        return
+    bad = np.flatnonzero(~np.isfinite(block).all(axis=1))
+    pos_s = (first_frame + int(bad[0])) / float(sample_rate_hz)
+    raise AudioInputError(f"contains NaN/Inf samples (first at {pos_s:.3f} s)", where=path)
+
+
+def iter_blocks(path: str | os.PathLike, block_frames: int = DEFAULT_BLOCK_FRAMES, *,
+                sample_rate_hz: int | None = None, start_frame: int = 0,
+                stop_frame: int | None = None) -> Iterator[np.ndarray]:
+    """Yield consecutive float32 ``(frames, channels)`` blocks of ``block_frames`` (the last may be
+    shorter). ``start_frame``/``stop_frame`` count frames at the output rate (``sample_rate_hz``, or the
+    file's own rate). Resamples with soxr (streaming, VHQ) when ``sample_rate_hz`` differs from the
+    file's rate; a seek into a resampled stream starts the resampler early on a grid point shared by
+    both rates, so the samples equal those of a read from the start. Raises AudioInputError on
+    NaN/Inf samples or a file shorter than its header says (truncated)."""
+    info = probe(path)
+    src_rate = info.sample_rate_hz
+    out_rate = int(sample_rate_hz or src_rate)
+    if out_rate < 8000 or out_rate > 768000:
+        raise AudioInputError(f"output sample rate {out_rate} Hz is out of range 8000..768000",
+                              where=str(path))
+    block_frames = int(block_frames)
+    if block_frames <= 0:
+        raise ValueError("block_frames must be positive")
+    if out_rate == src_rate:
+        yield from _iter_native(info, block_frames, int(start_frame), stop_frame)
+    else:
+        yield from _iter_resampled(info, block_frames, out_rate, int(start_frame), stop_frame)
+
+
+def _iter_native(info: AudioInfo, block_frames: int, start: int, stop: int | None) -> Iterator[np.ndarray]:
+    stop = info.frames if stop is None else min(int(stop), info.frames)
+    if start >= stop:
+        return
+    pos = start
+    with _open(info.path) as f:
+        if start:
+            f.seek(start)
+        while pos < stop:
+            n = min(block_frames, stop - pos)
+            block = f.read(n, dtype="float32", always_2d=True)
+            if block.shape[0] == 0:
+                raise AudioInputError(
+                    f"file is truncated: audio ends at {pos / info.sample_rate_hz:.3f} s but the header "
+                    f"says {info.duration_s:.3f} s", where=info.path)
+            _check_finite(block, info.path, pos, info.sample_rate_hz)
+            pos += block.shape[0]
+            yield block
+
+
+def _iter_resampled(info: AudioInfo, block_frames: int, out_rate: int, start: int,
+                    stop: int | None) -> Iterator[np.ndarray]:
+    import soxr
+
+    src_rate = info.sample_rate_hz
+    total_out = math.floor(info.frames * out_rate / src_rate)
+    stop = total_out if stop is None else min(int(stop), total_out)
+    if start >= stop:
+        return
+    g = math.gcd(src_rate, out_rate)
+    in_step, out_step = src_rate // g, out_rate // g
+    warm = max(0, start - int(_RESAMPLE_MARGIN_S * out_rate))
+    k = warm // out_step
+    src_start, out_pos = k * in_step, k * out_step
+    skip = start - out_pos
+    rs = soxr.ResampleStream(src_rate, out_rate, info.channels, dtype="float32", quality="VHQ")
+    pending: list[np.ndarray] = []
+    pending_frames = 0
+    emitted = start
+    for block in _iter_native(info, block_frames, src_start, None):
+        last = False
+        y = rs.resample_chunk(block, last=last)
+        if y.ndim == 1:
+            y = y[:, None]
+        if skip:
+            drop = min(skip, y.shape[0])
+            y, skip = y[drop:], skip - drop
+        if y.shape[0]:
+            pending.append(y)
+            pending_frames += y.shape[0]
+        while pending_frames >= block_frames and emitted < stop:
+            out, pending, pending_frames = _take(pending, pending_frames, min(block_frames, stop - emitted))
+            emitted += out.shape[0]
+            yield out
+        if emitted >= stop:
+            return
+    y = rs.resample_chunk(np.zeros((0, info.channels), np.float32), last=True)
+    if y.ndim == 1:
+        y = y[:, None]
+    if skip:
+        y = y[min(skip, y.shape[0]):]
+    if y.shape[0]:
+        pending.append(y)
+        pending_frames += y.shape[0]
+    while pending_frames > 0 and emitted < stop:
+        out, pending, pending_frames = _take(pending, pending_frames, min(block_frames, stop - emitted))
+        emitted += out.shape[0]
+        yield out
+
+
+def _take(pending: list[np.ndarray], pending_frames: int, n: int) -> tuple[np.ndarray, list[np.ndarray], int]:
+    n = min(n, pending_frames)
+    buf = pending[0] if len(pending) == 1 else np.concatenate(pending, axis=0)
+    out = np.ascontiguousarray(buf[:n], dtype=np.float32)
+    rest = buf[n:]
+    return out, ([rest] if rest.shape[0] else []), pending_frames - n
+
+
+def read_audio(path: str | os.PathLike, *, sample_rate_hz: int | None = None, start_s: float = 0.0,
+               stop_s: float | None = None) -> tuple[np.ndarray, int]:
+    """Read a whole file (or ``start_s..stop_s``) into a float32 ``(frames, channels)`` array; returns
+    ``(audio, sample_rate_hz)``. Use :func:`iter_blocks` for long files."""
+    info = probe(path)
+    rate = int(sample_rate_hz or info.sample_rate_hz)
+    start = round(start_s * rate)
+    stop = None if stop_s is None else round(stop_s * rate)
+    blocks = list(iter_blocks(path, 1 << 20, sample_rate_hz=rate, start_frame=start, stop_frame=stop))
+    if not blocks:
+        return np.zeros((0, info.channels), np.float32), rate
+    return (blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)), rate
+
+
+def _quantize(block: np.ndarray, fmt: str, rng: np.random.Generator) -> np.ndarray:
+    if fmt == "float32":
+        return np.ascontiguousarray(block, dtype=np.float32)
+    if fmt == "wav16":
+        scale, lo, hi = 32768.0, -32768, 32767
+        # TPDF dither: the difference of two uniform variables, +-1 LSB peak.
+        x = block.astype(np.float32) * np.float32(scale)
+        x += (rng.random(block.shape, dtype=np.float32) - rng.random(block.shape, dtype=np.float32))
+        np.rint(x, out=x)
+        np.clip(x, lo, hi, out=x)
+        return x.astype(np.int16)
+    # 24-bit: libsndfile takes the top 24 bits of int32 data.
+    x = block.astype(np.float32) * np.float32(8388608.0)
+    np.rint(x, out=x)
+    np.clip(x, -8388608, 8388607, out=x)
+    return x.astype(np.int32) << 8
+
+
+class AudioWriter:
+    """Write ``(frames, channels)`` float blocks to ``path`` as ``fmt`` (``wav16`` dithered, ``wav24``,
+    ``flac`` 24-bit, ``float32``), atomically: the data goes to a temporary file in the same folder that
+    replaces ``path`` only when the ``with`` block exits without an exception."""
+
+    def __init__(self, path: str | os.PathLike, sample_rate_hz: int, channels: int, fmt: str = "wav24",
+                 *, dither_seed: int = 0) -> None:
+        if fmt not in WRITER_FORMATS:
+            from engine.errors import ParamsError
+            raise ParamsError(f"unknown output format {fmt!r}; use one of {', '.join(OUTPUT_FORMATS)}",
+                              where="output_format")
+        if channels not in (1, 2):
+            raise ValueError("channels must be 1 or 2")
+        self.path = Path(path)
+        self.sample_rate_hz = int(sample_rate_hz)
+        self.channels = int(channels)
+        self.fmt = fmt
+        self.frames_written = 0
+        self._seed = dither_seed
+        self._rng = np.random.default_rng(dither_seed)
+        self._tmp: str | None = None
+        self._file: sf.SoundFile | None = None
+
+    def __enter__(self) -> AudioWriter:
+        folder = self.path.parent if str(self.path.parent) else Path(".")
+        if not folder.is_dir():
+            raise AudioInputError("output folder does not exist", where=str(folder))
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=folder)
+        os.close(fd)
+        container, subtype = _SF_FORMAT[self.fmt]
+        try:
+            self._file = sf.SoundFile(self._tmp, "w", samplerate=self.sample_rate_hz, channels=self.channels,
+                                      format=container, subtype=subtype)
+        except Exception:
+            os.unlink(self._tmp)
+            raise
+        return self
+
+    def restart(self) -> None:
+        """Discard everything written so far (the temporary file starts over)."""
+        if self._file is None or self._tmp is None:
+            raise RuntimeError("AudioWriter.restart outside its with-block")
+        self._file.close()
+        container, subtype = _SF_FORMAT[self.fmt]
+        self._file = sf.SoundFile(self._tmp, "w", samplerate=self.sample_rate_hz, channels=self.channels,
+                                  format=container, subtype=subtype)
+        self.frames_written = 0
+        self._rng = np.random.default_rng(self._seed)
+
+    def write(self, block: np.ndarray) -> None:
+        """Append a float block (values in -1..1; anything beyond is clipped in integer formats)."""
+        if self._file is None:
+            raise RuntimeError("AudioWriter.write outside its with-block")
+        if block.ndim == 1:
+            block = block[:, None]
+        if block.shape[1] != self.channels:
+            raise ValueError(f"block has {block.shape[1]} channels, writer expects {self.channels}")
+        if block.shape[0] == 0:
+            return
+        self._file.write(_quantize(block, self.fmt, self._rng))
+        self.frames_written += block.shape[0]
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        f, tmp = self._file, self._tmp
+        self._file = self._tmp = None
+        try:
+            if f is not None:
+                f.close()
+        finally:
+            if tmp is not None:
+                if exc_type is None:
+                    os.replace(tmp, self.path)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate_hz: int, fmt: str = "wav24") -> None:
+    """Write a whole array atomically (see :class:`AudioWriter`)."""
+    audio = audio[:, None] if audio.ndim == 1 else audio
+    with AudioWriter(path, sample_rate_hz, audio.shape[1], fmt) as w:
+        for i in range(0, audio.shape[0], 1 << 18):
+            w.write(audio[i:i + (1 << 18)])

@@ -1,0 +1,544 @@
+"""Render style_params onto audio: in memory (:func:`render`) or file to file, streaming
+(:func:`render_file`, memory flat in the file's length), plus the loudness resolution
+(:func:`resolve_gain`) that finds the make-up gain so the *limited* output hits ``lufs.target_db``.
+
+Loudness resolution. The chain splits into "pre" (everything before the gain stage) and "post"
+(gain + true-peak limiter). One pass runs "pre" and keeps a compact model of its output: per cell of
+64 frames the K-weighted energy and the true peak (true-peak oversampling only where peaks come within
+12 dB of the loudest so far). The limiter's effect on loudness for any gain ``G`` is then simulated
+on the cells (hold, release, gated BS.1770 integration over the cells) in a few milliseconds, and
+``G`` is solved for. :func:`render_file` keeps the "pre" output in a float32 temporary file (page
+cache) so the final pass runs only gain + limiter; it measures the real output loudness and, if the
+model missed by more than :data:`LUFS_TOLERANCE_LU`, corrects the gain and runs "post" once more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.ndimage import maximum_filter1d
+from scipy.signal import sosfilt
+
+from engine.audio_io import AudioWriter, iter_blocks, probe
+from engine.chain import CHAIN_ORDER, POST_STAGES, ChainRunner, build_chain
+from engine.errors import AudioInputError, ParamsError
+from engine.loudness import LoudnessMeter, gated_integrated_lufs, k_weighting_sos
+from engine.processors.limiter import DEFAULT_RELEASE_MS, HARD_LIMIT_DB, MARGIN_DB
+from engine.true_peak import TruePeakMeter, TruePeakOversampler
+
+BLOCK_FRAMES = 65536
+CELL_FRAMES = 64
+#: the final loudness may miss the target by this much before a corrective "post" pass runs.
+LUFS_TOLERANCE_LU = 0.1
+MAX_SERIES_POINTS = 2000
+PRE_STAGES = tuple(s for s in CHAIN_ORDER if s not in POST_STAGES)
+
+Progress = Callable[[float], None] | None
+
+
+def _needs_resolution(style_params: dict[str, Any]) -> bool:
+    lufs = style_params.get("lufs")
+    return bool(lufs) and lufs.get("target_db") is not None and lufs.get("gain_db") is None
+
+
+def _with_gain(style_params: dict[str, Any], gain_db: float) -> dict[str, Any]:
+    out = dict(style_params)
+    out["lufs"] = dict(style_params.get("lufs") or {})
+    out["lufs"]["gain_db"] = round(float(gain_db), 4)
+    return out
+
+
+def _array_blocks(audio: np.ndarray, block_frames: int) -> Iterator[np.ndarray]:
+    for i in range(0, audio.shape[0], block_frames):
+        yield audio[i:i + block_frames]
+
+
+def _as_2d(audio: np.ndarray) -> np.ndarray:
+    a = np.asarray(audio, dtype=np.float32)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2 or a.shape[1] not in (1, 2):
+        raise AudioInputError(f"audio shaped {a.shape}; expected (frames, 1 or 2 channels)", where="audio")
+    return a
+
+
+def _run(chain: ChainRunner, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    for b in blocks:
+        y = chain.process(b)
+        if y.shape[0]:
+            yield y
+    for y in chain.finish():
+        if y.shape[0]:
+            yield y
+
+
+# ---------------------------------------------------------------------------------------------------
+# loudness model of the "pre" output
+
+
+class _CellModel:
+    """Per 64-frame cell: K-weighted energy (channel sum) and true-peak (linear) of the pre output."""
+
+    def __init__(self, sample_rate_hz: int, channels: int) -> None:
+        self.sample_rate_hz = int(sample_rate_hz)
+        self.channels = int(channels)
+        self._sos = k_weighting_sos(sample_rate_hz).astype(np.float32)
+        self._zi = np.zeros((self._sos.shape[0], self.channels, 2), np.float32)
+        self._tp = TruePeakOversampler(self.channels)
+        self._running_peak = 0.0
+        self._carry_e = np.zeros(0, np.float64)
+        self._carry_p = np.zeros(0, np.float32)
+        self._energy: list[np.ndarray] = []
+        self._peak: list[np.ndarray] = []
+        self.frames = 0
+
+    def feed(self, y: np.ndarray) -> None:
+        if y.shape[0] == 0:
+            return
+        self.frames += y.shape[0]
+        kw, self._zi = sosfilt(self._sos, np.ascontiguousarray(y.T), axis=1, zi=self._zi)
+        e = np.square(kw[0], dtype=np.float32)
+        for c in range(1, self.channels):
+            e += np.square(kw[c])
+        sample_peak = float(np.abs(y).max())
+        self._running_peak = max(self._running_peak, sample_peak)
+        env = self._tp.process(y, floor=self._running_peak * 0.25)
+        e = np.concatenate([self._carry_e, e])
+        p = np.concatenate([self._carry_p, env])
+        m = (e.size // CELL_FRAMES) * CELL_FRAMES
+        if m:
+            self._energy.append(e[:m].reshape(-1, CELL_FRAMES).sum(axis=1, dtype=np.float64))
+            self._peak.append(p[:m].reshape(-1, CELL_FRAMES).max(axis=1))
+        self._carry_e, self._carry_p = e[m:], p[m:]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        energy = list(self._energy)
+        peak = list(self._peak)
+        if self._carry_e.size:
+            energy.append(np.array([self._carry_e.sum()]))
+            peak.append(np.array([self._carry_p.max()], np.float32))
+        e = np.concatenate(energy) if energy else np.zeros(0)
+        p = np.concatenate(peak) if peak else np.zeros(0, np.float32)
+        return e, p
+
+
+class LoudnessModel:
+    """Predicts the integrated loudness of ``limiter(gain(pre))`` for any gain from the cell model."""
+
+    def __init__(self, energy: np.ndarray, peak: np.ndarray, sample_rate_hz: int,
+                 limiter: dict[str, Any] | None) -> None:
+        self.energy = energy
+        with np.errstate(divide="ignore"):
+            self.peak_db = 20.0 * np.log10(np.maximum(peak.astype(np.float64), 1e-12))
+        self.limiter = limiter
+        fs = float(sample_rate_hz)
+        cells_per_seg = 0.1 * fs / CELL_FRAMES
+        n_seg = int(energy.size / cells_per_seg)
+        starts = np.round(np.arange(n_seg + 1) * cells_per_seg).astype(np.int64)
+        c = np.concatenate([[0.0], np.cumsum(energy)])
+        self._starts = starts
+        self._frames_per_block = 0.4 * fs
+        if limiter:
+            self.threshold_db = float(limiter.get("tp_db", -1.0)) - MARGIN_DB
+            release_ms = float(limiter.get("release_ms", DEFAULT_RELEASE_MS))
+            self.beta_cell = math.exp(-CELL_FRAMES / (release_ms * 1e-3 * fs))
+        self._c0 = c
+
+    def _block_energy(self, cell_energy: np.ndarray) -> np.ndarray:
+        c = np.concatenate([[0.0], np.cumsum(cell_energy)])
+        s = c[self._starts]
+        if s.size < 5:
+            return np.array([c[-1] / max(1.0, cell_energy.size * CELL_FRAMES)])
+        return (s[4:] - s[:-4]) / self._frames_per_block
+
+    def attenuation_db(self, gain_db: float) -> np.ndarray:
+        a = np.maximum(self.peak_db + gain_db - self.threshold_db, 0.0)
+        if not a.any():
+            return a
+        u = maximum_filter1d(a, size=3)
+        # release at cell rate: v[n] = max(u[n], beta v[n-1]), chunked so beta**-j stays finite
+        out = np.empty_like(u)
+        v0 = 0.0
+        chunk = max(1, int(600 / max(1e-9, -math.log(self.beta_cell))))
+        for s in range(0, u.size, chunk):
+            seg = u[s:s + chunk]
+            powers = self.beta_cell ** np.arange(seg.size, dtype=np.float64)
+            acc = np.maximum.accumulate(seg / powers)
+            np.maximum(acc, v0 * self.beta_cell, out=acc)
+            acc *= powers
+            out[s:s + seg.size] = acc
+            v0 = float(acc[-1])
+        return out
+
+    def lufs(self, gain_db: float) -> float | None:
+        e = self.energy * (10.0 ** (gain_db / 10.0))
+        if self.limiter:
+            att = self.attenuation_db(gain_db)
+            if att.any():
+                e = e * (10.0 ** (-att / 10.0))
+        return gated_integrated_lufs(self._block_energy(e))
+
+    def solve(self, target_lufs: float) -> float:
+        """Gain (dB) whose predicted limited loudness equals ``target_lufs`` (monotone; secant +
+        bisection)."""
+        l0 = self.lufs(0.0)
+        if l0 is None:
+            raise AudioInputError("the processed audio is digital silence (no loudness above -70 LUFS); "
+                                  "cannot reach a loudness target", where="audio")
+        g = target_lufs - l0
+        lo, hi = g - 1.0, g
+        f_hi = self.lufs(hi) - target_lufs
+        if abs(f_hi) < 0.005 or not self.limiter:
+            return g
+        # limiting only lowers loudness: the answer is >= g; grow the bracket upward
+        lo, f_lo = hi, f_hi
+        step = 1.0
+        while f_hi < 0 and hi - g < 60.0:
+            lo, f_lo = hi, f_hi
+            hi = hi + step
+            step *= 2.0
+            f_hi = self.lufs(hi) - target_lufs
+        for _ in range(40):
+            mid = lo - f_lo * (hi - lo) / (f_hi - f_lo) if f_hi != f_lo else 0.5 * (lo + hi)
+            if not (lo < mid < hi):
+                mid = 0.5 * (lo + hi)
+            f_mid = self.lufs(mid) - target_lufs
+            if abs(f_mid) < 0.002:
+                return mid
+            if f_mid < 0:
+                lo, f_lo = mid, f_mid
+            else:
+                hi, f_hi = mid, f_mid
+            if hi - lo < 1e-4:
+                break
+        return 0.5 * (lo + hi)
+
+    def slope(self, gain_db: float) -> float:
+        """d(loudness)/d(gain) near ``gain_db`` (1 without limiting, below 1 when it works)."""
+        a, b = self.lufs(gain_db - 0.25), self.lufs(gain_db + 0.25)
+        if a is None or b is None:
+            return 1.0
+        return float(min(1.0, max(0.05, (b - a) / 0.5)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# reports
+
+
+class _Report:
+    """Streams output statistics: loudness, true peak, downsampled gain reduction, artifacts."""
+
+    def __init__(self, sample_rate_hz: int, channels: int, expected_frames: int) -> None:
+        self.sample_rate_hz = int(sample_rate_hz)
+        self.channels = channels
+        self.loudness = LoudnessMeter(sample_rate_hz, channels)
+        self.tp = TruePeakMeter(sample_rate_hz, channels)
+        hop = max(int(0.1 * sample_rate_hz), -(-max(1, expected_frames) // MAX_SERIES_POINTS))
+        self.hop_frames = hop
+        self._gr_bins: list[np.ndarray] = []
+        self._gr_carry = np.zeros(0, np.float32)
+        self.frames = 0
+        self.hard_frames = 0
+        self.clipped_frames = 0
+        self.gr_max_db = 0.0
+
+    def feed(self, y: np.ndarray, gr: np.ndarray | None) -> None:
+        n = y.shape[0]
+        if n == 0:
+            return
+        self.frames += n
+        self.loudness.feed(y)
+        self.tp.feed(y)
+        clipped = np.abs(y).max(axis=1) >= 1.0
+        if gr is None or gr.shape[0] != n:
+            gr = np.zeros(n, np.float32)
+        hard = gr > HARD_LIMIT_DB
+        self.hard_frames += int(np.count_nonzero(hard | clipped))
+        self.clipped_frames += int(np.count_nonzero(clipped))
+        if gr.size:
+            self.gr_max_db = max(self.gr_max_db, float(gr.max()))
+        g = np.concatenate([self._gr_carry, gr])
+        m = (g.size // self.hop_frames) * self.hop_frames
+        if m:
+            self._gr_bins.append(g[:m].reshape(-1, self.hop_frames).max(axis=1))
+        self._gr_carry = g[m:]
+
+    def result(self) -> dict[str, Any]:
+        bins = list(self._gr_bins)
+        if self._gr_carry.size:
+            bins.append(np.array([self._gr_carry.max()], np.float32))
+        gr = np.concatenate(bins) if bins else np.zeros(0, np.float32)
+        lufs = self.loudness.integrated_lufs()
+        tp = self.tp.true_peak_dbtp()
+        return {
+            "duration_s": self.frames / self.sample_rate_hz,
+            "frames": self.frames,
+            "sample_rate_hz": self.sample_rate_hz,
+            "channels": self.channels,
+            "lufs_integrated": None if lufs is None else round(float(lufs), 3),
+            "true_peak_dbtp": None if not math.isfinite(tp) else round(float(tp), 3),
+            "sample_peak_dbfs": (None if not math.isfinite(self.tp.sample_peak_dbfs())
+                                 else round(self.tp.sample_peak_dbfs(), 3)),
+            "gain_reduction_db": [round(float(v), 2) for v in gr],
+            "gain_reduction_hop_s": self.hop_frames / self.sample_rate_hz,
+            "gain_reduction_max_db": round(self.gr_max_db, 3),
+            "artifacts_rate": self.hard_frames / max(1, self.frames),
+            "clipped_frames": self.clipped_frames,
+        }
+
+
+# ---------------------------------------------------------------------------------------------------
+# public API
+
+
+def resolve_gain(source: str | os.PathLike | np.ndarray, style_params: dict[str, Any], *,
+                 sample_rate_hz: int | None = None, verify: bool = True) -> dict[str, Any]:
+    """Return a copy of ``style_params`` with ``lufs.gain_db`` set so the limited output's integrated
+    loudness is ``lufs.target_db`` (within 0.2 LU). ``source`` is a path (streamed) or an array (then
+    ``sample_rate_hz`` is required). With ``verify`` the full chain runs once more at the solved gain
+    and the gain is corrected by the measured miss (what segmented renders rely on)."""
+    if not (style_params.get("lufs") or {}).get("target_db") is not None:
+        return dict(style_params)
+    target = float(style_params["lufs"]["target_db"])
+    if isinstance(source, np.ndarray):
+        if not sample_rate_hz:
+            raise ParamsError("sample_rate_hz is required with an array source", where="sample_rate_hz")
+        audio = _as_2d(source)
+        channels, rate = audio.shape[1], int(sample_rate_hz)
+
+        def blocks() -> Iterator[np.ndarray]:
+            return _array_blocks(audio, BLOCK_FRAMES)
+    else:
+        info = probe(source)
+        channels, rate = info.channels, int(sample_rate_hz or info.sample_rate_hz)
+
+        def blocks() -> Iterator[np.ndarray]:
+            return iter_blocks(source, BLOCK_FRAMES, sample_rate_hz=rate)
+    pre = ChainRunner(build_chain(style_params, rate, channels, stages=PRE_STAGES), channels)
+    cells = _CellModel(rate, channels)
+    for y in _run(pre, blocks()):
+        cells.feed(y)
+    model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"))
+    gain = model.solve(target)
+    if verify:
+        chain = ChainRunner(build_chain(_with_gain(style_params, gain), rate, channels), channels)
+        meter = LoudnessMeter(rate, channels)
+        for y in _run(chain, blocks()):
+            meter.feed(y)
+        measured = meter.integrated_lufs()
+        if measured is not None and abs(measured - target) > 0.02:
+            gain += (target - measured) / model.slope(gain)
+    return _with_gain(style_params, gain)
+
+
+def render(audio: np.ndarray, style_params: dict[str, Any], *, sample_rate_hz: int, streaming: bool = True,
+           chunk_s: float = 6.0, overlap: float = 0.5) -> tuple[np.ndarray, dict[str, Any]]:
+    """Process an in-memory ``(frames, channels)`` float32 array; returns ``(processed, report)``.
+
+    With ``streaming`` the chain runs over chunks of ``chunk_s`` seconds with its state carried
+    across them (the result equals a one-block render to float rounding; ``overlap`` is accepted for
+    the SPEC's signature but not needed, since state carries). Resolves ``lufs.gain_db`` if missing."""
+    x = _as_2d(audio)
+    rate, channels = int(sample_rate_hz), x.shape[1]
+    if x.shape[0] == 0:
+        raise AudioInputError("audio is empty", where="audio")
+    block = max(1, round(chunk_s * rate)) if streaming else max(1, x.shape[0])
+    params = style_params
+    if _needs_resolution(style_params):
+        pre = ChainRunner(build_chain(style_params, rate, channels, stages=PRE_STAGES), channels)
+        pre_out = np.concatenate(list(_run(pre, _array_blocks(x, block))), axis=0)
+        cells = _CellModel(rate, channels)
+        for b in _array_blocks(pre_out, BLOCK_FRAMES):
+            cells.feed(b)
+        model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"))
+        params = _with_gain(style_params, model.solve(float(style_params["lufs"]["target_db"])))
+        out, report = _render_post(pre_out, params, rate, channels, block)
+        target = float(style_params["lufs"]["target_db"])
+        miss = None if report["lufs_integrated"] is None else target - report["lufs_integrated"]
+        passes = 1
+        if miss is not None and abs(miss) > LUFS_TOLERANCE_LU:
+            gain = params["lufs"]["gain_db"] + miss / model.slope(params["lufs"]["gain_db"])
+            params = _with_gain(style_params, gain)
+            out, report = _render_post(pre_out, params, rate, channels, block)
+            passes = 2
+        report["post_passes"] = passes
+    else:
+        chain = ChainRunner(build_chain(params, rate, channels), channels)
+        rep = _Report(rate, channels, x.shape[0] + chain.tail_frames)
+        outs = []
+        for b in _array_blocks(x, block):
+            y = chain.process(b)
+            rep.feed(y, chain.gain_reduction_db)
+            outs.append(y)
+        for y in chain.finish():
+            rep.feed(y, chain.gain_reduction_db if chain.gain_reduction_db is not None
+                     and chain.gain_reduction_db.shape[0] == y.shape[0] else None)
+            outs.append(y)
+        out = np.concatenate(outs, axis=0)
+        report = rep.result()
+    report["gain_db"] = (params.get("lufs") or {}).get("gain_db")
+    report["style_params"] = params
+    return out, report
+
+
+def _render_post(pre_out: np.ndarray, params: dict[str, Any], rate: int, channels: int,
+                 block: int) -> tuple[np.ndarray, dict[str, Any]]:
+    chain = ChainRunner(build_chain(params, rate, channels, stages=POST_STAGES), channels)
+    rep = _Report(rate, channels, pre_out.shape[0])
+    outs = []
+    for b in _array_blocks(pre_out, block):
+        y = chain.process(b)
+        rep.feed(y, chain.gain_reduction_db)
+        outs.append(y)
+    for y in chain.finish():
+        rep.feed(y, None)
+        outs.append(y)
+    return np.concatenate(outs, axis=0), rep.result()
+
+
+def _stream_to_writer(blocks: Iterable[np.ndarray], chain: ChainRunner, writer: AudioWriter, rep: _Report,
+                      skip_frames: int = 0, keep_frames: int | None = None,
+                      progress: Progress = None, total_frames: int = 0) -> None:
+    """Run ``chain`` over ``blocks``, drop the first ``skip_frames`` output frames (pre-roll), keep at
+    most ``keep_frames``, write and measure the rest."""
+    done = 0
+    kept = 0
+
+    def emit(y: np.ndarray, gr: np.ndarray | None) -> bool:
+        nonlocal skip_frames, kept
+        if skip_frames:
+            d = min(skip_frames, y.shape[0])
+            skip_frames -= d
+            y = y[d:]
+            gr = None if gr is None else gr[d:]
+        if keep_frames is not None:
+            room = keep_frames - kept
+            if room <= 0:
+                return False
+            y = y[:room]
+            gr = None if gr is None else gr[:room]
+        if y.shape[0]:
+            writer.write(y)
+            rep.feed(y, gr)
+            kept += y.shape[0]
+        return True
+
+    for b in blocks:
+        y = chain.process(b)
+        done += b.shape[0]
+        if not emit(y, chain.gain_reduction_db):
+            break
+        if progress and total_frames:
+            progress(min(1.0, done / total_frames))
+    else:
+        for y in chain.finish():
+            if not emit(y, None):
+                break
+
+
+def render_file(in_path: str | os.PathLike, out_path: str | os.PathLike, style_params: dict[str, Any], *,
+                fmt: str = "wav24", sample_rate_hz: int | None = None, start_s: float = 0.0,
+                stop_s: float | None = None, preroll_s: float = 0.0,
+                progress: Progress = None) -> dict[str, Any]:
+    """Render ``in_path`` (``start_s..stop_s``) to ``out_path`` streaming, memory flat; returns the
+    report ``{duration_s, lufs_integrated, true_peak_dbtp, gain_reduction_db[], gain_reduction_hop_s,
+    artifacts_rate, gain_db, style_params, ...}``. ``preroll_s`` of audio before ``start_s`` runs
+    through the chain (settling filters and limiter) but is not written. If ``lufs.gain_db`` is
+    missing it is resolved first (whole-file renders only). Output rate = ``sample_rate_hz`` or the
+    input's. The output appears atomically (never a partial file)."""
+    info = probe(in_path)
+    rate = int(sample_rate_hz or info.sample_rate_hz)
+    channels = info.channels
+    start_frame = max(0, round(start_s * rate))
+    total_out = math.floor(info.frames * rate / info.sample_rate_hz)
+    stop_frame = total_out if stop_s is None else min(total_out, round(stop_s * rate))
+    if stop_frame <= start_frame:
+        raise ParamsError(f"empty range {start_s}..{stop_s} s", where="stop_s")
+    pre_frames = min(start_frame, round(preroll_s * rate))
+    read_from = start_frame - pre_frames
+    is_partial = start_frame > 0 or stop_s is not None
+    if _needs_resolution(style_params):
+        if is_partial:
+            raise ParamsError("a partial (segment) render needs the resolved gain; call resolve_gain on the "
+                              "whole file first", where="lufs.gain_db")
+        return _render_file_resolving(in_path, out_path, style_params, fmt=fmt, rate=rate, channels=channels,
+                                      total_frames=stop_frame, progress=progress)
+    chain = ChainRunner(build_chain(style_params, rate, channels), channels)
+    keep = (stop_frame - start_frame) + (chain.tail_frames if stop_frame >= total_out else 0)
+    rep = _Report(rate, channels, keep)
+    # read past stop by the chain latency so the limiter's lookahead sees the real future audio
+    read_to = min(total_out, stop_frame + chain.latency_frames)
+    blocks = iter_blocks(in_path, BLOCK_FRAMES, sample_rate_hz=rate, start_frame=read_from,
+                         stop_frame=read_to)
+    with AudioWriter(out_path, rate, channels, fmt) as writer:
+        _stream_to_writer(blocks, chain, writer, rep, skip_frames=pre_frames, keep_frames=keep,
+                          progress=progress, total_frames=stop_frame - read_from)
+    report = rep.result()
+    report.update({"gain_db": (style_params.get("lufs") or {}).get("gain_db"), "style_params": style_params,
+                   "format": fmt, "out_path": str(out_path), "start_s": start_frame / rate,
+                   "post_passes": 1})
+    if progress:
+        progress(1.0)
+    return report
+
+
+def _render_file_resolving(in_path, out_path, style_params, *, fmt, rate, channels, total_frames,
+                           progress) -> dict[str, Any]:
+    target = float(style_params["lufs"]["target_db"])
+    pre = ChainRunner(build_chain(style_params, rate, channels, stages=PRE_STAGES), channels)
+    cells = _CellModel(rate, channels)
+    out_dir = Path(out_path).parent if str(Path(out_path).parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=".tonematch-pre-", suffix=".f32", dir=out_dir)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            done = 0
+            for y in _run(pre, iter_blocks(in_path, BLOCK_FRAMES, sample_rate_hz=rate)):
+                cells.feed(y)
+                fh.write(np.ascontiguousarray(y, dtype=np.float32).tobytes())
+                done += y.shape[0]
+                if progress:
+                    progress(min(0.5, 0.5 * done / max(1, total_frames)))
+        model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"))
+        gain = model.solve(target)
+        pre_frames = cells.frames
+        report: dict[str, Any] = {}
+        passes = 0
+        with AudioWriter(out_path, rate, channels, fmt) as writer:
+            for _attempt in range(2):
+                params = _with_gain(style_params, gain)
+                post = ChainRunner(build_chain(params, rate, channels, stages=POST_STAGES), channels)
+                rep = _Report(rate, channels, pre_frames)
+                blocks = _read_f32(tmp, channels, BLOCK_FRAMES)
+                sub = None if not progress else (lambda f: progress(0.5 + 0.5 * f))
+                _stream_to_writer(blocks, post, writer, rep, progress=sub, total_frames=pre_frames)
+                report = rep.result()
+                passes += 1
+                miss = None if report["lufs_integrated"] is None else target - report["lufs_integrated"]
+                if miss is None or abs(miss) <= LUFS_TOLERANCE_LU or _attempt == 1:
+                    break
+                gain += miss / model.slope(gain)
+                writer.restart()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    report.update({"gain_db": params["lufs"]["gain_db"], "style_params": params, "format": fmt,
+                   "out_path": str(out_path), "start_s": 0.0, "post_passes": passes})
+    if progress:
+        progress(1.0)
+    return report
+
+
+def _read_f32(path: str, channels: int, block_frames: int) -> Iterator[np.ndarray]:
+    with open(path, "rb") as fh:
+        while True:
+            raw = fh.read(block_frames * channels * 4)
+            if not raw:
+                return
+            yield np.frombuffer(raw, dtype=np.float32).reshape(-1, channels)

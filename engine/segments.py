@@ -1,0 +1,127 @@
+"""Segmented rendering: split a long file into segments that render independently (on other
+machines), then join them so the result equals a whole-file render.
+
+Each segment runs the chain from ``start_s - preroll_s`` (settling the EQ filters and the limiter's
+release) and writes ``start_s .. stop_s + crossfade_s`` as float32 WAV; :func:`merge_segments`
+cross-fades each overlap linearly (both sides hold the same signal, so the fade cannot change the
+level) and writes the final format. The style_params must carry the resolved ``lufs.gain_db``
+(:func:`engine.render.resolve_gain` on the whole file) so every segment applies the same gain.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from engine.audio_io import AudioWriter, iter_blocks, probe
+from engine.errors import ParamsError
+from engine.render import BLOCK_FRAMES, _Report, render_file
+
+DEFAULT_PREROLL_S = 3.0
+DEFAULT_CROSSFADE_S = 0.05
+
+
+def plan_segments(duration_s: float, segment_s: float = 60.0, preroll_s: float = DEFAULT_PREROLL_S,
+                  crossfade_s: float = DEFAULT_CROSSFADE_S) -> list[dict[str, Any]]:
+    """Cut ``duration_s`` into segments of about ``segment_s`` (the last absorbs a short remainder):
+    ``[{idx, start_s, stop_s, preroll_s, crossfade_s}]``; segment ``i`` is written from ``start_s`` to
+    ``stop_s + crossfade_s`` (the last to the end of the audio)."""
+    if not (duration_s > 0):
+        raise ParamsError(f"duration {duration_s} s must be positive", where="duration_s")
+    if not (segment_s > 0):
+        raise ParamsError(f"segment length {segment_s} s must be positive", where="segment_s")
+    if preroll_s < 0 or crossfade_s < 0:
+        raise ParamsError("preroll_s and crossfade_s must be >= 0", where="preroll_s")
+    n = max(1, math.floor(duration_s / segment_s))
+    if duration_s - n * segment_s > 0.5 * segment_s:
+        n += 1
+    bounds = [min(duration_s, i * segment_s) for i in range(n)] + [duration_s]
+    plan = []
+    for i in range(n):
+        last = i == n - 1
+        plan.append({"idx": i, "start_s": float(bounds[i]), "stop_s": float(bounds[i + 1]),
+                     "preroll_s": float(min(preroll_s, bounds[i])),
+                     "crossfade_s": 0.0 if last else float(crossfade_s)})
+    return plan
+
+
+def render_segment(in_path: str | os.PathLike, out_path: str | os.PathLike, style_params: dict[str, Any],
+                   segment: dict[str, Any], *, sample_rate_hz: int | None = None) -> dict[str, Any]:
+    """Render one planned segment to a float32 WAV (``start_s .. stop_s + crossfade_s``); returns the
+    segment's render report."""
+    if (style_params.get("lufs") or {}).get("target_db") is not None and \
+            (style_params.get("lufs") or {}).get("gain_db") is None:
+        raise ParamsError("segmented renders need the resolved gain (run resolve_gain on the whole file)",
+                          where="lufs.gain_db")
+    info = probe(in_path)
+    rate = int(sample_rate_hz or info.sample_rate_hz)
+    total_s = math.floor(info.frames * rate / info.sample_rate_hz) / rate
+    stop = float(segment["stop_s"]) + float(segment.get("crossfade_s", 0.0))
+    stop_s = None if stop >= total_s - 0.5 / rate else stop
+    report = render_file(in_path, out_path, style_params, fmt="float32", sample_rate_hz=rate,
+                         start_s=float(segment["start_s"]), stop_s=stop_s,
+                         preroll_s=float(segment.get("preroll_s", 0.0)))
+    report["idx"] = segment.get("idx")
+    return report
+
+
+def merge_segments(segment_paths: list[str | os.PathLike], plan: list[dict[str, Any]],
+                   out_path: str | os.PathLike, *, fmt: str = "wav24",
+                   sample_rate_hz: int | None = None) -> dict[str, Any]:
+    """Join rendered segments (in plan order) with linear cross-fades over each overlap, write
+    ``out_path`` in ``fmt`` atomically, and measure the result (loudness, true peak)."""
+    if len(segment_paths) != len(plan) or not plan:
+        raise ParamsError(f"{len(segment_paths)} segment files for a plan of {len(plan)} segments",
+                          where="segments")
+    infos = [probe(p) if os.path.getsize(p) > 0 else None for p in segment_paths]
+    if any(i is None for i in infos):
+        raise ParamsError("a segment file is empty", where="segments")
+    rate = int(sample_rate_hz or infos[0].sample_rate_hz)
+    channels = infos[0].channels
+    for p, i in zip(segment_paths, infos, strict=True):
+        if i.sample_rate_hz != rate or i.channels != channels:
+            raise ParamsError(f"segment {p} is {i.sample_rate_hz} Hz / {i.channels} ch, expected {rate} Hz / "
+                              f"{channels} ch", where="segments")
+    total = sum(round((s["stop_s"] - s["start_s"]) * rate) for s in plan) + max(
+        0, infos[-1].frames - round((plan[-1]["stop_s"] - plan[-1]["start_s"]) * rate))
+    rep = _Report(rate, channels, total)
+    with AudioWriter(out_path, rate, channels, fmt) as writer:
+        fade_in: np.ndarray | None = None  # tail of the previous segment to cross-fade into this one
+        for k, (path, seg) in enumerate(zip(segment_paths, plan, strict=True)):
+            start_f = round(seg["start_s"] * rate)
+            body = round(seg["stop_s"] * rate) - start_f
+            xf = round(seg.get("crossfade_s", 0.0) * rate) if k < len(plan) - 1 else 0
+            pos = 0
+            for block in iter_blocks(path, BLOCK_FRAMES):
+                n = block.shape[0]
+                if fade_in is not None and pos < fade_in.shape[0]:
+                    m = min(n, fade_in.shape[0] - pos)
+                    ramp = ((np.arange(pos, pos + m) + 0.5) / fade_in.shape[0]).astype(np.float32)[:, None]
+                    block = block.copy()
+                    block[:m] = fade_in[pos:pos + m] * (1 - ramp) + block[:m] * ramp
+                limit = body if k < len(plan) - 1 else n + pos
+                keep = max(0, min(n, limit - pos))
+                if keep:
+                    writer.write(block[:keep])
+                    rep.feed(block[:keep], None)
+                if k < len(plan) - 1 and pos + n > body:
+                    lo = max(0, body - pos)
+                    hi = min(n, body + xf - pos)
+                    piece = block[lo:hi]
+                    first = fade_in is None or pos + lo == body
+                    fade_in = piece if first else np.concatenate([fade_in, piece])
+                pos += n
+            if k < len(plan) - 1:
+                if fade_in is None or fade_in.shape[0] != xf:
+                    got = 0 if fade_in is None else fade_in.shape[0]
+                    if got < xf:
+                        raise ParamsError(f"segment {path} is shorter than planned ({pos} frames)",
+                                          where="segments")
+            else:
+                fade_in = None
+    report = rep.result()
+    report.update({"format": fmt, "out_path": str(out_path), "segments": len(plan)})
+    return report
