@@ -92,6 +92,25 @@ def _field(loc: tuple | list) -> str:
     return out or "body"
 
 
+def current_user(request: Request) -> dict:
+    """The user of the request's bearer access token (rate-limited per user)."""
+    ctx: StepContext = request.app.state.ctx
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ServiceError("UNAUTHORIZED", "missing bearer token (Authorization: Bearer <access_token>)",
+                           {"field": "Authorization"})
+    user_id = decode_token(ctx.settings.jwt_secret, token.strip(), "access")
+    request.app.state.limiter.check(user_id)
+    user = ctx.status.get_user(user_id)
+    if user is None:
+        raise ServiceError("UNAUTHORIZED", "the token's user no longer exists", {"field": "token"})
+    return user
+
+
+User = Annotated[dict, Depends(current_user)]
+
+
 def create_app(settings: Settings | None = None, *, ctx: StepContext | None = None,
                runner: Any = None) -> FastAPI:
     """The app over ``ctx`` (built from ``settings`` when not given). With
@@ -123,6 +142,7 @@ def create_app(settings: Settings | None = None, *, ctx: StepContext | None = No
                               "job, poll it, download the processed audio, keep the preset.")
     app.state.ctx = ctx
     app.state.runner = runner
+    app.state.limiter = limiter
     app.add_middleware(BodyLimit, max_bytes=settings.max_json_bytes)
 
     # ---- errors: one body everywhere ------------------------------------------------------
@@ -169,21 +189,6 @@ def create_app(settings: Settings | None = None, *, ctx: StepContext | None = No
         return error_response(ServiceError("INTERNAL", f"internal error (reference {ref})", {"ref": ref}))
 
     # ---- auth -------------------------------------------------------------------------------
-    def current_user(request: Request) -> dict:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise ServiceError("UNAUTHORIZED", "missing bearer token (Authorization: Bearer <access_token>)",
-                               {"field": "Authorization"})
-        user_id = decode_token(settings.jwt_secret, token.strip(), "access")
-        limiter.check(user_id)
-        user = ctx.status.get_user(user_id)
-        if user is None:
-            raise ServiceError("UNAUTHORIZED", "the token's user no longer exists", {"field": "token"})
-        return user
-
-    User = Annotated[dict, Depends(current_user)]
-
     @app.post("/auth/login", response_model=S.TokenPair, tags=["auth"])
     def login(body: S.LoginRequest) -> dict:
         login_limiter.check(body.email.lower())

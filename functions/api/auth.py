@@ -17,6 +17,13 @@ ALGORITHM = "HS256"
 MIN_PASSWORD_CHARS = 8
 
 
+def configure_hasher(*, time_cost: int = 3, memory_cost_kib: int = 65536, parallelism: int = 4) -> None:
+    """Set the argon2id cost (defaults: argon2-cffi's RFC 9106 low-memory profile). Tests lower it;
+    existing hashes keep verifying since each hash records its own parameters."""
+    global _HASHER
+    _HASHER = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost_kib, parallelism=parallelism)
+
+
 def hash_password(password: str) -> str:
     """argon2id hash of a password (refuses passwords shorter than 8 characters)."""
     if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:

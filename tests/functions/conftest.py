@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from functions.api.auth import hash_password
+from functions.api.auth import configure_hasher, hash_password
 from functions.pipeline.context import StepContext, context_from_settings
 from functions.settings import Settings
 
 PG_URL = os.environ.get("TONEMATCH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SESSION_PREFIX = f"tm_{os.getpid()}_{uuid.uuid4().hex[:6]}"
 _counter = iter(range(1_000_000))
+configure_hasher(time_cost=1, memory_cost_kib=1024, parallelism=1)  # cheap hashes: tests log in a lot
 
 
 def _pg_reachable() -> str | None:

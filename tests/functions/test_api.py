@@ -1,0 +1,265 @@
+"""The HTTP API: auth, the one error body, signed uploads through the app, ownership, limits,
+presets, console files and the OpenAPI document (on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+
+from functions.api.app import create_app
+from functions.api.auth import issue_token
+from functions.pipeline.context import context_from_settings
+from tests.functions.conftest import add_user, make_settings, write_wav
+
+PASSWORD = "correct horse battery"
+CODES = {"INVALID_INPUT", "NOT_FOUND", "RATE_LIMITED", "UNAUTHORIZED", "FORBIDDEN", "CONFLICT", "INTERNAL"}
+
+
+def assert_error(r, status: int, code: str, field: str | None = None) -> dict:
+    body = r.json()
+    assert r.status_code == status, (r.status_code, body)
+    assert set(body) <= {"code", "message", "detail"} and body["code"] == code, body
+    assert body["code"] in CODES and body["message"]
+    if field is not None:
+        assert body["detail"]["field"] == field, body
+    return body
+
+
+@pytest.fixture
+def api(backend, tmp_path, request):
+    settings = make_settings(backend, tmp_path, request, public_url="http://testserver",
+                             max_upload_bytes=2_000_000, multipart_threshold_bytes=1_000_000,
+                             multipart_part_bytes=400_000)
+    ctx = context_from_settings(settings)
+    with TestClient(create_app(ctx=ctx)) as client:
+        yield client, ctx
+    ctx.status.drop_schema()
+    ctx.status.close()
+
+
+def login(client, ctx, user=None) -> tuple[dict, dict]:
+    user = user or add_user(ctx, PASSWORD)
+    r = client.post("/auth/login", json={"email": user["email"], "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return user, {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def upload(client, headers, path, content_type="audio/wav", ext="wav") -> str:
+    r = client.post("/uploads/sign", json={"content_type": content_type, "ext": ext}, headers=headers)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    put = client.put(doc["put_url"], content=path.read_bytes(), headers={"Content-Type": content_type})
+    assert put.status_code == 200, put.text
+    return doc["key"]
+
+
+def test_login_refresh_and_token_errors(api):
+    client, ctx = api
+    user = add_user(ctx, PASSWORD)
+    assert_error(client.post("/auth/login", json={"email": user["email"], "password": "nope"}), 401,
+                 "UNAUTHORIZED")
+    assert_error(client.post("/auth/login", json={"email": "who@x.y", "password": PASSWORD}), 401, "UNAUTHORIZED")
+    tokens = client.post("/auth/login", json={"email": user["email"].upper(), "password": PASSWORD}).json()
+    r = client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert r.status_code == 200
+    access = r.json()["access_token"]
+    assert client.get("/jobs", headers={"Authorization": f"Bearer {access}"}).status_code == 200
+    # a refresh token is not an access token and vice versa
+    assert_error(client.get("/jobs", headers={"Authorization": f"Bearer {tokens['refresh_token']}"}), 401,
+                 "UNAUTHORIZED")
+    assert_error(client.post("/auth/refresh", json={"refresh_token": access}), 401, "UNAUTHORIZED")
+    # forged (other secret) and expired tokens, missing header
+    forged = jwt.encode({"sub": user["id"], "typ": "access", "exp": time.time() + 60}, "x", algorithm="HS256")
+    body = assert_error(client.get("/jobs", headers={"Authorization": f"Bearer {forged}"}), 401, "UNAUTHORIZED")
+    assert body["detail"]["reason"] == "invalid"
+    expired = issue_token(ctx.settings.jwt_secret, user["id"], "access", -10)
+    body = assert_error(client.get("/jobs", headers={"Authorization": f"Bearer {expired}"}), 401,
+                        "UNAUTHORIZED")
+    assert body["detail"]["reason"] == "expired"
+    assert_error(client.get("/jobs"), 401, "UNAUTHORIZED", "Authorization")
+    assert any(a["action"] == "auth.login" for a in ctx.status.audit_rows(user["id"]))
+
+
+def test_framework_errors_use_the_one_body(api):
+    client, ctx = api
+    _, h = login(client, ctx)
+    assert_error(client.get("/nope"), 404, "NOT_FOUND", "path")
+    assert_error(client.delete("/health"), 405, "INVALID_INPUT", "method")
+    r = client.post("/jobs", content=b'{"mode": "A", ', headers={**h, "Content-Type": "application/json"})
+    body = assert_error(r, 422 if r.status_code == 422 else 400, "INVALID_INPUT", "body")
+    assert "malformed JSON" in body["message"]
+    body = assert_error(client.post("/jobs", json={"mode": "C", "tgt_key": "x", "ref_key": "y"}, headers=h),
+                        r.status_code, "INVALID_INPUT", "mode")
+    assert_error(client.post("/jobs", json={"mode": "A"}, headers=h), r.status_code, "INVALID_INPUT", "tgt_key")
+    assert_error(client.post("/jobs", json={"mode": "A", "tgt_key": "k", "bogus": 1}, headers=h), r.status_code,
+                 "INVALID_INPUT", "bogus")
+    assert_error(client.get("/jobs?limit=0", headers=h), r.status_code, "INVALID_INPUT", "query.limit")
+
+
+def test_request_body_limit(api):
+    client, ctx = api
+    _, h = login(client, ctx)
+    big = b'{"name": "' + b"x" * (ctx.settings.max_json_bytes + 10) + b'"}'
+    assert_error(client.post("/presets", content=big, headers={**h, "Content-Type": "application/json"}), 413,
+                 "INVALID_INPUT", "body")
+
+    def chunks():  # no Content-Length: counted while streaming
+        yield b'{"name": "'
+        for _ in range(ctx.settings.max_json_bytes // 65536 + 2):
+            yield b"x" * 65536
+        yield b'"}'
+
+    r = client.post("/presets", content=chunks(), headers={**h, "Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["code"] == "INVALID_INPUT"
+
+
+def test_signed_upload_put_and_download(api, tmp_path):
+    client, ctx = api
+    user, h = login(client, ctx)
+    wav = write_wav(tmp_path / "t.wav")
+    key = upload(client, h, wav)
+    assert key.startswith(f"{user['id']}/audio/raw/") and key.endswith(".wav")
+    assert ctx.objects.get_bytes(key) == wav.read_bytes()
+    url = ctx.objects.sign_get(key, 60)
+    r = client.get(url)
+    assert r.status_code == 200 and r.content == wav.read_bytes()
+    actions = [a["action"] for a in ctx.status.audit_rows(user["id"])]
+    assert "upload.sign" in actions and "object.put" in actions
+
+
+def test_upload_bad_input(api, tmp_path):
+    client, ctx = api
+    user, h = login(client, ctx)
+    wav = write_wav(tmp_path / "t.wav")
+    sign = lambda **kw: client.post("/uploads/sign", json=kw, headers=h)  # noqa: E731
+    assert_error(sign(content_type="audio/wav", ext="exe"), 400, "INVALID_INPUT", "ext")
+    assert_error(sign(content_type="image/png", ext="wav"), 400, "INVALID_INPUT", "content_type")
+    assert_error(sign(content_type="audio/wav", ext="wav", size_bytes=0), 400, "INVALID_INPUT", "size_bytes")
+    assert_error(sign(content_type="audio/wav", ext="wav", size_bytes=10**9), 400, "INVALID_INPUT", "size_bytes")
+    doc = sign(content_type="audio/wav", ext="wav", size_bytes=wav.stat().st_size).json()
+    url = doc["put_url"]
+    assert_error(client.put(url, content=wav.read_bytes(), headers={"Content-Type": "text/plain"}), 400,
+                 "INVALID_INPUT", "Content-Type")
+    assert_error(client.put(url, content=b"", headers={"Content-Type": "audio/wav"}), 400, "INVALID_INPUT", "body")
+    assert_error(client.put(url, content=wav.read_bytes() + b"extra", headers={"Content-Type": "audio/wav"}),
+                 400, "INVALID_INPUT", "body")
+    assert not ctx.objects.exists(doc["key"])  # nothing half-written
+    assert client.put(url, content=wav.read_bytes(), headers={"Content-Type": "audio/wav"}).status_code == 200
+    # a second PUT never overwrites
+    assert_error(client.put(url, content=b"RIFFxxxx", headers={"Content-Type": "audio/wav"}), 409, "CONFLICT", "key")
+    assert ctx.objects.get_bytes(doc["key"]) == wav.read_bytes()
+    # forged / expired / wrong-method signed URLs
+    token = url.rsplit("/", 1)[1]
+    assert_error(client.put(url[:-3] + "AAA", content=b"x", headers={"Content-Type": "audio/wav"}), 403,
+                 "FORBIDDEN", "token")
+    assert_error(client.get(f"/objects/{token}"), 403, "FORBIDDEN", "token")
+    expired = ctx.objects.sign_get(doc["key"], -5)
+    body = assert_error(client.get(expired), 403, "FORBIDDEN", "token")
+    assert body["detail"]["reason"] == "expired"
+
+
+def test_multipart_upload_through_the_app(api, tmp_path):
+    client, ctx = api
+    user, h = login(client, ctx)
+    wav = write_wav(tmp_path / "long.wav", seconds=8.0)  # ~2 MB at 24-bit stereo: over the 1 MB threshold
+    data = wav.read_bytes()[:1_900_000]
+    r = client.post("/uploads/sign", json={"content_type": "audio/wav", "ext": "wav", "size_bytes": len(data)},
+                    headers=h)
+    doc = r.json()
+    assert doc["multipart"] is True and len(doc["parts"]) == 5 and doc["part_size_bytes"] == 400_000
+    parts = []
+    for p in doc["parts"]:
+        chunk = data[(p["part_number"] - 1) * 400_000: p["part_number"] * 400_000]
+        put = client.put(p["put_url"], content=chunk)
+        assert put.status_code == 200
+        parts.append({"part_number": p["part_number"], "etag": put.headers["ETag"]})
+    bad = client.post("/uploads/complete", json={"key": doc["key"], "upload_id": doc["upload_id"],
+                                                 "parts": parts[::-1]}, headers=h)
+    assert_error(bad, 400, "INVALID_INPUT", "parts")
+    r = client.post("/uploads/complete", json={"key": doc["key"], "upload_id": doc["upload_id"], "parts": parts},
+                    headers=h)
+    assert r.status_code == 200 and r.json()["size_bytes"] == len(data)
+    assert ctx.objects.get_bytes(doc["key"]) == data
+    # another user cannot complete or see it
+    _, h2 = login(client, ctx)
+    r = client.post("/uploads/complete", json={"key": doc["key"], "upload_id": doc["upload_id"], "parts": parts},
+                    headers=h2)
+    assert_error(r, 404, "NOT_FOUND", "key")
+
+
+def test_unknown_and_foreign_jobs_are_404(api):
+    client, ctx = api
+    alice, ha = login(client, ctx)
+    _, hb = login(client, ctx)
+    job, _ = ctx.status.create_job(user_id=alice["id"], mode="A", ref_key=f"{alice['id']}/r.wav",
+                                   tgt_key=f"{alice['id']}/t.wav", opts={}, idempotency_key="x")
+    assert client.get(f"/jobs/{job['id']}", headers=ha).json()["status"] == "PENDING"
+    for path in (f"/jobs/{job['id']}", "/jobs/00000000-0000-0000-0000-000000000000", "/jobs/garbage"):
+        assert_error(client.get(path, headers=hb), 404, "NOT_FOUND", "job")
+    assert_error(client.post(f"/jobs/{job['id']}/retry", headers=hb), 404, "NOT_FOUND", "job")
+    assert client.get("/jobs", headers=hb).json()["jobs"] == []
+    assert [j["job_id"] for j in client.get("/jobs", headers=ha).json()["jobs"]] == [job["id"]]
+    # retry of a job that is not FAILED
+    body = assert_error(client.post(f"/jobs/{job['id']}/retry", headers=ha), 409, "CONFLICT", "status")
+    assert "PENDING" in body["message"]
+
+
+def test_foreign_keys_cannot_be_used(api, tmp_path):
+    client, ctx = api
+    _, ha = login(client, ctx)
+    _, hb = login(client, ctx)
+    key = upload(client, ha, write_wav(tmp_path / "a.wav"))
+    r = client.post("/jobs", json={"mode": "A", "ref_key": key, "tgt_key": key}, headers=hb)
+    assert_error(r, 404, "NOT_FOUND", "tgt_key")
+    assert ctx.status.query("SELECT count(*) AS n FROM jobs")[0]["n"] == 0
+
+
+def test_rate_limit_per_user(backend, tmp_path, request):
+    settings = make_settings(backend, tmp_path, request, rate_limit_per_s=1.0, rate_burst=3)
+    ctx = context_from_settings(settings)
+    try:
+        with TestClient(create_app(ctx=ctx)) as client:
+            _, h = login(client, ctx)
+            _, h2 = login(client, ctx)
+            codes = [client.get("/jobs", headers=h).status_code for _ in range(5)]
+            assert codes[:3] == [200, 200, 200] and codes[-1] == 429
+            r = client.get("/jobs", headers=h)
+            assert_error(r, 429, "RATE_LIMITED")
+            assert int(r.headers["Retry-After"]) >= 1
+            assert client.get("/jobs", headers=h2).status_code == 200  # per user
+    finally:
+        ctx.status.drop_schema()
+        ctx.status.close()
+
+
+def test_console_files_and_openapi(api, tmp_path, monkeypatch):
+    client, ctx = api
+    import functions.api.app as app_mod
+
+    console = tmp_path / "console"
+    monkeypatch.setattr(app_mod, "CONSOLE_DIR", console)
+    assert_error(client.get("/"), 404, "NOT_FOUND")
+    console.mkdir()
+    (console / "index.html").write_text("<h1>tonematch</h1>")
+    (console / "app.js").write_text("console.log(1)")
+    assert client.get("/").text == "<h1>tonematch</h1>"
+    assert client.get("/console/app.js").text == "console.log(1)"
+    assert_error(client.get("/console/../app.py"), 404, "NOT_FOUND")
+    assert_error(client.get("/console/%2e%2e/app.py"), 404, "NOT_FOUND")
+    doc = client.get("/openapi.json").json()
+    for path in ("/auth/login", "/auth/refresh", "/uploads/sign", "/uploads/complete", "/jobs", "/jobs/{job_id}",
+                 "/jobs/{job_id}/retry", "/presets", "/presets/{preset_id}", "/health", "/options"):
+        assert path in doc["paths"], path
+    assert client.get("/health").json() == {"ok": True}
+
+
+def test_settings_replace_keeps_secret(tmp_path):
+    from functions.settings import Settings
+
+    s = Settings(data_dir=tmp_path).resolved()
+    again = replace(Settings(data_dir=tmp_path)).resolved()
+    assert s.jwt_secret == again.jwt_secret and len(s.jwt_secret) > 30  # tokens survive restarts
