@@ -65,7 +65,8 @@ def test_training_script_runs_end_to_end_and_exports_a_loadable_model(tmp_path):
     from engine.estimators.reverb_features import N_FEATURES
     from engine.estimators.train_reverb import main
 
-    card = main(["--out-dir", str(tmp_path), "--speech", "4", "--music", "4", "--per-source", "3", "--epochs", "5"])
+    args = ["--out-dir", str(tmp_path), "--speech", "4", "--music", "4", "--per-source", "3", "--epochs", "5"]
+    card = main(args)
     sess = ort.InferenceSession(str(tmp_path / f"{MODEL_NAME}.onnx"), providers=["CPUExecutionProvider"])
     y = sess.run(["y"], {"features": np.zeros((3, N_FEATURES), np.float32)})[0]
     assert y.shape == (3, 2) and np.all(np.isfinite(y))
