@@ -375,12 +375,12 @@ def delete_preset(ctx: StepContext, user_id: str, preset_id: str) -> None:
 
 
 def preset_view(ctx: StepContext, preset: dict) -> dict:
-    from engine.preset import eq_to_equalizer_apo, export_preset
-
     view = {"id": preset["id"], "preset_id": preset["id"], "name": preset["name"],
             "style_params": preset["style_params"], "created_at": preset["created_at"],
             "source_job_id": preset.get("source_job_id")}
     try:
+        from engine.preset import eq_to_equalizer_apo, export_preset
+
         view["export"] = export_preset(preset["style_params"], name=preset["name"])
         view["eq_text"] = eq_to_equalizer_apo(preset["style_params"])
     except Exception:  # export is a convenience; the stored parameters are what matters
@@ -389,30 +389,32 @@ def preset_view(ctx: StepContext, preset: dict) -> dict:
     return view
 
 
+OPTION_NOTES = {
+    "target_lufs": "integrated loudness of the result; default: the reference's",
+    "ceiling_dbtp": "true-peak ceiling of the limiter",
+    "intensity": "how much of the matched correction to apply (0 = loudness only, 1 = full match)",
+    "exclude": "processors to leave out",
+    "output_format": "wav16 (TPDF dithered), wav24 or flac",
+    "output_sample_rate_hz": "sample rate of the result; default: the target's",
+    "segment_s": "segment length of the parallel render",
+}
+UNIT_SUFFIXES = (("_lufs", "LUFS"), ("_dbtp", "dBTP"), ("_hz", "Hz"), ("_s", "s"), ("_db", "dB"))
+
+
 def options_doc() -> dict:
-    """Every job option with its default, range and unit (from engine.options)."""
+    """Every job option with its default, range (or choices), unit and a note (from engine.options)."""
     import engine.options as eo
 
-    specs = getattr(eo, "OPTION_SPECS", None) or getattr(eo, "OPTIONS", None)
-    defaults = dict(getattr(eo, "DEFAULT_OPTIONS", {}))
-    if isinstance(specs, dict):
-        options = {k: {**({"default": defaults.get(k)} if k in defaults else {}), **_plain(v)}
-                   for k, v in specs.items()}
-    elif isinstance(specs, list | tuple):
-        options = {}
-        for v in specs:
-            d = _plain(v)
-            options[d.get("name")] = {"default": defaults.get(d.get("name")), **d}
-    else:
-        options = {k: {"default": v} for k, v in defaults.items()}
+    ranges = getattr(eo, "RANGES", {})
+    choices = {"exclude": list(getattr(eo, "EXCLUDABLE", ())), "output_format": list(getattr(eo, "FORMATS", ()))}
+    options = {}
+    for name, default in eo.DEFAULT_OPTIONS.items():
+        doc: dict[str, Any] = {"default": default, "unit": next((u for suf, u in UNIT_SUFFIXES
+                                                                  if name.endswith(suf)), None)}
+        if name in ranges:
+            doc["min"], doc["max"] = ranges[name]
+        if choices.get(name):
+            doc["choices"] = choices[name]
+        doc["note"] = OPTION_NOTES.get(name, "")
+        options[name] = doc
     return {"options": options, "modes": list(MODES)}
-
-
-def _plain(v: Any) -> dict:
-    import dataclasses
-
-    if dataclasses.is_dataclass(v):
-        return {k: (list(x) if isinstance(x, tuple) else x) for k, x in dataclasses.asdict(v).items()}
-    if isinstance(v, dict):
-        return dict(v)
-    return {"value": v}

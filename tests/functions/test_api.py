@@ -263,3 +263,79 @@ def test_settings_replace_keeps_secret(tmp_path):
     s = Settings(data_dir=tmp_path).resolved()
     again = replace(Settings(data_dir=tmp_path)).resolved()
     assert s.jwt_secret == again.jwt_secret and len(s.jwt_secret) > 30  # tokens survive restarts
+
+
+def test_create_job_idempotent_and_bad_input_refused_before_work(api, tmp_path):
+    client, ctx = api
+    launched = []
+    ctx.launch = launched.append
+    user, h = login(client, ctx)
+    ref = upload(client, h, write_wav(tmp_path / "r.wav", freq_hz=220))
+    tgt = upload(client, h, write_wav(tmp_path / "t.wav", freq_hz=660))
+    body = {"mode": "A", "ref_key": ref, "tgt_key": tgt, "opts": {"intensity": 0.8}}
+    r1 = client.post("/jobs", json=body, headers=h)
+    assert r1.status_code == 201 and r1.json()["created"] is True
+    r2 = client.post("/jobs", json={**body, "opts": {"intensity": 0.8, "ceiling_dbtp": -1.0}}, headers=h)
+    assert r2.status_code == 200 and r2.json() == {**r1.json(), "created": False}  # same canonical opts
+    assert len(launched) == 1
+    view = client.get(f"/jobs/{r1.json()['job_id']}", headers=h).json()
+    assert view["status"] == "PENDING" and view["opts"]["intensity"] == 0.8 and view["mode"] == "A"
+    assert client.get(view["inputs"]["reference_url"]).content == ctx.objects.get_bytes(ref)
+
+    # bad input: each refused with the field, no job row, nothing stored touched
+    bad_txt = upload(client, h, tmp_path.joinpath("x.txt"), "audio/wav", "wav") if tmp_path.joinpath(
+        "x.txt").write_bytes(b"this is not audio at all") else None
+    short = upload(client, h, write_wav(tmp_path / "s.wav", seconds=0.3))
+    cases = [
+        ({**body, "opts": {"intensity": 5}}, 400, "INVALID_INPUT", "opts.intensity"),
+        ({**body, "opts": {"colour": "red"}}, 400, "INVALID_INPUT", "opts.colour"),
+        ({**body, "opts": {"output_format": "mp3"}}, 400, "INVALID_INPUT", "opts.output_format"),
+        ({**body, "ref_key": f"{user['id']}/audio/raw/missing.wav"}, 404, "NOT_FOUND", "ref_key"),
+        ({**body, "tgt_key": "../../etc/passwd"}, 400, "INVALID_INPUT", "tgt_key"),
+        ({**body, "tgt_key": bad_txt}, 400, "INVALID_INPUT", "tgt_key"),
+        ({**body, "ref_key": short}, 400, "INVALID_INPUT", "ref_key"),
+        ({"mode": "A", "tgt_key": tgt}, 400, "INVALID_INPUT", "ref_key"),
+        ({"mode": "A", "tgt_key": tgt, "preset_id": "00000000-0000-0000-0000-000000000000"}, 404, "NOT_FOUND",
+         "preset_id"),
+    ]
+    for req, status, code, field in cases:
+        assert_error(client.post("/jobs", json=req, headers=h), status, code, field)
+    assert ctx.status.query("SELECT count(*) AS n FROM jobs")[0]["n"] == 1
+    assert len(launched) == 1
+    for key in (ref, tgt, bad_txt, short):
+        assert ctx.objects.exists(key)
+
+
+def test_presets_crud_and_ownership(api):
+    client, ctx = api
+    _, h = login(client, ctx)
+    _, h2 = login(client, ctx)
+    params = {"eq": [{"type": "peaking", "f_hz": 1000.0, "q": 1.0, "gain_db": 2.0}], "stereo": {"width": 1.1}}
+    r = client.post("/presets", json={"name": "bright", "style_params": params}, headers=h)
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    assert client.get(f"/presets/{pid}", headers=h).json()["style_params"]["stereo"]["width"] == 1.1
+    assert [p["name"] for p in client.get("/presets", headers=h).json()["presets"]] == ["bright"]
+    assert_error(client.post("/presets", json={"name": "bright", "style_params": params}, headers=h), 409,
+                 "CONFLICT", "name")
+    bad = {"eq": [{"type": "peaking", "f_hz": 1000.0, "q": 1.0, "gain_db": 2.0}], "stereo": {"width": 7}}
+    body = assert_error(client.post("/presets", json={"name": "x", "style_params": bad}, headers=h), 400,
+                        "INVALID_INPUT")
+    assert body["detail"]["field"].startswith("style_params.stereo")
+    for method, path in (("GET", f"/presets/{pid}"), ("PATCH", f"/presets/{pid}"), ("DELETE", f"/presets/{pid}")):
+        r = client.request(method, path, json={"name": "mine"} if method == "PATCH" else None, headers=h2)
+        assert_error(r, 404, "NOT_FOUND", "preset")
+    assert client.get("/presets", headers=h2).json()["presets"] == []
+    r = client.patch(f"/presets/{pid}", json={"name": "brighter"}, headers=h)
+    assert r.status_code == 200 and r.json()["name"] == "brighter"
+    assert client.delete(f"/presets/{pid}", headers=h).status_code == 204
+    assert_error(client.get(f"/presets/{pid}", headers=h), 404, "NOT_FOUND")
+    assert {"preset.create", "preset.rename", "preset.delete"} <= {a["action"] for a in ctx.status.audit_rows()}
+
+
+def test_options_document(api):
+    client, _ = api
+    doc = client.get("/options").json()["options"]
+    assert doc["intensity"]["min"] == 0 and doc["intensity"]["max"] == 1
+    assert doc["ceiling_dbtp"]["unit"] == "dBTP" and doc["ceiling_dbtp"]["default"] == -1.0
+    assert "flac" in doc["output_format"]["choices"]

@@ -1,0 +1,96 @@
+"""The drop folder: a reference/target pair (or a manifest) under drop/{user_id}/{batch}/ starts one
+job; everything else is ignored, waited for or rejected with an error.json, never lost."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from functions.dropfolder import DropWatcher, handle_object_created
+from tests.functions.conftest import add_user, write_wav
+
+pytest.importorskip("engine.options", reason="needs the engine's option validation")
+
+
+@pytest.fixture
+def launched(ctx):
+    events = []
+    ctx.launch = events.append
+    return events
+
+
+def _put(ctx, key, path):
+    ctx.objects.put_file(key, path)
+    return handle_object_created(key, ctx)
+
+
+def test_pair_starts_one_job_and_redelivery_starts_nothing(ctx, launched, tmp_path):
+    u = add_user(ctx)
+    folder = f"drop/{u['id']}/b1"
+    ref, tgt = write_wav(tmp_path / "r.wav", freq_hz=220), write_wav(tmp_path / "t.wav", freq_hz=880)
+    first = _put(ctx, f"{folder}/reference.wav", ref)
+    assert first == {"action": "waiting", "missing": ["target"], "folder": folder}
+    second = _put(ctx, f"{folder}/target.wav", tgt)
+    assert second["action"] == "started"
+    job = ctx.status.get_job(second["job_id"], u["id"])
+    assert job["ref_key"] == f"{folder}/reference.wav" and job["tgt_key"] == f"{folder}/target.wav"
+    assert json.loads(ctx.objects.get_bytes(f"{folder}/job.json"))["job_id"] == job["id"]
+    again = handle_object_created(f"{folder}/target.wav", ctx)  # S3 delivers events at least once
+    assert again["action"] == "exists" and again["job_id"] == job["id"]
+    assert len(launched) == 1 and launched[0]["job_id"] == job["id"]
+    assert any(a["action"] == "job.create" and a["payload"]["source"] == "drop" for a in ctx.status.audit_rows())
+
+
+def test_manifest_names_files_and_mode(ctx, launched, tmp_path):
+    u = add_user(ctx)
+    folder = f"drop/{u['id']}/b2"
+    ctx.objects.put_bytes(f"{folder}/manifest.json", json.dumps(
+        {"reference": "song.wav", "target": "mix.wav", "mode": "B", "opts": {"intensity": 0.5}}).encode())
+    assert handle_object_created(f"{folder}/manifest.json", ctx)["action"] == "waiting"
+    ctx.objects.put_file(f"{folder}/song.wav", write_wav(tmp_path / "r.wav"))
+    r = _put(ctx, f"{folder}/mix.wav", write_wav(tmp_path / "t.wav", seed=3))
+    assert r["action"] == "ignored"  # mix.wav is not a trigger name; the manifest is
+    r = handle_object_created(f"{folder}/manifest.json", ctx)
+    assert r["action"] == "started"
+    job = ctx.status.get_job(r["job_id"])
+    assert job["mode"] == "B" and job["opts"]["intensity"] == 0.5
+
+
+def test_ignored_and_rejected_inputs(ctx, launched, tmp_path):
+    u = add_user(ctx)
+    assert handle_object_created("elsewhere/x/reference.wav", ctx)["action"] == "ignored"
+    assert handle_object_created("drop/not-a-user/b/reference.wav", ctx)["action"] == "ignored"
+    assert handle_object_created(f"drop/{add_user(ctx)['id']}0/b/reference.wav", ctx)["action"] == "ignored"
+    assert handle_object_created(f"drop/{u['id']}/b/notes.txt", ctx)["action"] == "ignored"
+    folder = f"drop/{u['id']}/bad"
+    ctx.objects.put_bytes(f"{folder}/reference.txt", b"hello")
+    r = handle_object_created(f"{folder}/reference.txt", ctx)
+    assert r["action"] == "rejected" and r["code"] == "INVALID_INPUT"
+    # a pair where the target is not audio: rejected with the field and reason, inputs kept
+    ref = write_wav(tmp_path / "r.wav")
+    ctx.objects.put_file(f"{folder}/reference.wav", ref)
+    ctx.objects.put_bytes(f"{folder}/target.wav", b"RIFF garbage, not a wave file")
+    r = handle_object_created(f"{folder}/target.wav", ctx)
+    assert r["action"] == "rejected" and r["detail"]["field"] == "tgt_key", r
+    err = json.loads(ctx.objects.get_bytes(f"{folder}/error.json"))
+    assert err["code"] == "INVALID_INPUT" and err["detail"]["key"] == f"{folder}/target.wav"
+    assert ctx.objects.exists(f"{folder}/target.wav") and ctx.objects.exists(f"{folder}/reference.wav")
+    ctx.objects.put_bytes(f"drop/{u['id']}/m/manifest.json", b"{not json")
+    assert handle_object_created(f"drop/{u['id']}/m/manifest.json", ctx)["action"] == "rejected"
+    assert launched == [] and ctx.status.query("SELECT count(*) AS n FROM jobs")[0]["n"] == 0
+
+
+def test_watcher_waits_for_a_stable_size(ctx, launched, tmp_path):
+    u = add_user(ctx)
+    watcher = DropWatcher(ctx, interval_s=0.01)
+    folder = ctx.objects.root / "drop" / u["id"] / "w"
+    folder.mkdir(parents=True)
+    shutil.copyfile(write_wav(tmp_path / "r.wav"), folder / "reference.wav")
+    shutil.copyfile(write_wav(tmp_path / "t.wav", seed=2), folder / "target.wav")
+    assert watcher.scan() == []  # first sight: sizes noted, not handled yet
+    results = watcher.scan()
+    assert sorted(r["action"] for r in results) in (["exists", "started"], ["started", "waiting"])
+    assert len(launched) == 1
+    assert watcher.scan() == []  # handled once
