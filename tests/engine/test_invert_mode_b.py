@@ -157,3 +157,124 @@ def test_mix_formula_edges_and_f0_visualisation():
     assert 0.0 < mix_for_drr(20.0, 0.0) < 1.0
     viz = f0_visualisation(feats(f0=200.0), feats(f0=220.0), None, max_points=10)
     assert len(viz["target_hz"]) <= 10 and viz["target_hz"][0] == 200.0
+
+
+# -- end to end: analyse -> invert (A and B) -> render, against the known style ------------------
+FS_E2E = 48000
+
+
+def _dry(seed: int, seconds: float = 14.0) -> np.ndarray:
+    import soxr
+
+    from engine.estimators.train_reverb import FS as SRC_FS
+    from engine.estimators.train_reverb import music_source
+
+    x = soxr.resample(music_source(np.random.default_rng(seed), seconds), SRC_FS, FS_E2E)
+    x = 0.25 * x / np.max(np.abs(x))
+    # a little stereo: delayed, filtered copy on the right
+    right = np.concatenate([np.zeros(24), x[:-24]])
+    return np.stack([x, 0.8 * x + 0.2 * right], axis=1).astype(np.float32)
+
+
+def _apply_style(x: np.ndarray, style: dict) -> np.ndarray:
+    from engine.chain import ChainRunner, build_chain
+
+    chain = ChainRunner(build_chain(style, FS_E2E, x.shape[1]), x.shape[1])
+    return np.concatenate([chain.process(x), *chain.finish()])[: len(x)]
+
+
+def _features(x: np.ndarray) -> dict:
+    from engine.features import analyze_features
+
+    from engine.estimators import estimate_reverb
+
+    f = analyze_features(x, sample_rate_hz=FS_E2E)
+    f["reverb"].setdefault("blind", estimate_reverb(x, FS_E2E))
+    return f
+
+
+def _logmel(x: np.ndarray) -> np.ndarray:
+    from scipy import signal as sps
+
+    _, _, Z = sps.stft(x.mean(axis=1), fs=FS_E2E, nperseg=2048, noverlap=1536)
+    f = np.linspace(0, FS_E2E / 2, Z.shape[0])
+    mel = 2595 * np.log10(1 + f / 700)
+    edges = np.linspace(mel[1], 2595 * np.log10(1 + 16000 / 700), 66)
+    fb = np.maximum(0, 1 - np.abs(mel[None, :] - edges[1:-1, None]) / (edges[1] - edges[0]))
+    return 10 * np.log10(fb @ np.abs(Z) ** 2 + 1e-10)
+
+
+def _distances(y: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """(log-mel L1 dB, multi-resolution log-STFT L1) after matching RMS."""
+    from scipy import signal as sps
+
+    y = y * np.sqrt(np.mean(truth**2) / np.mean(y**2))
+    mel = float(np.mean(np.abs(_logmel(y) - _logmel(truth))))
+    mr = []
+    for n in (512, 1024, 2048):
+        a = np.abs(sps.stft(y.mean(axis=1), nperseg=n, noverlap=3 * n // 4)[2])
+        b = np.abs(sps.stft(truth.mean(axis=1), nperseg=n, noverlap=3 * n // 4)[2])
+        mr.append(
+            np.linalg.norm(b - a) / np.linalg.norm(b) + np.mean(np.abs(np.log(a + 1e-7) - np.log(b + 1e-7)))
+        )
+    return mel, float(np.mean(mr))
+
+
+STYLE = {
+    "compressor": {
+        "threshold_db": -30.0,
+        "ratio": 4.0,
+        "attack_ms": 5.0,
+        "release_ms": 120.0,
+        "makeup_db": 0.0,
+    },
+    "reverb": {"ir_key": "ir/hall_1.5s.wav", "mix": 0.35, "pre_delay_ms": 20.0},
+}
+
+
+@pytest.mark.slow
+def test_mode_b_beats_mode_a_when_the_reference_is_compressed_and_wetter(tmp_path, monkeypatch):
+    pytest.importorskip("engine.features")
+    from engine.invert import invert_params
+    from engine.render import render
+
+    monkeypatch.setenv("TONEMATCH_IR_DIR", str(tmp_path))
+    target = _dry(101)
+    reference = _apply_style(_dry(202), STYLE)  # other music, same style
+    truth = _apply_style(target, STYLE)
+    fr, ft = _features(reference), _features(target)
+    out = {}
+    for mode in ("A", "B"):
+        params = invert_params(fr, ft, mode=mode)
+        y, _ = render(target, params, sample_rate_hz=FS_E2E)
+        out[mode] = (params, _distances(y[: len(target)], truth))
+    params_b, (mel_b, mr_b) = out["B"]
+    _, (mel_a, mr_a) = out["A"]
+    print(f"mode A mel {mel_a:.2f} dB mrstft {mr_a:.3f}; mode B mel {mel_b:.2f} dB mrstft {mr_b:.3f}")
+    print(params_b["notes"])
+    assert "reverb" in params_b and "compressor" in params_b
+    assert mel_b < 0.8 * mel_a and mr_b < 0.8 * mr_a
+
+
+@pytest.mark.slow
+def test_mode_b_no_worse_when_the_target_is_the_wetter_one(tmp_path, monkeypatch):
+    pytest.importorskip("engine.features")
+    from engine.invert import invert_params
+    from engine.render import render
+
+    monkeypatch.setenv("TONEMATCH_IR_DIR", str(tmp_path))
+    wet = {"reverb": {"ir_key": "ir/hall_2.5s.wav", "mix": 0.5, "pre_delay_ms": 20.0}}
+    target = _apply_style(_dry(303), wet)
+    reference = _dry(404)
+    truth = target  # nothing to add: the reference is drier (removing reverb is not asked)
+    fr, ft = _features(reference), _features(target)
+    dist = {}
+    for mode in ("A", "B"):
+        params = invert_params(fr, ft, mode=mode)
+        y, _ = render(target, params, sample_rate_hz=FS_E2E)
+        dist[mode] = _distances(y[: len(target)], truth)
+        if mode == "B":
+            assert "reverb" not in params and params["notes"]["reverb"].startswith("off:")
+            assert np.max(np.abs(y)) <= 1.0
+    assert dist["B"][0] <= dist["A"][0] * 1.05 + 0.05
+    assert dist["B"][1] <= dist["A"][1] * 1.05 + 0.005
