@@ -173,11 +173,15 @@ class PipelineRenderer:
 
     def _map(self, node: Map, *, state_name: str, compute: str) -> sfn.Map:
         items_path = f"$.{node.items_key}"
+        extra: dict = {"item.$": "$$.Map.Item.Value", "item_index.$": "$$.Map.Item.Index"}
+        head, _, rest = node.items_key.partition(".")
+        if compute == "batch" and rest:
+            # A Batch job's event travels in its container environment (ECS caps overrides at 8 KB):
+            # the whole item list is not repeated in each item's event, only a note of where it went.
+            extra[head] = {"omitted": f"{node.items_key} (this event's item is in 'item')"}
         mapped = sfn.Map(
             self.scope, state_name, items_path=items_path, max_concurrency=node.max_concurrency,
-            item_selector={"state.$": "$",
-                           "extra": {"item.$": "$$.Map.Item.Value", "item_index.$": "$$.Map.Item.Index"}},
-            result_path=f"$.{node.result_key}")
+            item_selector={"state.$": "$", "extra": extra}, result_path=f"$.{node.result_key}")
         merge_event = sfn.Pass(self.scope, f"{state_name}Event",
                                parameters={"merged.$": "States.JsonMerge($.state, $.extra, false)"},
                                output_path="$.merged")

@@ -16,8 +16,9 @@ from infra.config import Settings
 from infra.stacks.common import DataBucket, grant_objects, python_function
 from infra.stacks.database import DatabaseStack
 
-#: Drop-folder keys look like ``{user_id}/drop/...`` (functions/dropfolder.py decides what they mean).
-DROP_KEY_PATTERN = "*/drop/*"
+#: Drop-folder keys look like ``drop/{user_id}/{batch}/...`` (functions/dropfolder.py decides what
+#: they mean, including ignoring keys it does not know).
+DROP_PREFIX = "drop/"
 MAX_RECEIVES = 5
 
 
@@ -38,7 +39,7 @@ class DropFolderStack(Stack):
             event_pattern=events.EventPattern(
                 source=["aws.s3"], detail_type=["Object Created"],
                 detail={"bucket": {"name": [bucket.name]},
-                        "object": {"key": [{"wildcard": DROP_KEY_PATTERN}]}}),
+                        "object": {"key": [{"prefix": DROP_PREFIX}]}}),
             targets=[targets.SqsQueue(self.queue, dead_letter_queue=self.dead_letter_queue, retry_attempts=8,
                                       max_event_age=Duration.hours(24))])
 

@@ -1,0 +1,84 @@
+"""One adapter for every pipeline step Lambda: ``TONEMATCH_STEP`` names the task of
+:data:`functions.pipeline.definition.PIPELINE`, whose ``handler`` (``module:function``) runs with the
+event and the process's :class:`StepContext`. The step itself moves the job's status and progress.
+
+Errors propagate unchanged, so their class name becomes the Step Functions error name the definition's
+Retry (``TransientError``) and Catch rules match; a transient error is also counted in the
+``StepTransientErrors`` metric (the "retried" alarm). ``Finalize`` publishes the job's quality metrics.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from functions.handlers._runtime import logger, metrics, step_context, tracer
+from functions.pipeline.definition import PIPELINE, Task
+from functions.pipeline.errors import TransientError
+
+QUALITY_METRICS = ("stft_dist", "mel_dist", "lufs_err", "tp_db", "artifacts_rate")
+
+
+def resolve(task: Task) -> Callable[[dict, Any], dict]:
+    """The step function a task names (``"functions.pipeline.steps:invert"``)."""
+    module, _, name = task.handler.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def current_task() -> Task:
+    name = os.environ.get("TONEMATCH_STEP", "")
+    try:
+        return PIPELINE.task(name)
+    except KeyError:
+        raise RuntimeError(f"TONEMATCH_STEP={name!r} is not a task of pipeline {PIPELINE.name}") from None
+
+
+def publish_quality(ctx: Any, job_id: str) -> None:
+    """Quality metrics of a finished job (SPEC section 3) as CloudWatch metrics."""
+    rows = ctx.status.metrics_for(job_id)
+    job = ctx.status.get_job(job_id) or {}
+    values = (rows[-1] if rows else None) or job.get("metrics") or {}
+    if isinstance(values, dict) and isinstance(values.get("metrics"), dict):
+        values = values["metrics"]
+    for name in QUALITY_METRICS:
+        value = values.get(name) if isinstance(values, dict) else None
+        if isinstance(value, int | float):
+            metrics.add_metric(name=name, unit=MetricUnit.None_, value=float(value))
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict, context: Any) -> dict:
+    task = current_task()
+    job_id = str(event.get("job_id", ""))
+    logger.set_correlation_id(job_id)
+    logger.append_keys(job_id=job_id, step=task.name, item_index=event.get("item_index"))
+    tracer.put_annotation("job_id", job_id)
+    tracer.put_annotation("step", task.name)
+    metrics.add_dimension(name="step", value=task.name)
+    started = time.perf_counter()
+    try:
+        result = resolve(task)(event, step_context())
+    except TransientError as exc:
+        metrics.add_metric(name="StepTransientErrors", unit=MetricUnit.Count, value=1)
+        logger.warning("transient error, the state machine retries", extra={"error": str(exc)})
+        raise
+    except Exception as exc:
+        logger.error("step failed", extra={"error_type": type(exc).__name__, "error": str(exc)})
+        raise
+    finally:
+        metrics.add_metric(name="StepDuration", unit=MetricUnit.Milliseconds,
+                           value=(time.perf_counter() - started) * 1000.0)
+    if task.name == "Finalize":
+        publish_quality(step_context(), job_id)
+        metrics.add_metric(name="JobsCompleted", unit=MetricUnit.Count, value=1)
+    elif task is PIPELINE.on_error:
+        metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+    logger.info("step done", extra={"result_keys": sorted(result) if isinstance(result, dict) else None})
+    return result
