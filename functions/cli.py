@@ -21,22 +21,42 @@ from functions.settings import Settings
 
 
 def _store_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", default=os.environ.get("TONEMATCH_DATA_DIR", "data"),
-                   help="data directory: SQLite database and local object store (default ./data)")
-    p.add_argument("--database-url", default=os.environ.get("TONEMATCH_DATABASE_URL"),
-                   help="postgresql://user:pass@host:5432/db (default: SQLite in the data dir)")
+    p.add_argument(
+        "--data-dir",
+        default=os.environ.get("TONEMATCH_DATA_DIR", "data"),
+        help="data directory: SQLite database and local object store (default ./data)",
+    )
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get("TONEMATCH_DATABASE_URL"),
+        help="postgresql://user:pass@host:5432/db (default: SQLite in the data dir)",
+    )
     p.add_argument("--database-schema", default=os.environ.get("TONEMATCH_DATABASE_SCHEMA"))
-    p.add_argument("--bucket", default=os.environ.get("TONEMATCH_BUCKET"),
-                   help="S3 bucket for objects (default: the data dir)")
-    p.add_argument("--s3-endpoint-url", default=os.environ.get("TONEMATCH_S3_ENDPOINT_URL"),
-                   help="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
+    p.add_argument(
+        "--bucket",
+        default=os.environ.get("TONEMATCH_BUCKET"),
+        help="S3 bucket for objects (default: the data dir)",
+    )
+    p.add_argument(
+        "--s3-endpoint-url",
+        default=os.environ.get("TONEMATCH_S3_ENDPOINT_URL"),
+        help="S3-compatible endpoint, e.g. http://127.0.0.1:9000",
+    )
 
 
 def _settings(args: argparse.Namespace, **kw) -> Settings:
     base = Settings.from_env()
-    return Settings(**{**base.__dict__, "data_dir": Path(args.data_dir), "database_url": args.database_url,
-                       "database_schema": args.database_schema, "bucket": args.bucket,
-                       "s3_endpoint_url": args.s3_endpoint_url, **kw})
+    return Settings(
+        **{
+            **base.__dict__,
+            "data_dir": Path(args.data_dir),
+            "database_url": args.database_url,
+            "database_schema": args.database_schema,
+            "bucket": args.bucket,
+            "s3_endpoint_url": args.s3_endpoint_url,
+            **kw,
+        }
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,8 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--workers", type=int, default=None, help="render processes (default: one per core)")
-    s.add_argument("--public-url", default=None, help="base URL clients reach this server at "
-                   "(default http://HOST:PORT); signed local URLs point there")
+    s.add_argument(
+        "--public-url",
+        default=None,
+        help="base URL clients reach this server at "
+        "(default http://HOST:PORT); signed local URLs point there",
+    )
     s.add_argument("--no-drop-watch", action="store_true", help="do not watch the drop folder")
     s.add_argument("--log-level", default="info")
     _store_args(s)
@@ -97,18 +121,24 @@ def _serve(args: argparse.Namespace) -> int:
     from functions.pipeline.context import context_from_settings
     from functions.stores.objects import LocalObjectStore
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     host_for_url = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    settings = _settings(args, workers=args.workers,
-                         public_url=args.public_url or f"http://{host_for_url}:{args.port}")
+    settings = _settings(
+        args, workers=args.workers, public_url=args.public_url or f"http://{host_for_url}:{args.port}"
+    )
     ctx = context_from_settings(settings)
     app = create_app(ctx=ctx)
     watcher = None
     if not args.no_drop_watch and isinstance(ctx.objects, LocalObjectStore):
         watcher = DropWatcher(ctx)
         watcher.start()
-    print(f"tonematch: serving on http://{host_for_url}:{args.port}/ (data: {ctx.settings.data_dir}, "
-          f"database: {ctx.status.dialect}, objects: {type(ctx.objects).__name__})", flush=True)
+    print(
+        f"tonematch: serving on http://{host_for_url}:{args.port}/ (data: {ctx.settings.data_dir}, "
+        f"database: {ctx.status.dialect}, objects: {type(ctx.objects).__name__})",
+        flush=True,
+    )
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     finally:
@@ -126,8 +156,11 @@ def _users(args: argparse.Namespace) -> int:
         for row in ctx.status.query("SELECT id, email, plan, created_at FROM users ORDER BY created_at"):
             print(f"{row['id']}  {row['email']}  {row['plan']}  {row['created_at']}")
         return 0
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else (
-        args.password or os.environ.get("TONEMATCH_PASSWORD"))
+    password = (
+        sys.stdin.readline().rstrip("\n")
+        if args.password_stdin
+        else (args.password or os.environ.get("TONEMATCH_PASSWORD"))
+    )
     if not password:
         raise ValueError("give --password, --password-stdin or TONEMATCH_PASSWORD")
     if "@" not in args.email:
@@ -161,9 +194,16 @@ def _drop(args: argparse.Namespace) -> int:
     if args.mode != "A":
         import json
 
-        ctx.objects.put_bytes(f"{folder}/manifest.json", json.dumps(
-            {"reference": f"reference{ref.suffix.lower()}", "target": f"target{tgt.suffix.lower()}",
-             "mode": args.mode}).encode())
+        ctx.objects.put_bytes(
+            f"{folder}/manifest.json",
+            json.dumps(
+                {
+                    "reference": f"reference{ref.suffix.lower()}",
+                    "target": f"target{tgt.suffix.lower()}",
+                    "mode": args.mode,
+                }
+            ).encode(),
+        )
     ctx.objects.put_file(f"{folder}/reference{ref.suffix.lower()}", ref)
     ctx.objects.put_file(f"{folder}/target{tgt.suffix.lower()}", tgt)
     print(folder)

@@ -54,16 +54,25 @@ def handle_object_created(key: str, ctx: StepContext) -> dict:
     folder, name = key.rsplit("/", 1)
     stem, _, ext = name.partition(".")
     if name != "manifest.json" and stem not in ROLES:
-        return {"action": "ignored", "reason": f"{name!r} is not reference.*, target.* or manifest.json",
-                "key": key}
+        return {
+            "action": "ignored",
+            "reason": f"{name!r} is not reference.*, target.* or manifest.json",
+            "key": key,
+        }
     if stem in ROLES and ext.lower() not in AUDIO_TYPES:
-        return _reject(ctx, folder, user_id, service.invalid(
-            name, f"not an audio file name; use one of .{', .'.join(sorted(AUDIO_TYPES))}"))
+        return _reject(
+            ctx,
+            folder,
+            user_id,
+            service.invalid(name, f"not an audio file name; use one of .{', .'.join(sorted(AUDIO_TYPES))}"),
+        )
     if ctx.objects.exists(f"{folder}/job.json"):
         doc = json.loads(ctx.objects.get_bytes(f"{folder}/job.json"))
         return {"action": "exists", "job_id": doc.get("job_id"), "folder": folder}
 
-    files = {PurePosixPath(k).name: k for k in ctx.objects.list(folder + "/") if k.count("/") == key.count("/")}
+    files = {
+        PurePosixPath(k).name: k for k in ctx.objects.list(folder + "/") if k.count("/") == key.count("/")
+    }
     manifest: dict[str, Any] = {}
     if "manifest.json" in files:
         try:
@@ -74,8 +83,14 @@ def handle_object_created(key: str, ctx: StepContext) -> dict:
             return _reject(ctx, folder, user_id, service.invalid("manifest.json", f"malformed: {exc}"))
         wanted = {r: manifest.get(r) for r in ROLES if manifest.get(r) is not None}
         if "target" not in wanted or ("reference" not in wanted and not manifest.get("preset_id")):
-            return _reject(ctx, folder, user_id, service.invalid(
-                "manifest.json", 'needs "target" and "reference" (or "preset_id") file names'))
+            return _reject(
+                ctx,
+                folder,
+                user_id,
+                service.invalid(
+                    "manifest.json", 'needs "target" and "reference" (or "preset_id") file names'
+                ),
+            )
         bad = [n for n in wanted.values() if not isinstance(n, str) or "/" in n]
         if bad:
             return _reject(ctx, folder, user_id, service.invalid("manifest.json", f"bad file names {bad}"))
@@ -93,9 +108,15 @@ def handle_object_created(key: str, ctx: StepContext) -> dict:
         return {"action": "waiting", "missing": missing, "folder": folder}
     try:
         job, created = service.create_job(
-            ctx, user_id, mode=manifest.get("mode", "A"), tgt_key=files[wanted["target"]],
+            ctx,
+            user_id,
+            mode=manifest.get("mode", "A"),
+            tgt_key=files[wanted["target"]],
             ref_key=files[wanted["reference"]] if "reference" in wanted else None,
-            preset_id=manifest.get("preset_id"), opts=manifest.get("opts"), source="drop")
+            preset_id=manifest.get("preset_id"),
+            opts=manifest.get("opts"),
+            source="drop",
+        )
     except ServiceError as err:
         return _reject(ctx, folder, user_id, err)
     _write(ctx, folder, "job.json", {"job_id": job["id"], "status": job["status"]})

@@ -68,9 +68,8 @@ def not_found(what: str, ident: str) -> ServiceError:
 # ---- options and idempotency ------------------------------------------------------------------
 def canonical_opts(opts: dict | None) -> dict:
     """Options validated and normalised by the engine (defaults filled), or INVALID_INPUT."""
-    from engine.options import validate_options
-
     from engine.errors import TonematchError
+    from engine.options import validate_options
 
     if opts is not None and not isinstance(opts, dict):
         raise invalid("opts", "must be a JSON object")
@@ -81,8 +80,9 @@ def canonical_opts(opts: dict | None) -> dict:
         raise invalid(where if where.startswith("opts") else f"opts.{where}", exc.message) from exc
 
 
-def idempotency_key(mode: str, ref_key: str | None, tgt_key: str, opts: dict,
-                    preset_id: str | None = None) -> str:
+def idempotency_key(
+    mode: str, ref_key: str | None, tgt_key: str, opts: dict, preset_id: str | None = None
+) -> str:
     """SHA-256 of (mode, ref_key, tgt_key, canonical opts[, preset_id]) as canonical JSON."""
     doc = {"mode": mode, "ref_key": ref_key, "tgt_key": tgt_key, "opts": opts}
     if preset_id:
@@ -102,8 +102,11 @@ def owned_key(ctx: StepContext, user_id: str, key: Any, field_name: str, *, must
         raise invalid(field_name, str(exc)) from exc
     owned = key.startswith((f"{user_id}/", f"drop/{user_id}/"))
     if not owned or (must_exist and not ctx.objects.exists(key)):
-        raise ServiceError("NOT_FOUND", f"{field_name}: object {key!r} not found (upload it first)",
-                           {"field": field_name, "key": key})
+        raise ServiceError(
+            "NOT_FOUND",
+            f"{field_name}: object {key!r} not found (upload it first)",
+            {"field": field_name, "key": key},
+        )
     return key
 
 
@@ -124,8 +127,11 @@ def check_audio(ctx: StepContext, key: str, field_name: str) -> dict | None:
     try:
         info = probe(str(path))
     except TonematchError as exc:
-        raise ServiceError("INVALID_INPUT", f"{field_name}: {exc.message}",
-                           {"field": field_name, "key": key, "reason": exc.message}) from exc
+        raise ServiceError(
+            "INVALID_INPUT",
+            f"{field_name}: {exc.message}",
+            {"field": field_name, "key": key, "reason": exc.message},
+        ) from exc
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
@@ -138,12 +144,15 @@ def _check_type(content_type: Any, ext: Any) -> tuple[str, str]:
     ext = ext.lower().lstrip(".")
     ct = str(content_type or "").split(";")[0].strip().lower()
     if ct not in AUDIO_TYPES[ext]:
-        raise invalid("content_type", f"{content_type!r} does not match .{ext}; use one of {list(AUDIO_TYPES[ext])}")
+        raise invalid(
+            "content_type", f"{content_type!r} does not match .{ext}; use one of {list(AUDIO_TYPES[ext])}"
+        )
     return ct, ext
 
 
-def sign_upload(ctx: StepContext, user_id: str, content_type: Any, ext: Any,
-                size_bytes: int | None = None) -> dict:
+def sign_upload(
+    ctx: StepContext, user_id: str, content_type: Any, ext: Any, size_bytes: int | None = None
+) -> dict:
     """A fresh raw-audio key under the user and a signed PUT URL for it; multipart (a list of part
     URLs) when ``size_bytes`` is above the multipart threshold."""
     s = ctx.settings
@@ -159,14 +168,31 @@ def sign_upload(ctx: StepContext, user_id: str, content_type: Any, ext: Any,
         part_bytes = s.multipart_part_bytes
         n = -(-size_bytes // part_bytes)
         upload_id = ctx.objects.create_multipart(key, ct)
-        out.update(multipart=True, upload_id=upload_id, part_size_bytes=part_bytes, parts=[
-            {"part_number": i, "put_url": ctx.objects.sign_part(key, upload_id, i, s.sign_ttl_s, part_bytes)}
-            for i in range(1, n + 1)])
+        out.update(
+            multipart=True,
+            upload_id=upload_id,
+            part_size_bytes=part_bytes,
+            parts=[
+                {
+                    "part_number": i,
+                    "put_url": ctx.objects.sign_part(key, upload_id, i, s.sign_ttl_s, part_bytes),
+                }
+                for i in range(1, n + 1)
+            ],
+        )
     else:
-        out.update(multipart=False, put_url=ctx.objects.sign_put(
-            key, ct, s.sign_ttl_s, min(size_bytes or s.max_upload_bytes, s.max_upload_bytes)))
-    ctx.status.audit(user_id, "upload.sign", key, {"content_type": ct, "size_bytes": size_bytes,
-                                                   "multipart": out["multipart"]})
+        out.update(
+            multipart=False,
+            put_url=ctx.objects.sign_put(
+                key, ct, s.sign_ttl_s, min(size_bytes or s.max_upload_bytes, s.max_upload_bytes)
+            ),
+        )
+    ctx.status.audit(
+        user_id,
+        "upload.sign",
+        key,
+        {"content_type": ct, "size_bytes": size_bytes, "multipart": out["multipart"]},
+    )
     return out
 
 
@@ -191,25 +217,44 @@ def complete_upload(ctx: StepContext, user_id: str, key: Any, upload_id: Any, pa
 # ---- jobs -------------------------------------------------------------------------------------
 def job_event(job: dict) -> dict:
     """The pipeline's initial state for a job."""
-    return {"job_id": job["id"], "user_id": job["user_id"], "mode": job["mode"], "ref_key": job["ref_key"],
-            "tgt_key": job["tgt_key"], "opts": job["opts"] or {}, "preset_id": job.get("preset_id"),
-            "attempt": int(job.get("attempts") or 0)}
+    return {
+        "job_id": job["id"],
+        "user_id": job["user_id"],
+        "mode": job["mode"],
+        "ref_key": job["ref_key"],
+        "tgt_key": job["tgt_key"],
+        "opts": job["opts"] or {},
+        "preset_id": job.get("preset_id"),
+        "attempt": int(job.get("attempts") or 0),
+    }
 
 
-def create_job(ctx: StepContext, user_id: str, *, mode: Any, tgt_key: Any, ref_key: Any = None,
-               opts: Any = None, preset_id: Any = None, source: str = "api") -> tuple[dict, bool]:
+def create_job(
+    ctx: StepContext,
+    user_id: str,
+    *,
+    mode: Any,
+    tgt_key: Any,
+    ref_key: Any = None,
+    opts: Any = None,
+    preset_id: Any = None,
+    source: str = "api",
+) -> tuple[dict, bool]:
     """Validate and queue a job; returns ``(job, created)``. With ``preset_id`` instead of
     ``ref_key`` the saved preset is applied to the target (no reference analysis, no inversion)."""
     if mode not in MODES:
         raise invalid("mode", f"must be one of {list(MODES)}, got {mode!r}")
     if (ref_key is None) == (preset_id is None):
-        raise invalid("ref_key", "give exactly one of ref_key (match a reference) or preset_id (apply a preset)")
+        raise invalid(
+            "ref_key", "give exactly one of ref_key (match a reference) or preset_id (apply a preset)"
+        )
     tgt_key = owned_key(ctx, user_id, tgt_key, "tgt_key")
     if ref_key is not None:
         ref_key = owned_key(ctx, user_id, ref_key, "ref_key")
-    if preset_id is not None:
-        if not isinstance(preset_id, str) or ctx.status.get_preset(preset_id, user_id) is None:
-            raise not_found("preset_id", str(preset_id))
+    if preset_id is not None and (
+        not isinstance(preset_id, str) or ctx.status.get_preset(preset_id, user_id) is None
+    ):
+        raise not_found("preset_id", str(preset_id))
     clean_opts = canonical_opts(opts)
     key = idempotency_key(mode, ref_key, tgt_key, clean_opts, preset_id)
     existing = ctx.status.find_active_job(key)
@@ -218,12 +263,22 @@ def create_job(ctx: StepContext, user_id: str, *, mode: Any, tgt_key: Any, ref_k
     if ref_key is not None:
         check_audio(ctx, ref_key, "ref_key")
     check_audio(ctx, tgt_key, "tgt_key")
-    job, created = ctx.status.create_job(user_id=user_id, mode=mode, ref_key=ref_key, tgt_key=tgt_key,
-                                         opts=clean_opts, idempotency_key=key, preset_id=preset_id)
+    job, created = ctx.status.create_job(
+        user_id=user_id,
+        mode=mode,
+        ref_key=ref_key,
+        tgt_key=tgt_key,
+        opts=clean_opts,
+        idempotency_key=key,
+        preset_id=preset_id,
+    )
     if created:
-        ctx.status.audit(user_id, "job.create", job["id"], {"mode": mode, "ref_key": ref_key,
-                                                             "tgt_key": tgt_key, "preset_id": preset_id,
-                                                             "source": source})
+        ctx.status.audit(
+            user_id,
+            "job.create",
+            job["id"],
+            {"mode": mode, "ref_key": ref_key, "tgt_key": tgt_key, "preset_id": preset_id, "source": source},
+        )
         if ctx.launch is not None:
             ctx.launch(job_event(job))
     return job, created
@@ -240,18 +295,29 @@ def retry_job(ctx: StepContext, user_id: str, job_id: str) -> dict:
     """Queue a FAILED job again (it continues from its failed step); CONFLICT in any other state."""
     job = get_job(ctx, user_id, job_id)
     if job["status"] != "FAILED":
-        raise ServiceError("CONFLICT", f"job {job_id} is {job['status']}; only a FAILED job can be retried",
-                           {"field": "status", "status": job["status"]})
+        raise ServiceError(
+            "CONFLICT",
+            f"job {job_id} is {job['status']}; only a FAILED job can be retried",
+            {"field": "status", "status": job["status"]},
+        )
     try:
         with ctx.status.transaction():
             fresh = ctx.status.get_job(job_id, user_id)
             if fresh is None or fresh["status"] != "FAILED":
-                raise ServiceError("CONFLICT", f"job {job_id} is no longer FAILED",
-                                   {"field": "status", "status": fresh and fresh["status"]})
-            ctx.status.update_job(job_id, status="PENDING", error=None, attempts=int(job["attempts"] or 0) + 1)
+                raise ServiceError(
+                    "CONFLICT",
+                    f"job {job_id} is no longer FAILED",
+                    {"field": "status", "status": fresh and fresh["status"]},
+                )
+            ctx.status.update_job(
+                job_id, status="PENDING", error=None, attempts=int(job["attempts"] or 0) + 1
+            )
     except ConflictError as exc:
-        raise ServiceError("CONFLICT", "the same job (same inputs and options) is already queued or running",
-                           {"field": "idempotency_key"}) from exc
+        raise ServiceError(
+            "CONFLICT",
+            "the same job (same inputs and options) is already queued or running",
+            {"field": "idempotency_key"},
+        ) from exc
     ctx.status.audit(user_id, "job.retry", job_id, {"last_step": job["last_step"], "error": job["error"]})
     job = ctx.status.get_job(job_id)
     if ctx.launch is not None:
@@ -270,16 +336,26 @@ def job_view(ctx: StepContext, job: dict) -> dict:
     out = job.get("outputs") or {}
     done = job["status"] == "COMPLETED"
     view: dict[str, Any] = {
-        "job_id": job["id"], "status": job["status"], "progress": int(job["progress"] or 0),
-        "mode": job["mode"], "opts": job["opts"], "created_at": job["created_at"],
-        "updated_at": job["updated_at"], "last_step": job["last_step"], "error": job["error"],
-        "ref_key": job["ref_key"], "tgt_key": job["tgt_key"],
+        "job_id": job["id"],
+        "status": job["status"],
+        "progress": int(job["progress"] or 0),
+        "mode": job["mode"],
+        "opts": job["opts"],
+        "created_at": job["created_at"],
+        "updated_at": job["updated_at"],
+        "last_step": job["last_step"],
+        "error": job["error"],
+        "ref_key": job["ref_key"],
+        "tgt_key": job["tgt_key"],
         "inputs": {"reference_url": _sign(ctx, job["ref_key"]), "target_url": _sign(ctx, job["tgt_key"])},
         "loudness": job.get("loudness") or {"reference_lufs": None, "target_lufs": None, "result_lufs": None},
         "metrics": job.get("metrics"),
         "params": job.get("params"),
         "preset_id": out.get("preset_id") or job.get("preset_id"),
-        "download_url": None, "viz_urls": None, "preset_url": None, "eq_text_url": None,
+        "download_url": None,
+        "viz_urls": None,
+        "preset_url": None,
+        "eq_text_url": None,
     }
     if done:
         ext = Path(out.get("result_key", "x.wav")).suffix
@@ -291,8 +367,10 @@ def job_view(ctx: StepContext, job: dict) -> dict:
 
 
 def list_jobs(ctx: StepContext, user_id: str, limit: int = 50, before: str | None = None) -> list[dict]:
-    return [{"job_id": j["id"], **{k: v for k, v in j.items() if k != "id"}}
-            for j in ctx.status.list_jobs(user_id, limit=limit, before=before)]
+    return [
+        {"job_id": j["id"], **{k: v for k, v in j.items() if k != "id"}}
+        for j in ctx.status.list_jobs(user_id, limit=limit, before=before)
+    ]
 
 
 # ---- presets ----------------------------------------------------------------------------------
@@ -307,9 +385,8 @@ def _check_name(name: Any) -> str:
 
 def validate_params(style_params: Any, field_name: str = "style_params") -> dict:
     """Validated style_params (mode B when B blocks are present); INVALID_INPUT naming the field."""
-    from engine.params import validate_style_params
-
     from engine.errors import TonematchError
+    from engine.params import validate_style_params
 
     if not isinstance(style_params, dict):
         raise invalid(field_name, "must be a JSON object")
@@ -321,8 +398,9 @@ def validate_params(style_params: Any, field_name: str = "style_params") -> dict
         raise invalid(where, exc.message) from exc
 
 
-def create_preset(ctx: StepContext, user_id: str, *, name: Any, style_params: Any = None,
-                  job_id: Any = None) -> dict:
+def create_preset(
+    ctx: StepContext, user_id: str, *, name: Any, style_params: Any = None, job_id: Any = None
+) -> dict:
     """Save a preset from ``style_params`` or from a COMPLETED job's parameters."""
     name = _check_name(name)
     if (style_params is None) == (job_id is None):
@@ -330,8 +408,11 @@ def create_preset(ctx: StepContext, user_id: str, *, name: Any, style_params: An
     if job_id is not None:
         job = get_job(ctx, user_id, str(job_id))
         if job["status"] != "COMPLETED" or not job.get("params"):
-            raise ServiceError("CONFLICT", f"job {job_id} is {job['status']}; presets come from COMPLETED jobs",
-                               {"field": "job_id", "status": job["status"]})
+            raise ServiceError(
+                "CONFLICT",
+                f"job {job_id} is {job['status']}; presets come from COMPLETED jobs",
+                {"field": "job_id", "status": job["status"]},
+            )
         params = dict(job["params"])
         if isinstance(params.get("lufs"), dict):
             params["lufs"] = {k: v for k, v in params["lufs"].items() if k != "gain_db"}
@@ -341,7 +422,9 @@ def create_preset(ctx: StepContext, user_id: str, *, name: Any, style_params: An
     try:
         preset = ctx.status.create_preset(user_id, name, params, source_job_id=job_id)
     except ConflictError as exc:
-        raise ServiceError("CONFLICT", f"you already have a preset named {name!r}", {"field": "name"}) from exc
+        raise ServiceError(
+            "CONFLICT", f"you already have a preset named {name!r}", {"field": "name"}
+        ) from exc
     ctx.status.audit(user_id, "preset.create", preset["id"], {"name": name, "job_id": job_id})
     return preset
 
@@ -359,15 +442,20 @@ def rename_preset(ctx: StepContext, user_id: str, preset_id: str, name: Any) -> 
     try:
         ctx.status.rename_preset(preset_id, name)
     except ConflictError as exc:
-        raise ServiceError("CONFLICT", f"you already have a preset named {name!r}", {"field": "name"}) from exc
+        raise ServiceError(
+            "CONFLICT", f"you already have a preset named {name!r}", {"field": "name"}
+        ) from exc
     ctx.status.audit(user_id, "preset.rename", preset_id, {"name": name})
     return get_preset(ctx, user_id, preset_id)
 
 
 def delete_preset(ctx: StepContext, user_id: str, preset_id: str) -> None:
     get_preset(ctx, user_id, preset_id)
-    busy = [j for j in ctx.status.list_jobs(user_id, limit=1000)
-            if j.get("preset_id") == preset_id and j["status"] in ACTIVE_STATUSES]
+    busy = [
+        j
+        for j in ctx.status.list_jobs(user_id, limit=1000)
+        if j.get("preset_id") == preset_id and j["status"] in ACTIVE_STATUSES
+    ]
     if busy:
         raise ServiceError("CONFLICT", f"preset {preset_id} is used by a running job", {"field": "preset_id"})
     ctx.status.delete_preset(preset_id)
@@ -375,9 +463,14 @@ def delete_preset(ctx: StepContext, user_id: str, preset_id: str) -> None:
 
 
 def preset_view(ctx: StepContext, preset: dict) -> dict:
-    view = {"id": preset["id"], "preset_id": preset["id"], "name": preset["name"],
-            "style_params": preset["style_params"], "created_at": preset["created_at"],
-            "source_job_id": preset.get("source_job_id")}
+    view = {
+        "id": preset["id"],
+        "preset_id": preset["id"],
+        "name": preset["name"],
+        "style_params": preset["style_params"],
+        "created_at": preset["created_at"],
+        "source_job_id": preset.get("source_job_id"),
+    }
     try:
         from engine.preset import eq_to_equalizer_apo, export_preset
 
@@ -406,11 +499,16 @@ def options_doc() -> dict:
     import engine.options as eo
 
     ranges = getattr(eo, "RANGES", {})
-    choices = {"exclude": list(getattr(eo, "EXCLUDABLE", ())), "output_format": list(getattr(eo, "FORMATS", ()))}
+    choices = {
+        "exclude": list(getattr(eo, "EXCLUDABLE", ())),
+        "output_format": list(getattr(eo, "FORMATS", ())),
+    }
     options = {}
     for name, default in eo.DEFAULT_OPTIONS.items():
-        doc: dict[str, Any] = {"default": default, "unit": next((u for suf, u in UNIT_SUFFIXES
-                                                                  if name.endswith(suf)), None)}
+        doc: dict[str, Any] = {
+            "default": default,
+            "unit": next((u for suf, u in UNIT_SUFFIXES if name.endswith(suf)), None),
+        }
         if name in ranges:
             doc["min"], doc["max"] = ranges[name]
         if choices.get(name):

@@ -130,5 +130,7 @@ def _url_from_secret(arn: str) -> str:
     secret = json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
     user = quote(secret["username"], safe="")
     password = quote(secret["password"], safe="")
-    return (f"postgresql://{user}:{password}@{secret['host']}:{secret.get('port', 5432)}"
-            f"/{secret.get('dbname', 'postgres')}")
+    return (
+        f"postgresql://{user}:{password}@{secret['host']}:{secret.get('port', 5432)}"
+        f"/{secret.get('dbname', 'postgres')}"
+    )

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from functions import service
-from functions.api import schemas as S
+from functions.api import schemas as S  # noqa: N812
 from functions.api.auth import RateLimiter, decode_token, issue_token, verify_password
 from functions.pipeline.context import StepContext, context_from_settings
 from functions.service import ServiceError
@@ -32,10 +32,19 @@ from functions.stores.objects import LocalObjectStore, ObjectNotFoundError, Sign
 
 log = logging.getLogger("tonematch.api")
 CONSOLE_DIR = Path(__file__).with_name("console")
-STATUS_OF = {"INVALID_INPUT": 400, "UNAUTHORIZED": 401, "FORBIDDEN": 403, "NOT_FOUND": 404, "CONFLICT": 409,
-             "PAYLOAD_TOO_LARGE": 413, "RATE_LIMITED": 429, "INTERNAL": 500}
+STATUS_OF = {
+    "INVALID_INPUT": 400,
+    "UNAUTHORIZED": 401,
+    "FORBIDDEN": 403,
+    "NOT_FOUND": 404,
+    "CONFLICT": 409,
+    "PAYLOAD_TOO_LARGE": 413,
+    "RATE_LIMITED": 429,
+    "INTERNAL": 500,
+}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    s: {"model": S.ErrorBody} for s in (400, 401, 404, 409, 429, 500)}
+    s: {"model": S.ErrorBody} for s in (400, 401, 404, 409, 429, 500)
+}
 
 
 def error_response(err: ServiceError, status: int | None = None) -> JSONResponse:
@@ -55,8 +64,11 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        too_big = ServiceError("INVALID_INPUT", f"request body over the limit of {self.max_bytes} bytes",
-                               {"field": "body", "limit_bytes": self.max_bytes})
+        too_big = ServiceError(
+            "INVALID_INPUT",
+            f"request body over the limit of {self.max_bytes} bytes",
+            {"field": "body", "limit_bytes": self.max_bytes},
+        )
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await error_response(too_big, 413)(scope, receive, send)
             return
@@ -98,8 +110,11 @@ def current_user(request: Request) -> dict:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise ServiceError("UNAUTHORIZED", "missing bearer token (Authorization: Bearer <access_token>)",
-                           {"field": "Authorization"})
+        raise ServiceError(
+            "UNAUTHORIZED",
+            "missing bearer token (Authorization: Bearer <access_token>)",
+            {"field": "Authorization"},
+        )
     user_id = decode_token(ctx.settings.jwt_secret, token.strip(), "access")
     request.app.state.limiter.check(user_id)
     user = ctx.status.get_user(user_id)
@@ -111,8 +126,9 @@ def current_user(request: Request) -> dict:
 User = Annotated[dict, Depends(current_user)]
 
 
-def create_app(settings: Settings | None = None, *, ctx: StepContext | None = None,
-               runner: Any = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, ctx: StepContext | None = None, runner: Any = None
+) -> FastAPI:
     """The app over ``ctx`` (built from ``settings`` when not given). With
     ``settings.run_local_runner`` and no launcher in the context, a :class:`LocalRunner` runs the
     jobs in this process (started and stopped with the app)."""
@@ -137,9 +153,14 @@ def create_app(settings: Settings | None = None, *, ctx: StepContext | None = No
         if own_runner is not None:
             own_runner.stop(abandon=True, timeout_s=5)
 
-    app = FastAPI(title="tonematch", version="1.0.0", lifespan=lifespan, responses=ERROR_RESPONSES,
-                  description="Audio reference style matching: upload a reference and a target, create a "
-                              "job, poll it, download the processed audio, keep the preset.")
+    app = FastAPI(
+        title="tonematch",
+        version="1.0.0",
+        lifespan=lifespan,
+        responses=ERROR_RESPONSES,
+        description="Audio reference style matching: upload a reference and a target, create a "
+        "job, poll it, download the processed audio, keep the preset.",
+    )
     app.state.ctx = ctx
     app.state.runner = runner
     app.state.limiter = limiter
@@ -162,18 +183,28 @@ def create_app(settings: Settings | None = None, *, ctx: StepContext | None = No
             else:
                 errors.append({"field": _field(e.get("loc", ())), "reason": e.get("msg", "invalid")})
         first = errors[0] if errors else {"field": "body", "reason": "invalid"}
-        return error_response(ServiceError("INVALID_INPUT", f"{first['field']}: {first['reason']}",
-                                           {"field": first["field"], "reason": first["reason"],
-                                            "errors": errors}))
+        return error_response(
+            ServiceError(
+                "INVALID_INPUT",
+                f"{first['field']}: {first['reason']}",
+                {"field": first["field"], "reason": first["reason"], "errors": errors},
+            )
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
-            err = ServiceError("NOT_FOUND", f"no such endpoint: {request.method} {request.url.path}",
-                               {"field": "path", "path": request.url.path})
+            err = ServiceError(
+                "NOT_FOUND",
+                f"no such endpoint: {request.method} {request.url.path}",
+                {"field": "path", "path": request.url.path},
+            )
         elif exc.status_code == 405:
-            err = ServiceError("INVALID_INPUT", f"method {request.method} is not allowed on {request.url.path}",
-                               {"field": "method", "method": request.method})
+            err = ServiceError(
+                "INVALID_INPUT",
+                f"method {request.method} is not allowed on {request.url.path}",
+                {"field": "method", "method": request.method},
+            )
             return error_response(err, 405)
         elif exc.status_code == 401:
             err = ServiceError("UNAUTHORIZED", str(exc.detail))
@@ -196,42 +227,60 @@ def create_app(settings: Settings | None = None, *, ctx: StepContext | None = No
         if user is None or not verify_password(user["password_hash"], body.password):
             raise ServiceError("UNAUTHORIZED", "wrong email or password", {"field": "password"})
         ctx.status.audit(user["id"], "auth.login", user["id"], {})
-        return {"access_token": issue_token(settings.jwt_secret, user["id"], "access", settings.access_ttl_s),
-                "refresh_token": issue_token(settings.jwt_secret, user["id"], "refresh", settings.refresh_ttl_s),
-                "expires_in": settings.access_ttl_s}
+        return {
+            "access_token": issue_token(settings.jwt_secret, user["id"], "access", settings.access_ttl_s),
+            "refresh_token": issue_token(settings.jwt_secret, user["id"], "refresh", settings.refresh_ttl_s),
+            "expires_in": settings.access_ttl_s,
+        }
 
     @app.post("/auth/refresh", response_model=S.AccessToken, tags=["auth"])
     def refresh(body: S.RefreshRequest) -> dict:
         user_id = decode_token(settings.jwt_secret, body.refresh_token, "refresh")
         limiter.check(user_id)
         if ctx.status.get_user(user_id) is None:
-            raise ServiceError("UNAUTHORIZED", "the token's user no longer exists", {"field": "refresh_token"})
+            raise ServiceError(
+                "UNAUTHORIZED", "the token's user no longer exists", {"field": "refresh_token"}
+            )
         ctx.status.audit(user_id, "auth.refresh", user_id, {})
-        return {"access_token": issue_token(settings.jwt_secret, user_id, "access", settings.access_ttl_s),
-                "expires_in": settings.access_ttl_s}
+        return {
+            "access_token": issue_token(settings.jwt_secret, user_id, "access", settings.access_ttl_s),
+            "expires_in": settings.access_ttl_s,
+        }
 
     # ---- uploads ----------------------------------------------------------------------------
-    @app.post("/uploads/sign", response_model=S.SignResponse, response_model_exclude_none=True,
-              tags=["uploads"])
+    @app.post(
+        "/uploads/sign", response_model=S.SignResponse, response_model_exclude_none=True, tags=["uploads"]
+    )
     def sign_upload(body: S.SignRequest, user: User) -> dict:
         return service.sign_upload(ctx, user["id"], body.content_type, body.ext, body.size_bytes)
 
     @app.post("/uploads/complete", response_model=S.CompleteResponse, tags=["uploads"])
     def complete_upload(body: S.CompleteRequest, user: User) -> dict:
-        return service.complete_upload(ctx, user["id"], body.key, body.upload_id,
-                                       [p.model_dump() for p in body.parts])
+        return service.complete_upload(
+            ctx, user["id"], body.key, body.upload_id, [p.model_dump() for p in body.parts]
+        )
 
     # ---- jobs -------------------------------------------------------------------------------
     @app.post("/jobs", response_model=S.JobCreated, tags=["jobs"])
     def create_job(body: S.JobCreate, user: User, response: Response) -> dict:
-        job, created = service.create_job(ctx, user["id"], mode=body.mode, ref_key=body.ref_key,
-                                          tgt_key=body.tgt_key, opts=body.opts, preset_id=body.preset_id)
+        job, created = service.create_job(
+            ctx,
+            user["id"],
+            mode=body.mode,
+            ref_key=body.ref_key,
+            tgt_key=body.tgt_key,
+            opts=body.opts,
+            preset_id=body.preset_id,
+        )
         response.status_code = 201 if created else 200
         return {"job_id": job["id"], "status": job["status"], "created": created}
 
     @app.get("/jobs", response_model=S.JobList, tags=["jobs"])
-    def list_jobs(user: User, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                  before: Annotated[str | None, Query(max_length=64)] = None) -> dict:
+    def list_jobs(
+        user: User,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        before: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> dict:
         return {"jobs": service.list_jobs(ctx, user["id"], limit, before)}
 
     @app.get("/jobs/{job_id}", response_model=S.JobStatus, tags=["jobs"])
@@ -250,8 +299,9 @@ def create_app(settings: Settings | None = None, *, ctx: StepContext | None = No
 
     @app.post("/presets", response_model=S.PresetDoc, status_code=201, tags=["presets"])
     def create_preset(body: S.PresetCreate, user: User) -> dict:
-        preset = service.create_preset(ctx, user["id"], name=body.name, style_params=body.style_params,
-                                       job_id=body.job_id)
+        preset = service.create_preset(
+            ctx, user["id"], name=body.name, style_params=body.style_params, job_id=body.job_id
+        )
         return service.preset_view(ctx, preset)
 
     @app.get("/presets/{preset_id}", response_model=S.PresetDoc, tags=["presets"])
@@ -287,8 +337,11 @@ def create_app(settings: Settings | None = None, *, ctx: StepContext | None = No
         try:
             return ctx.objects.signer.verify(token, method)
         except SignatureError as exc:
-            raise ServiceError("FORBIDDEN", f"signed URL refused: {exc}",
-                               {"field": "token", "reason": "expired" if exc.expired else "invalid"}) from exc
+            raise ServiceError(
+                "FORBIDDEN",
+                f"signed URL refused: {exc}",
+                {"field": "token", "reason": "expired" if exc.expired else "invalid"},
+            ) from exc
 
     @app.put("/objects/{token}", tags=["objects"], include_in_schema=True)
     async def put_object(token: str, request: Request) -> Response:
@@ -301,8 +354,11 @@ def create_app(settings: Settings | None = None, *, ctx: StepContext | None = No
             if int(declared) == 0:
                 raise service.invalid("body", "the upload is empty")
             if int(declared) > max_bytes:
-                raise ServiceError("INVALID_INPUT", f"upload of {declared} bytes is over the signed limit of "
-                                   f"{max_bytes} bytes", {"field": "body", "limit_bytes": max_bytes}, )
+                raise ServiceError(
+                    "INVALID_INPUT",
+                    f"upload of {declared} bytes is over the signed limit of {max_bytes} bytes",
+                    {"field": "body", "limit_bytes": max_bytes},
+                )
         part = grant.get("part")
         if part is None:
             want = grant.get("content_type")
@@ -310,8 +366,11 @@ def create_app(settings: Settings | None = None, *, ctx: StepContext | None = No
             if want and got != want:
                 raise service.invalid("Content-Type", f"{got or 'none'} does not match the signed {want}")
             if store.exists(key):
-                raise ServiceError("CONFLICT", f"object {key!r} already exists and is never overwritten",
-                                   {"field": "key", "key": key})
+                raise ServiceError(
+                    "CONFLICT",
+                    f"object {key!r} already exists and is never overwritten",
+                    {"field": "key", "key": key},
+                )
             dst = store.root / key
         else:
             try:
@@ -329,8 +388,11 @@ def create_app(settings: Settings | None = None, *, ctx: StepContext | None = No
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > max_bytes:
-                        raise ServiceError("INVALID_INPUT", f"upload over the signed limit of {max_bytes} bytes",
-                                           {"field": "body", "limit_bytes": max_bytes})
+                        raise ServiceError(
+                            "INVALID_INPUT",
+                            f"upload over the signed limit of {max_bytes} bytes",
+                            {"field": "body", "limit_bytes": max_bytes},
+                        )
                     md5.update(chunk)
                     f.write(chunk)
             if size == 0:
@@ -341,8 +403,12 @@ def create_app(settings: Settings | None = None, *, ctx: StepContext | None = No
         finally:
             tmp.unlink(missing_ok=True)
         user_id = key.split("/", 1)[0]
-        ctx.status.audit(user_id if service.is_user_id(user_id) else None, "object.put", key,
-                         {"size_bytes": size, "part": part})
+        ctx.status.audit(
+            user_id if service.is_user_id(user_id) else None,
+            "object.put",
+            key,
+            {"size_bytes": size, "part": part},
+        )
         return Response(status_code=200, headers={"ETag": f'"{md5.hexdigest()}"'})
 
     @app.get("/objects/{token}", tags=["objects"])
@@ -351,10 +417,18 @@ def create_app(settings: Settings | None = None, *, ctx: StepContext | None = No
         path = ctx.objects.local_path(grant["key"])
         if path is None:
             raise ServiceError("NOT_FOUND", f"object {grant['key']!r} not found", {"field": "key"})
-        media = {".wav": "audio/wav", ".flac": "audio/flac", ".json": "application/json",
-                 ".txt": "text/plain; charset=utf-8"}.get(path.suffix, "application/octet-stream")
-        return FileResponse(path, media_type=media, filename=grant.get("filename"),
-                            content_disposition_type="attachment" if grant.get("filename") else "inline")
+        media = {
+            ".wav": "audio/wav",
+            ".flac": "audio/flac",
+            ".json": "application/json",
+            ".txt": "text/plain; charset=utf-8",
+        }.get(path.suffix, "application/octet-stream")
+        return FileResponse(
+            path,
+            media_type=media,
+            filename=grant.get("filename"),
+            content_disposition_type="attachment" if grant.get("filename") else "inline",
+        )
 
     # ---- web console (static files written by the console engineer) -------------------------
     def _console_file(rel: str) -> FileResponse:

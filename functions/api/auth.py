@@ -49,13 +49,19 @@ def decode_token(secret: str, token: str, kind: str) -> str:
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp", "typ"]})
     except jwt.ExpiredSignatureError as exc:
-        raise ServiceError("UNAUTHORIZED", f"{kind} token expired", {"field": "token", "reason": "expired"}) from exc
+        raise ServiceError(
+            "UNAUTHORIZED", f"{kind} token expired", {"field": "token", "reason": "expired"}
+        ) from exc
     except jwt.PyJWTError as exc:
-        raise ServiceError("UNAUTHORIZED", f"invalid {kind} token: {exc}",
-                           {"field": "token", "reason": "invalid"}) from exc
+        raise ServiceError(
+            "UNAUTHORIZED", f"invalid {kind} token: {exc}", {"field": "token", "reason": "invalid"}
+        ) from exc
     if claims.get("typ") != kind:
-        raise ServiceError("UNAUTHORIZED", f"this is a {claims.get('typ')} token, not a {kind} token",
-                           {"field": "token", "reason": "wrong type"})
+        raise ServiceError(
+            "UNAUTHORIZED",
+            f"this is a {claims.get('typ')} token, not a {kind} token",
+            {"field": "token", "reason": "wrong type"},
+        )
     return str(claims["sub"])
 
 
@@ -79,7 +85,10 @@ class RateLimiter:
             if tokens < 1.0:
                 wait_s = (1.0 - tokens) / self.rate
                 self._buckets[key] = (tokens, now)
-                raise ServiceError("RATE_LIMITED", f"too many requests; retry in {wait_s:.1f} s",
-                                   {"retry_after_s": round(wait_s, 2)},
-                                   headers={"Retry-After": str(max(1, round(wait_s)))})
+                raise ServiceError(
+                    "RATE_LIMITED",
+                    f"too many requests; retry in {wait_s:.1f} s",
+                    {"retry_after_s": round(wait_s, 2)},
+                    headers={"Retry-After": str(max(1, round(wait_s)))},
+                )
             self._buckets[key] = (tokens - 1.0, now)

@@ -12,8 +12,9 @@ class Strict(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    code: Literal["INVALID_INPUT", "NOT_FOUND", "RATE_LIMITED", "UNAUTHORIZED", "FORBIDDEN", "CONFLICT",
-                  "INTERNAL"]
+    code: Literal[
+        "INVALID_INPUT", "NOT_FOUND", "RATE_LIMITED", "UNAUTHORIZED", "FORBIDDEN", "CONFLICT", "INTERNAL"
+    ]
     message: str
     detail: Any | None = None
 
@@ -43,8 +44,11 @@ class AccessToken(BaseModel):
 class SignRequest(Strict):
     content_type: str = Field(max_length=200)
     ext: str = Field(max_length=16)
-    size_bytes: int | None = Field(default=None, description="file size; above the multipart threshold "
-                                   "the answer lists part URLs instead of one put_url")
+    size_bytes: int | None = Field(
+        default=None,
+        description="file size; above the multipart threshold "
+        "the answer lists part URLs instead of one put_url",
+    )
 
 
 class PartUrl(BaseModel):
@@ -83,8 +87,9 @@ class JobCreate(Strict):
     mode: Literal["A", "B"]
     tgt_key: str = Field(max_length=1024)
     ref_key: str | None = Field(default=None, max_length=1024)
-    preset_id: str | None = Field(default=None, max_length=64,
-                                  description="apply this saved preset instead of matching a reference")
+    preset_id: str | None = Field(
+        default=None, max_length=64, description="apply this saved preset instead of matching a reference"
+    )
     opts: dict[str, Any] | None = None
 
 

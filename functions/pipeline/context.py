@@ -96,8 +96,14 @@ def context_from_settings(settings: Settings, *, migrate: bool = True) -> StepCo
         status.migrate()
     dead = SqsDeadLetters(settings.dlq_url) if settings.dlq_url else TableDeadLetters(status)
     launch = StepFunctionsLauncher(settings.state_machine_arn) if settings.state_machine_arn else None
-    return StepContext(objects=object_store_from_settings(settings), status=status,
-                       scratch_dir=settings.scratch_dir, settings=settings, dead_letters=dead, launch=launch)
+    return StepContext(
+        objects=object_store_from_settings(settings),
+        status=status,
+        scratch_dir=settings.scratch_dir,
+        settings=settings,
+        dead_letters=dead,
+        launch=launch,
+    )
 
 
 _ENV_CTX: StepContext | None = None

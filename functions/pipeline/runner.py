@@ -39,7 +39,7 @@ class StepError(Exception):
         self.step, self.error, self.message = step, error, message
 
 
-class _Abandoned(Exception):
+class _AbandonedError(Exception):
     """The runner was told to drop its work (simulated crash / shutdown)."""
 
 
@@ -77,9 +77,16 @@ class LocalRunner:
     """Runs jobs of ``pipeline`` with ``ctx``. ``submit(job_id)`` queues a job; ``start()`` launches
     ``job_threads`` job threads and resumes unfinished jobs; ``run_job(job_id)`` runs one job now."""
 
-    def __init__(self, ctx: StepContext, *, pipeline: Pipeline = PIPELINE, workers: int | None = None,
-                 job_threads: int | None = None, sleep: Callable[[float], None] = time.sleep,
-                 use_processes: bool = True) -> None:
+    def __init__(
+        self,
+        ctx: StepContext,
+        *,
+        pipeline: Pipeline = PIPELINE,
+        workers: int | None = None,
+        job_threads: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        use_processes: bool = True,
+    ) -> None:
         self.ctx = ctx
         self.pipeline = pipeline
         self.workers = workers or ctx.settings.render_workers()
@@ -145,7 +152,7 @@ class LocalRunner:
                 return
             try:
                 self.run_job(job_id)
-            except _Abandoned:
+            except _AbandonedError:
                 pass
             except Exception:
                 log.exception("runner: job %s crashed", job_id)
@@ -155,9 +162,15 @@ class LocalRunner:
 
     # running one job
     def initial_state(self, job: dict) -> dict:
-        state = {"job_id": job["id"], "user_id": job["user_id"], "mode": job["mode"],
-                 "ref_key": job["ref_key"], "tgt_key": job["tgt_key"], "opts": job["opts"] or {},
-                 "preset_id": job.get("preset_id")}
+        state = {
+            "job_id": job["id"],
+            "user_id": job["user_id"],
+            "mode": job["mode"],
+            "ref_key": job["ref_key"],
+            "tgt_key": job["tgt_key"],
+            "opts": job["opts"] or {},
+            "preset_id": job.get("preset_id"),
+        }
         state.update(job.get("state") or {})
         return state
 
@@ -179,14 +192,15 @@ class LocalRunner:
                 self._call(self.pipeline.on_error, event)
             except StepError:
                 log.exception("runner: on_error failed for job %s", job_id)
-                status.update_job(job_id, status="FAILED", error=f"{err.error}: {err.message}",
-                                  last_step=err.step)
+                status.update_job(
+                    job_id, status="FAILED", error=f"{err.error}: {err.message}", last_step=err.step
+                )
         final = status.get_job(job_id)
         return final["status"] if final else "UNKNOWN"
 
     def _check_abandon(self) -> None:
         if self._abandon.is_set():
-            raise _Abandoned()
+            raise _AbandonedError()
 
     def _save(self, state: dict, key: str | None, value: Any) -> None:
         if key is None:
@@ -234,8 +248,10 @@ class LocalRunner:
         items = _get_path(state, node.items_key)
         n = max(1, min(node.max_concurrency, self.workers))
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix=node.name) as ex:
-            futures = [ex.submit(self._call, node.iterator, {**state, "item": item, "item_index": i})
-                       for i, item in enumerate(items)]
+            futures = [
+                ex.submit(self._call, node.iterator, {**state, "item": item, "item_index": i})
+                for i, item in enumerate(items)
+            ]
             results, errors = [], []
             for f in futures:
                 try:
@@ -259,7 +275,9 @@ class LocalRunner:
                 wait_s = delays[attempt]
                 attempt += 1
                 self.retries.append((task.name, name, wait_s))
-                log.warning("runner: %s %s (%s), retry %d in %.0f s", task.name, name, message, attempt, wait_s)
+                log.warning(
+                    "runner: %s %s (%s), retry %d in %.0f s", task.name, name, message, attempt, wait_s
+                )
                 self.sleep(wait_s)
                 continue
             raise StepError(task.name, name, str(message))
@@ -278,7 +296,7 @@ class LocalRunner:
             return out["error"], out["message"]
         try:
             return None, resolve_handler(task.handler)(event, self.ctx)
-        except _Abandoned:
+        except _AbandonedError:
             raise
         except Exception as exc:
             log.info("runner: %s failed", task.name, exc_info=True)
@@ -287,8 +305,12 @@ class LocalRunner:
     def _get_pool(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"),
-                                                 initializer=_worker_init, initargs=(self.ctx.settings,))
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    mp_context=get_context("spawn"),
+                    initializer=_worker_init,
+                    initargs=(self.ctx.settings,),
+                )
             return self._pool
 
     def _reset_pool(self) -> None:

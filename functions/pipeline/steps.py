@@ -26,8 +26,12 @@ from functions.stores.objects import ObjectNotFoundError
 from functions.stores.status import ConflictError
 
 FORMAT_EXT = {"wav16": "wav", "wav24": "wav", "flac": "flac"}
-CONTENT_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "json": "application/json",
-                 "txt": "text/plain; charset=utf-8"}
+CONTENT_TYPES = {
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "json": "application/json",
+    "txt": "text/plain; charset=utf-8",
+}
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -72,8 +76,9 @@ def fetch(ctx: StepContext, key: str, what: str = "input") -> Path:
 
 
 def put_json(ctx: StepContext, key: str, obj: Any) -> str:
-    ctx.objects.put_bytes(key, json.dumps(obj, separators=(",", ":"), allow_nan=False).encode(),
-                          CONTENT_TYPES["json"])
+    ctx.objects.put_bytes(
+        key, json.dumps(obj, separators=(",", ":"), allow_nan=False).encode(), CONTENT_TYPES["json"]
+    )
     return key
 
 
@@ -162,8 +167,9 @@ def invert(event: dict, ctx: StepContext) -> dict:
             ref_feats = get_json(ctx, event["reference"]["features_key"])
             tgt_feats = get_json(ctx, tgt["features_key"])
             params = invert_params(ref_feats, tgt_feats, mode=event["mode"], opts=opts)
-        params = resolve_gain(str(fetch(ctx, event["tgt_key"], "target")), params,
-                              sample_rate_hz=sample_rate_hz)
+        params = resolve_gain(
+            str(fetch(ctx, event["tgt_key"], "target")), params, sample_rate_hz=sample_rate_hz
+        )
         put_json(ctx, params_key, params)
     ctx.status.update_job(event["job_id"], params=params)
     _leave(ctx, event, "Invert")
@@ -198,15 +204,17 @@ def render_segment(event: dict, ctx: StepContext) -> dict:
     done = {s["idx"]: s for s in ctx.status.segments(job_id)}
     if done.get(idx, {}).get("status") == "DONE" and ctx.objects.exists(key):
         return {"idx": idx, "key": key, "report_key": report_key}
-    ctx.status.advance_job(job_id, "RENDERING", PIPELINE.task("RenderSegment").progress_start,
-                           "RenderSegment")
+    ctx.status.advance_job(
+        job_id, "RENDERING", PIPELINE.task("RenderSegment").progress_start, "RenderSegment"
+    )
     ctx.status.start_segment(job_id, idx)
     params = get_json(ctx, event["params"]["params_key"])
     src = fetch(ctx, event["tgt_key"], "target")
     out = _job_scratch(ctx, event) / f"seg-{idx:05d}.wav"
     try:
-        report = engine_render_segment(str(src), str(out), params, item,
-                                       sample_rate_hz=int(event["params"]["sample_rate_hz"]))
+        report = engine_render_segment(
+            str(src), str(out), params, item, sample_rate_hz=int(event["params"]["sample_rate_hz"])
+        )
         ctx.objects.put_file(key, out, CONTENT_TYPES["wav"])
     finally:
         out.unlink(missing_ok=True)
@@ -236,8 +244,13 @@ def merge(event: dict, ctx: StepContext) -> dict:
         paths = [str(fetch(ctx, s["key"], f"segment {s['idx']}")) for s in segs]
         out = _job_scratch(ctx, event) / f"merged.{ext}"
         try:
-            report = merge_segments(paths, event["plan"]["segments"], str(out), fmt=fmt,
-                                    sample_rate_hz=int(event["params"]["sample_rate_hz"]))
+            report = merge_segments(
+                paths,
+                event["plan"]["segments"],
+                str(out),
+                fmt=fmt,
+                sample_rate_hz=int(event["params"]["sample_rate_hz"]),
+            )
             ctx.objects.put_file(merged_key, out, CONTENT_TYPES[ext])
         finally:
             out.unlink(missing_ok=True)
@@ -274,9 +287,15 @@ def finalize(event: dict, ctx: StepContext) -> dict:
     put_json(ctx, f"{work_prefix(event)}/result.features.json", res_feats)
 
     ceiling = opts.get("ceiling_dbtp")
-    ceiling = float(ceiling) if ceiling is not None else float((params.get("limiter") or {}).get("tp_db", -1.0))
-    metrics = result_metrics(res_feats, ref_feats if ref_feats is not None else res_feats,
-                             ceiling_dbtp=ceiling, render_report=report)
+    ceiling = (
+        float(ceiling) if ceiling is not None else float((params.get("limiter") or {}).get("tp_db", -1.0))
+    )
+    metrics = result_metrics(
+        res_feats,
+        ref_feats if ref_feats is not None else res_feats,
+        ceiling_dbtp=ceiling,
+        render_report=report,
+    )
     if ref_feats is None:  # preset applied: no reference to compare the result with
         metrics = {**metrics, "stft_dist": None, "mel_dist": None}
     viz = visualisation(tgt_feats, ref_feats if ref_feats is not None else res_feats, res_feats, report)
@@ -295,10 +314,25 @@ def finalize(event: dict, ctx: StepContext) -> dict:
         "target_lufs": event["target"].get("integrated_lufs"),
         "result_lufs": (res_feats.get("loudness") or {}).get("integrated_lufs"),
     }
-    outputs = {"result_key": result_key, "viz_key": viz_key, "preset_key": preset_key, "eq_text_key": eq_key,
-               "preset_id": preset_id, "format": merged.get("format"), "duration_s": duration_s}
-    ctx.status.update_job(job_id, status="COMPLETED", progress=100, metrics=_json_safe(metrics),
-                          loudness=_json_safe(loudness), outputs=outputs, error=None, last_step="Finalize")
+    outputs = {
+        "result_key": result_key,
+        "viz_key": viz_key,
+        "preset_key": preset_key,
+        "eq_text_key": eq_key,
+        "preset_id": preset_id,
+        "format": merged.get("format"),
+        "duration_s": duration_s,
+    }
+    ctx.status.update_job(
+        job_id,
+        status="COMPLETED",
+        progress=100,
+        metrics=_json_safe(metrics),
+        loudness=_json_safe(loudness),
+        outputs=outputs,
+        error=None,
+        last_step="Finalize",
+    )
     ctx.status.audit(user_id, "job.completed", job_id, {"audio_s": duration_s})
     _cleanup(ctx, event)
     return {"result_key": result_key, "viz_key": viz_key, "preset_id": preset_id}
@@ -353,8 +387,13 @@ def mark_failed(event: dict, ctx: StepContext) -> dict:
     message = f"{name}: {cause}" if cause else name
     job_id = event["job_id"]
     ctx.status.update_job(job_id, status="FAILED", error=message[:4000], last_step=step)
-    record = {"job_id": job_id, "user_id": event.get("user_id"), "step": step, "error": message[:4000],
-              "state_keys": sorted(k for k in event if k not in ("error",))}
+    record = {
+        "job_id": job_id,
+        "user_id": event.get("user_id"),
+        "step": step,
+        "error": message[:4000],
+        "state_keys": sorted(k for k in event if k not in ("error",)),
+    }
     ctx.dead_letters.send(record)
     ctx.status.audit(event.get("user_id"), "job.failed", job_id, {"step": step, "error": message[:500]})
     return {"status": "FAILED", "error": message, "last_step": step}

@@ -68,8 +68,9 @@ class ObjectStore(Protocol):
     def sign_put(self, key: str, content_type: str, expires_s: int, max_bytes: int | None = None) -> str: ...
     def sign_get(self, key: str, expires_s: int, filename: str | None = None) -> str: ...
     def create_multipart(self, key: str, content_type: str) -> str: ...
-    def sign_part(self, key: str, upload_id: str, part_number: int, expires_s: int,
-                  max_bytes: int | None = None) -> str: ...
+    def sign_part(
+        self, key: str, upload_id: str, part_number: int, expires_s: int, max_bytes: int | None = None
+    ) -> str: ...
     def complete_multipart(self, key: str, upload_id: str, parts: list[dict]) -> None: ...
 
 
@@ -221,8 +222,13 @@ class LocalObjectStore:
 
     # signed URLs served by the app (functions/api/app.py: PUT/GET /objects/{token})
     def sign_put(self, key: str, content_type: str, expires_s: int, max_bytes: int | None = None) -> str:
-        grant = {"method": "PUT", "key": check_key(key), "exp": int(time.time() + expires_s),
-                 "content_type": content_type, "max_bytes": max_bytes}
+        grant = {
+            "method": "PUT",
+            "key": check_key(key),
+            "exp": int(time.time() + expires_s),
+            "content_type": content_type,
+            "max_bytes": max_bytes,
+        }
         return f"{self.public_url}/objects/{self.signer.sign(grant)}"
 
     def sign_get(self, key: str, expires_s: int, filename: str | None = None) -> str:
@@ -239,10 +245,17 @@ class LocalObjectStore:
         (d / "meta.json").write_text(json.dumps({"key": key, "content_type": content_type}))
         return upload_id
 
-    def sign_part(self, key: str, upload_id: str, part_number: int, expires_s: int,
-                  max_bytes: int | None = None) -> str:
-        grant = {"method": "PUT", "key": check_key(key), "exp": int(time.time() + expires_s),
-                 "upload_id": upload_id, "part": int(part_number), "max_bytes": max_bytes}
+    def sign_part(
+        self, key: str, upload_id: str, part_number: int, expires_s: int, max_bytes: int | None = None
+    ) -> str:
+        grant = {
+            "method": "PUT",
+            "key": check_key(key),
+            "exp": int(time.time() + expires_s),
+            "upload_id": upload_id,
+            "part": int(part_number),
+            "max_bytes": max_bytes,
+        }
         return f"{self.public_url}/objects/{self.signer.sign(grant)}"
 
     def _part_path(self, key: str, upload_id: str, part_number: int) -> Path:
@@ -304,16 +317,22 @@ class LocalObjectStore:
 class S3ObjectStore:
     """Objects in an S3 bucket (or an S3-compatible endpoint); URLs are S3 presigned URLs."""
 
-    def __init__(self, bucket: str, *, endpoint_url: str | None = None, region: str = "us-east-1",
-                 client: Any = None) -> None:
+    def __init__(
+        self, bucket: str, *, endpoint_url: str | None = None, region: str = "us-east-1", client: Any = None
+    ) -> None:
         import boto3
         from botocore.config import Config
 
         self.bucket = bucket
         self.client = client or boto3.client(
-            "s3", endpoint_url=endpoint_url, region_name=region,
-            config=Config(signature_version="s3v4", retries={"max_attempts": 2, "mode": "standard"},
-                          s3={"addressing_style": "path"} if endpoint_url else None),
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            config=Config(
+                signature_version="s3v4",
+                retries={"max_attempts": 2, "mode": "standard"},
+                s3={"addressing_style": "path"} if endpoint_url else None,
+            ),
         )
 
     def _call(self, key: str, fn, *args, **kwargs):
@@ -374,8 +393,13 @@ class S3ObjectStore:
         self._call(key, self.client.delete_object, Bucket=self.bucket, Key=check_key(key))
 
     def copy(self, src_key: str, dst_key: str) -> None:
-        self._call(src_key, self.client.copy, {"Bucket": self.bucket, "Key": check_key(src_key)},
-                   self.bucket, check_key(dst_key))
+        self._call(
+            src_key,
+            self.client.copy,
+            {"Bucket": self.bucket, "Key": check_key(src_key)},
+            self.bucket,
+            check_key(dst_key),
+        )
 
     def list(self, prefix: str) -> list[str]:
         out: list[str] = []
@@ -386,8 +410,10 @@ class S3ObjectStore:
 
     def sign_put(self, key: str, content_type: str, expires_s: int, max_bytes: int | None = None) -> str:
         return self.client.generate_presigned_url(
-            "put_object", Params={"Bucket": self.bucket, "Key": check_key(key), "ContentType": content_type},
-            ExpiresIn=int(expires_s))
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": check_key(key), "ContentType": content_type},
+            ExpiresIn=int(expires_s),
+        )
 
     def sign_get(self, key: str, expires_s: int, filename: str | None = None) -> str:
         params = {"Bucket": self.bucket, "Key": check_key(key)}
@@ -396,24 +422,41 @@ class S3ObjectStore:
         return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=int(expires_s))
 
     def create_multipart(self, key: str, content_type: str) -> str:
-        resp = self._call(key, self.client.create_multipart_upload, Bucket=self.bucket, Key=check_key(key),
-                          ContentType=content_type)
+        resp = self._call(
+            key,
+            self.client.create_multipart_upload,
+            Bucket=self.bucket,
+            Key=check_key(key),
+            ContentType=content_type,
+        )
         return resp["UploadId"]
 
-    def sign_part(self, key: str, upload_id: str, part_number: int, expires_s: int,
-                  max_bytes: int | None = None) -> str:
+    def sign_part(
+        self, key: str, upload_id: str, part_number: int, expires_s: int, max_bytes: int | None = None
+    ) -> str:
         return self.client.generate_presigned_url(
-            "upload_part", Params={"Bucket": self.bucket, "Key": check_key(key), "UploadId": upload_id,
-                                   "PartNumber": int(part_number)}, ExpiresIn=int(expires_s))
+            "upload_part",
+            Params={
+                "Bucket": self.bucket,
+                "Key": check_key(key),
+                "UploadId": upload_id,
+                "PartNumber": int(part_number),
+            },
+            ExpiresIn=int(expires_s),
+        )
 
     def complete_multipart(self, key: str, upload_id: str, parts: list[dict]) -> None:
         from botocore.exceptions import ClientError
 
         try:
             self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=check_key(key), UploadId=upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": int(p["part_number"]), "ETag": p["etag"]}
-                                           for p in parts]})
+                Bucket=self.bucket,
+                Key=check_key(key),
+                UploadId=upload_id,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": int(p["part_number"]), "ETag": p["etag"]} for p in parts]
+                },
+            )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("InvalidPart", "InvalidPartOrder", "NoSuchUpload", "EntityTooSmall"):
@@ -424,7 +467,11 @@ class S3ObjectStore:
 def object_store_from_settings(settings) -> ObjectStore:
     """S3 when ``settings.bucket`` is set, else the local directory ``{data_dir}/objects``."""
     if settings.bucket:
-        return S3ObjectStore(settings.bucket, endpoint_url=settings.s3_endpoint_url,
-                             region=settings.s3_region)
-    return LocalObjectStore(Path(settings.data_dir) / "objects", signer=UrlSigner(settings.jwt_secret),
-                            public_url=settings.public_url)
+        return S3ObjectStore(
+            settings.bucket, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
+        )
+    return LocalObjectStore(
+        Path(settings.data_dir) / "objects",
+        signer=UrlSigner(settings.jwt_secret),
+        public_url=settings.public_url,
+    )

@@ -33,8 +33,19 @@ JSON_COLUMNS = frozenset(
 ACTIVE_STATUSES = ("PENDING", "ANALYZING", "INVERTING", "RENDERING")
 TERMINAL_STATUSES = ("COMPLETED", "FAILED")
 JOB_COLUMNS = frozenset(
-    {"status", "progress", "params", "metrics", "loudness", "outputs", "state", "error", "last_step",
-     "attempts", "updated_at"}
+    {
+        "status",
+        "progress",
+        "params",
+        "metrics",
+        "loudness",
+        "outputs",
+        "state",
+        "error",
+        "last_step",
+        "attempts",
+        "updated_at",
+    }
 )
 
 
@@ -93,8 +104,9 @@ class StatusStore:
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                 conn.execute(f'SET search_path TO "{self.schema}"')
         else:
-            conn = sqlite3.connect(self.sqlite_path, isolation_level=None, timeout=30.0,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                self.sqlite_path, isolation_level=None, timeout=30.0, check_same_thread=False
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
@@ -225,8 +237,10 @@ class StatusStore:
 
     def migrate(self) -> list[int]:
         """Apply pending migrations; returns the versions applied now."""
-        self.query("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
-                   "name text NOT NULL, applied_at text NOT NULL)")
+        self.query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at text NOT NULL)"
+        )
         applied: list[int] = []
         with self.transaction():
             if self.dialect == "postgres":
@@ -237,8 +251,10 @@ class StatusStore:
                     continue
                 for stmt in _split_sql(path.read_text()):
                     self.query(stmt)
-                self.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                           (version, name, now_iso()))
+                self.query(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, now_iso()),
+                )
                 applied.append(version)
         return applied
 
@@ -254,8 +270,10 @@ class StatusStore:
     # ---- users -------------------------------------------------------------------------------
     def create_user(self, email: str, password_hash: str, plan: str = "free") -> dict:
         uid = new_id()
-        self.query("INSERT INTO users (id, email, password_hash, plan, created_at) VALUES (?, ?, ?, ?, ?)",
-                   (uid, email.lower(), password_hash, plan, now_iso()))
+        self.query(
+            "INSERT INTO users (id, email, password_hash, plan, created_at) VALUES (?, ?, ?, ?, ?)",
+            (uid, email.lower(), password_hash, plan, now_iso()),
+        )
         return self.get_user(uid)  # type: ignore[return-value]
 
     def get_user(self, user_id: str) -> dict | None:
@@ -276,8 +294,17 @@ class StatusStore:
             (idempotency_key, *ACTIVE_STATUSES),
         )
 
-    def create_job(self, *, user_id: str, mode: str, ref_key: str | None, tgt_key: str,
-                   opts: dict, idempotency_key: str, preset_id: str | None = None) -> tuple[dict, bool]:
+    def create_job(
+        self,
+        *,
+        user_id: str,
+        mode: str,
+        ref_key: str | None,
+        tgt_key: str,
+        opts: dict,
+        idempotency_key: str,
+        preset_id: str | None = None,
+    ) -> tuple[dict, bool]:
         """Insert a PENDING job, or return the queued/running job with the same idempotency key.
         Returns ``(job, created)``."""
         for _ in range(3):
@@ -308,18 +335,25 @@ class StatusStore:
 
     def list_jobs(self, user_id: str, *, limit: int = 50, before: str | None = None) -> list[dict]:
         """The user's jobs, newest first (``before``: a created_at cursor)."""
-        cols = ("id, mode, status, progress, error, last_step, ref_key, tgt_key, preset_id, created_at,"
-                " updated_at")
+        cols = (
+            "id, mode, status, progress, error, last_step, ref_key, tgt_key, preset_id, created_at,"
+            " updated_at"
+        )
         if before:
-            return self.query(f"SELECT {cols} FROM jobs WHERE user_id = ? AND created_at < ? "
-                              "ORDER BY created_at DESC LIMIT ?", (user_id, before, limit))
-        return self.query(f"SELECT {cols} FROM jobs WHERE user_id = ? ORDER BY created_at DESC LIMIT ?",
-                          (user_id, limit))
+            return self.query(
+                f"SELECT {cols} FROM jobs WHERE user_id = ? AND created_at < ? "
+                "ORDER BY created_at DESC LIMIT ?",
+                (user_id, before, limit),
+            )
+        return self.query(
+            f"SELECT {cols} FROM jobs WHERE user_id = ? ORDER BY created_at DESC LIMIT ?", (user_id, limit)
+        )
 
     def active_jobs(self) -> list[dict]:
         """Jobs queued or running (to resume after a restart), oldest first."""
-        return self.query("SELECT * FROM jobs WHERE status IN (?, ?, ?, ?) ORDER BY created_at",
-                          ACTIVE_STATUSES)
+        return self.query(
+            "SELECT * FROM jobs WHERE status IN (?, ?, ?, ?) ORDER BY created_at", ACTIVE_STATUSES
+        )
 
     def update_job(self, job_id: str, **fields: Any) -> None:
         """Set columns of a job (names checked against the known columns)."""
@@ -356,33 +390,46 @@ class StatusStore:
             have = {r["idx"] for r in self.query("SELECT idx FROM job_segments WHERE job_id = ?", (job_id,))}
             for idx in range(count):
                 if idx not in have:
-                    self.query("INSERT INTO job_segments (id, job_id, idx, status) "
-                               "VALUES (?, ?, ?, 'PENDING')", (new_id(), job_id, idx))
+                    self.query(
+                        "INSERT INTO job_segments (id, job_id, idx, status) VALUES (?, ?, ?, 'PENDING')",
+                        (new_id(), job_id, idx),
+                    )
 
     def start_segment(self, job_id: str, idx: int) -> None:
-        self.query("UPDATE job_segments SET status = 'RUNNING', started_at = ? WHERE job_id = ? AND idx = ?",
-                   (now_iso(), job_id, idx))
+        self.query(
+            "UPDATE job_segments SET status = 'RUNNING', started_at = ? WHERE job_id = ? AND idx = ?",
+            (now_iso(), job_id, idx),
+        )
 
     def finish_segment(self, job_id: str, idx: int, metrics: dict | None) -> None:
-        self.query("UPDATE job_segments SET status = 'DONE', finished_at = ?, metrics = ? "
-                   "WHERE job_id = ? AND idx = ?", (now_iso(), metrics, job_id, idx))
+        self.query(
+            "UPDATE job_segments SET status = 'DONE', finished_at = ?, metrics = ? "
+            "WHERE job_id = ? AND idx = ?",
+            (now_iso(), metrics, job_id, idx),
+        )
 
     def segments(self, job_id: str) -> list[dict]:
         return self.query("SELECT * FROM job_segments WHERE job_id = ? ORDER BY idx", (job_id,))
 
     def segment_counts(self, job_id: str) -> tuple[int, int]:
         """``(done, total)`` segments of a job."""
-        row = self.one("SELECT count(*) AS total, sum(CASE WHEN status = 'DONE' THEN 1 ELSE 0 END) AS done "
-                       "FROM job_segments WHERE job_id = ?", (job_id,))
+        row = self.one(
+            "SELECT count(*) AS total, sum(CASE WHEN status = 'DONE' THEN 1 ELSE 0 END) AS done "
+            "FROM job_segments WHERE job_id = ?",
+            (job_id,),
+        )
         return int((row or {}).get("done") or 0), int((row or {}).get("total") or 0)
 
     # ---- presets -----------------------------------------------------------------------------
-    def create_preset(self, user_id: str, name: str, style_params: dict, *,
-                      source_job_id: str | None = None) -> dict:
+    def create_preset(
+        self, user_id: str, name: str, style_params: dict, *, source_job_id: str | None = None
+    ) -> dict:
         pid = new_id()
-        self.query("INSERT INTO presets (id, user_id, name, style_params, public, source_job_id, created_at)"
-                   " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (pid, user_id, name, style_params, False, source_job_id, now_iso()))
+        self.query(
+            "INSERT INTO presets (id, user_id, name, style_params, public, source_job_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (pid, user_id, name, style_params, False, source_job_id, now_iso()),
+        )
         return self.get_preset(pid)  # type: ignore[return-value]
 
     def get_preset(self, preset_id: str, user_id: str | None = None) -> dict | None:
@@ -393,8 +440,11 @@ class StatusStore:
         return self.one("SELECT * FROM presets WHERE id = ? AND user_id = ?", (preset_id, user_id))
 
     def list_presets(self, user_id: str) -> list[dict]:
-        return self.query("SELECT id, name, public, source_job_id, created_at FROM presets WHERE user_id = ?"
-                          " ORDER BY created_at DESC", (user_id,))
+        return self.query(
+            "SELECT id, name, public, source_job_id, created_at FROM presets WHERE user_id = ?"
+            " ORDER BY created_at DESC",
+            (user_id,),
+        )
 
     def rename_preset(self, preset_id: str, name: str) -> None:
         self.query("UPDATE presets SET name = ? WHERE id = ?", (name, preset_id))
@@ -405,20 +455,33 @@ class StatusStore:
     # ---- metrics, audit, billing, dead letters -------------------------------------------------
     def add_metrics(self, job_id: str, metrics: dict) -> str:
         mid = new_id()
-        self.query("INSERT INTO metrics (id, job_id, stft_dist, mel_dist, lufs_err, tp_db, artifacts_rate,"
-                   " detail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (mid, job_id, *(_num(metrics.get(k)) for k in
-                                   ("stft_dist", "mel_dist", "lufs_err", "tp_db", "artifacts_rate")),
-                    metrics, now_iso()))
+        self.query(
+            "INSERT INTO metrics (id, job_id, stft_dist, mel_dist, lufs_err, tp_db, artifacts_rate,"
+            " detail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                mid,
+                job_id,
+                *(
+                    _num(metrics.get(k))
+                    for k in ("stft_dist", "mel_dist", "lufs_err", "tp_db", "artifacts_rate")
+                ),
+                metrics,
+                now_iso(),
+            ),
+        )
         return mid
 
     def metrics_for(self, job_id: str) -> list[dict]:
         return self.query("SELECT * FROM metrics WHERE job_id = ? ORDER BY created_at", (job_id,))
 
-    def audit(self, user_id: str | None, action: str, target: str | None = None,
-              payload: dict | None = None) -> None:
-        self.query("INSERT INTO audit_logs (id, user_id, action, target, payload, created_at) "
-                   "VALUES (?, ?, ?, ?, ?, ?)", (new_id(), user_id, action, target, payload or {}, now_iso()))
+    def audit(
+        self, user_id: str | None, action: str, target: str | None = None, payload: dict | None = None
+    ) -> None:
+        self.query(
+            "INSERT INTO audit_logs (id, user_id, action, target, payload, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (new_id(), user_id, action, target, payload or {}, now_iso()),
+        )
 
     def audit_rows(self, user_id: str | None = None) -> list[dict]:
         if user_id:
@@ -428,9 +491,10 @@ class StatusStore:
     def bill(self, user_id: str, job_id: str, audio_s: float) -> bool:
         """Record ``audio_s`` seconds processed for a job, once per job; True when written now."""
         try:
-            self.query("INSERT INTO billing (id, user_id, job_id, audio_s, created_at) "
-                       "VALUES (?, ?, ?, ?, ?)",
-                       (new_id(), user_id, job_id, float(audio_s), now_iso()))
+            self.query(
+                "INSERT INTO billing (id, user_id, job_id, audio_s, created_at) VALUES (?, ?, ?, ?, ?)",
+                (new_id(), user_id, job_id, float(audio_s), now_iso()),
+            )
         except ConflictError:
             return False
         return True
@@ -440,10 +504,11 @@ class StatusStore:
         return float((row or {}).get("s") or 0.0)
 
     def add_dead_letter(self, record: dict) -> None:
-        self.query("INSERT INTO dead_letters (id, job_id, step, error, payload, created_at) "
-                   "VALUES (?, ?, ?, ?, ?, ?)",
-                   (new_id(), record.get("job_id"), record.get("step"), record.get("error"), record,
-                    now_iso()))
+        self.query(
+            "INSERT INTO dead_letters (id, job_id, step, error, payload, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (new_id(), record.get("job_id"), record.get("step"), record.get("error"), record, now_iso()),
+        )
 
     def dead_letters(self) -> list[dict]:
         return self.query("SELECT * FROM dead_letters ORDER BY created_at")

@@ -37,14 +37,17 @@ def _pg_reachable() -> str | None:
 def pg_url() -> str:
     err = _pg_reachable()
     if err:
-        pytest.fail(f"PostgreSQL at TONEMATCH_TEST_PG_URL={PG_URL} is not reachable ({err}); "
-                    "scripts/test.sh starts one, or point the variable at a server")
+        pytest.fail(
+            f"PostgreSQL at TONEMATCH_TEST_PG_URL={PG_URL} is not reachable ({err}); "
+            "scripts/test.sh starts one, or point the variable at a server"
+        )
     yield PG_URL
     import psycopg
 
     with psycopg.connect(PG_URL, autocommit=True) as c:  # sweep anything a crashed test left behind
-        for (schema,) in c.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s",
-                                   (SESSION_PREFIX + "%",)).fetchall():
+        for (schema,) in c.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (SESSION_PREFIX + "%",)
+        ).fetchall():
             c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
@@ -53,8 +56,14 @@ def make_settings(backend: str, tmp_path: Path, request, **kw) -> Settings:
         url = request.getfixturevalue("pg_url")
         schema = f"{SESSION_PREFIX}_{next(_counter)}"
         kw = {"database_url": url, "database_schema": schema, **kw}
-    return Settings(data_dir=tmp_path / "data", scratch_dir=tmp_path / "scratch", run_local_runner=False,
-                    jwt_secret="test-secret-" + uuid.uuid4().hex, workers=2, **kw)
+    return Settings(
+        data_dir=tmp_path / "data",
+        scratch_dir=tmp_path / "scratch",
+        run_local_runner=False,
+        jwt_secret="test-secret-" + uuid.uuid4().hex,
+        workers=2,
+        **kw,
+    )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -74,8 +83,16 @@ def add_user(ctx: StepContext, password: str = "correct horse battery") -> dict:
     return ctx.status.create_user(f"u{uuid.uuid4().hex[:10]}@example.com", hash_password(password))
 
 
-def write_wav(path: Path, seconds: float = 3.0, sample_rate_hz: int = 44100, channels: int = 2,
-              freq_hz: float = 440.0, level_db: float = -12.0, seed: int = 0, subtype: str = "PCM_24") -> Path:
+def write_wav(
+    path: Path,
+    seconds: float = 3.0,
+    sample_rate_hz: int = 44100,
+    channels: int = 2,
+    freq_hz: float = 440.0,
+    level_db: float = -12.0,
+    seed: int = 0,
+    subtype: str = "PCM_24",
+) -> Path:
     """A deterministic tone + noise test signal."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sample_rate_hz)) / sample_rate_hz

@@ -79,15 +79,31 @@ FAST = RetryPolicy(errors=DEFAULT_RETRY.errors)
 FAKE_PIPELINE = Pipeline(
     name="fake",
     nodes=(
-        Parallel("Both", ((Task("Left", f"{M}:left", "left", "ANALYZING", 0, 10),),
-                          (Task("Right", f"{M}:right", "right", "ANALYZING", 0, 10),))),
+        Parallel(
+            "Both",
+            (
+                (Task("Left", f"{M}:left", "left", "ANALYZING", 0, 10),),
+                (Task("Right", f"{M}:right", "right", "ANALYZING", 0, 10),),
+            ),
+        ),
         Task("Flaky", f"{M}:flaky", "flaky", "INVERTING", 10, 20),
         Task("Boom", f"{M}:boom", "boom", "INVERTING", 20, 25),
         Task("Plan", f"{M}:plan", "plan", "RENDERING", 25, 30),
-        Map("Squares", "plan.segments", Task("Square", f"{M}:square", None, "RENDERING", 30, 90,
-                                             compute="batch"), "squares"),
+        Map(
+            "Squares",
+            "plan.segments",
+            Task("Square", f"{M}:square", None, "RENDERING", 30, 90, compute="batch"),
+            "squares",
+        ),
         Task("Finish", f"{M}:finish", "result", "COMPLETED", 90, 100),
     ),
-    on_error=Task("MarkFailed", "functions.pipeline.steps:mark_failed", None, "FAILED", 0, 0,
-                  retry=RetryPolicy(max_attempts=3)),
+    on_error=Task(
+        "MarkFailed",
+        "functions.pipeline.steps:mark_failed",
+        None,
+        "FAILED",
+        0,
+        0,
+        retry=RetryPolicy(max_attempts=3),
+    ),
 )

@@ -31,9 +31,15 @@ def assert_error(r, status: int, code: str, field: str | None = None) -> dict:
 
 @pytest.fixture
 def api(backend, tmp_path, request):
-    settings = make_settings(backend, tmp_path, request, public_url="http://testserver",
-                             max_upload_bytes=2_000_000, multipart_threshold_bytes=1_000_000,
-                             multipart_part_bytes=400_000)
+    settings = make_settings(
+        backend,
+        tmp_path,
+        request,
+        public_url="http://testserver",
+        max_upload_bytes=2_000_000,
+        multipart_threshold_bytes=1_000_000,
+        multipart_part_bytes=400_000,
+    )
     ctx = context_from_settings(settings)
     with TestClient(create_app(ctx=ctx)) as client:
         yield client, ctx
@@ -60,25 +66,34 @@ def upload(client, headers, path, content_type="audio/wav", ext="wav") -> str:
 def test_login_refresh_and_token_errors(api):
     client, ctx = api
     user = add_user(ctx, PASSWORD)
-    assert_error(client.post("/auth/login", json={"email": user["email"], "password": "nope"}), 401,
-                 "UNAUTHORIZED")
-    assert_error(client.post("/auth/login", json={"email": "who@x.y", "password": PASSWORD}), 401, "UNAUTHORIZED")
+    assert_error(
+        client.post("/auth/login", json={"email": user["email"], "password": "nope"}), 401, "UNAUTHORIZED"
+    )
+    assert_error(
+        client.post("/auth/login", json={"email": "who@x.y", "password": PASSWORD}), 401, "UNAUTHORIZED"
+    )
     tokens = client.post("/auth/login", json={"email": user["email"].upper(), "password": PASSWORD}).json()
     r = client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert r.status_code == 200
     access = r.json()["access_token"]
     assert client.get("/jobs", headers={"Authorization": f"Bearer {access}"}).status_code == 200
     # a refresh token is not an access token and vice versa
-    assert_error(client.get("/jobs", headers={"Authorization": f"Bearer {tokens['refresh_token']}"}), 401,
-                 "UNAUTHORIZED")
+    assert_error(
+        client.get("/jobs", headers={"Authorization": f"Bearer {tokens['refresh_token']}"}),
+        401,
+        "UNAUTHORIZED",
+    )
     assert_error(client.post("/auth/refresh", json={"refresh_token": access}), 401, "UNAUTHORIZED")
     # forged (other secret) and expired tokens, missing header
     forged = jwt.encode({"sub": user["id"], "typ": "access", "exp": time.time() + 60}, "x", algorithm="HS256")
-    body = assert_error(client.get("/jobs", headers={"Authorization": f"Bearer {forged}"}), 401, "UNAUTHORIZED")
+    body = assert_error(
+        client.get("/jobs", headers={"Authorization": f"Bearer {forged}"}), 401, "UNAUTHORIZED"
+    )
     assert body["detail"]["reason"] == "invalid"
     expired = issue_token(ctx.settings.jwt_secret, user["id"], "access", -10)
-    body = assert_error(client.get("/jobs", headers={"Authorization": f"Bearer {expired}"}), 401,
-                        "UNAUTHORIZED")
+    body = assert_error(
+        client.get("/jobs", headers={"Authorization": f"Bearer {expired}"}), 401, "UNAUTHORIZED"
+    )
     assert body["detail"]["reason"] == "expired"
     assert_error(client.get("/jobs"), 401, "UNAUTHORIZED", "Authorization")
     assert any(a["action"] == "auth.login" for a in ctx.status.audit_rows(user["id"]))
@@ -92,11 +107,21 @@ def test_framework_errors_use_the_one_body(api):
     r = client.post("/jobs", content=b'{"mode": "A", ', headers={**h, "Content-Type": "application/json"})
     body = assert_error(r, 422 if r.status_code == 422 else 400, "INVALID_INPUT", "body")
     assert "malformed JSON" in body["message"]
-    body = assert_error(client.post("/jobs", json={"mode": "C", "tgt_key": "x", "ref_key": "y"}, headers=h),
-                        r.status_code, "INVALID_INPUT", "mode")
-    assert_error(client.post("/jobs", json={"mode": "A"}, headers=h), r.status_code, "INVALID_INPUT", "tgt_key")
-    assert_error(client.post("/jobs", json={"mode": "A", "tgt_key": "k", "bogus": 1}, headers=h), r.status_code,
-                 "INVALID_INPUT", "bogus")
+    body = assert_error(
+        client.post("/jobs", json={"mode": "C", "tgt_key": "x", "ref_key": "y"}, headers=h),
+        r.status_code,
+        "INVALID_INPUT",
+        "mode",
+    )
+    assert_error(
+        client.post("/jobs", json={"mode": "A"}, headers=h), r.status_code, "INVALID_INPUT", "tgt_key"
+    )
+    assert_error(
+        client.post("/jobs", json={"mode": "A", "tgt_key": "k", "bogus": 1}, headers=h),
+        r.status_code,
+        "INVALID_INPUT",
+        "bogus",
+    )
     assert_error(client.get("/jobs?limit=0", headers=h), r.status_code, "INVALID_INPUT", "query.limit")
 
 
@@ -104,8 +129,12 @@ def test_request_body_limit(api):
     client, ctx = api
     _, h = login(client, ctx)
     big = b'{"name": "' + b"x" * (ctx.settings.max_json_bytes + 10) + b'"}'
-    assert_error(client.post("/presets", content=big, headers={**h, "Content-Type": "application/json"}), 413,
-                 "INVALID_INPUT", "body")
+    assert_error(
+        client.post("/presets", content=big, headers={**h, "Content-Type": "application/json"}),
+        413,
+        "INVALID_INPUT",
+        "body",
+    )
 
     def chunks():  # no Content-Length: counted while streaming
         yield b'{"name": "'
@@ -133,29 +162,47 @@ def test_signed_upload_put_and_download(api, tmp_path):
 
 def test_upload_bad_input(api, tmp_path):
     client, ctx = api
-    user, h = login(client, ctx)
+    _user, h = login(client, ctx)
     wav = write_wav(tmp_path / "t.wav")
     sign = lambda **kw: client.post("/uploads/sign", json=kw, headers=h)  # noqa: E731
     assert_error(sign(content_type="audio/wav", ext="exe"), 400, "INVALID_INPUT", "ext")
     assert_error(sign(content_type="image/png", ext="wav"), 400, "INVALID_INPUT", "content_type")
     assert_error(sign(content_type="audio/wav", ext="wav", size_bytes=0), 400, "INVALID_INPUT", "size_bytes")
-    assert_error(sign(content_type="audio/wav", ext="wav", size_bytes=10**9), 400, "INVALID_INPUT", "size_bytes")
+    assert_error(
+        sign(content_type="audio/wav", ext="wav", size_bytes=10**9), 400, "INVALID_INPUT", "size_bytes"
+    )
     doc = sign(content_type="audio/wav", ext="wav", size_bytes=wav.stat().st_size).json()
     url = doc["put_url"]
-    assert_error(client.put(url, content=wav.read_bytes(), headers={"Content-Type": "text/plain"}), 400,
-                 "INVALID_INPUT", "Content-Type")
-    assert_error(client.put(url, content=b"", headers={"Content-Type": "audio/wav"}), 400, "INVALID_INPUT", "body")
-    assert_error(client.put(url, content=wav.read_bytes() + b"extra", headers={"Content-Type": "audio/wav"}),
-                 400, "INVALID_INPUT", "body")
+    assert_error(
+        client.put(url, content=wav.read_bytes(), headers={"Content-Type": "text/plain"}),
+        400,
+        "INVALID_INPUT",
+        "Content-Type",
+    )
+    assert_error(
+        client.put(url, content=b"", headers={"Content-Type": "audio/wav"}), 400, "INVALID_INPUT", "body"
+    )
+    assert_error(
+        client.put(url, content=wav.read_bytes() + b"extra", headers={"Content-Type": "audio/wav"}),
+        400,
+        "INVALID_INPUT",
+        "body",
+    )
     assert not ctx.objects.exists(doc["key"])  # nothing half-written
     assert client.put(url, content=wav.read_bytes(), headers={"Content-Type": "audio/wav"}).status_code == 200
     # a second PUT never overwrites
-    assert_error(client.put(url, content=b"RIFFxxxx", headers={"Content-Type": "audio/wav"}), 409, "CONFLICT", "key")
+    assert_error(
+        client.put(url, content=b"RIFFxxxx", headers={"Content-Type": "audio/wav"}), 409, "CONFLICT", "key"
+    )
     assert ctx.objects.get_bytes(doc["key"]) == wav.read_bytes()
     # forged / expired / wrong-method signed URLs
     token = url.rsplit("/", 1)[1]
-    assert_error(client.put(url[:-3] + "AAA", content=b"x", headers={"Content-Type": "audio/wav"}), 403,
-                 "FORBIDDEN", "token")
+    assert_error(
+        client.put(url[:-3] + "AAA", content=b"x", headers={"Content-Type": "audio/wav"}),
+        403,
+        "FORBIDDEN",
+        "token",
+    )
     assert_error(client.get(f"/objects/{token}"), 403, "FORBIDDEN", "token")
     expired = ctx.objects.sign_get(doc["key"], -5)
     body = assert_error(client.get(expired), 403, "FORBIDDEN", "token")
@@ -164,30 +211,40 @@ def test_upload_bad_input(api, tmp_path):
 
 def test_multipart_upload_through_the_app(api, tmp_path):
     client, ctx = api
-    user, h = login(client, ctx)
+    _user, h = login(client, ctx)
     wav = write_wav(tmp_path / "long.wav", seconds=8.0)  # ~2 MB at 24-bit stereo: over the 1 MB threshold
     data = wav.read_bytes()[:1_900_000]
-    r = client.post("/uploads/sign", json={"content_type": "audio/wav", "ext": "wav", "size_bytes": len(data)},
-                    headers=h)
+    r = client.post(
+        "/uploads/sign", json={"content_type": "audio/wav", "ext": "wav", "size_bytes": len(data)}, headers=h
+    )
     doc = r.json()
     assert doc["multipart"] is True and len(doc["parts"]) == 5 and doc["part_size_bytes"] == 400_000
     parts = []
     for p in doc["parts"]:
-        chunk = data[(p["part_number"] - 1) * 400_000: p["part_number"] * 400_000]
+        chunk = data[(p["part_number"] - 1) * 400_000 : p["part_number"] * 400_000]
         put = client.put(p["put_url"], content=chunk)
         assert put.status_code == 200
         parts.append({"part_number": p["part_number"], "etag": put.headers["ETag"]})
-    bad = client.post("/uploads/complete", json={"key": doc["key"], "upload_id": doc["upload_id"],
-                                                 "parts": parts[::-1]}, headers=h)
+    bad = client.post(
+        "/uploads/complete",
+        json={"key": doc["key"], "upload_id": doc["upload_id"], "parts": parts[::-1]},
+        headers=h,
+    )
     assert_error(bad, 400, "INVALID_INPUT", "parts")
-    r = client.post("/uploads/complete", json={"key": doc["key"], "upload_id": doc["upload_id"], "parts": parts},
-                    headers=h)
+    r = client.post(
+        "/uploads/complete",
+        json={"key": doc["key"], "upload_id": doc["upload_id"], "parts": parts},
+        headers=h,
+    )
     assert r.status_code == 200 and r.json()["size_bytes"] == len(data)
     assert ctx.objects.get_bytes(doc["key"]) == data
     # another user cannot complete or see it
     _, h2 = login(client, ctx)
-    r = client.post("/uploads/complete", json={"key": doc["key"], "upload_id": doc["upload_id"], "parts": parts},
-                    headers=h2)
+    r = client.post(
+        "/uploads/complete",
+        json={"key": doc["key"], "upload_id": doc["upload_id"], "parts": parts},
+        headers=h2,
+    )
     assert_error(r, 404, "NOT_FOUND", "key")
 
 
@@ -195,8 +252,14 @@ def test_unknown_and_foreign_jobs_are_404(api):
     client, ctx = api
     alice, ha = login(client, ctx)
     _, hb = login(client, ctx)
-    job, _ = ctx.status.create_job(user_id=alice["id"], mode="A", ref_key=f"{alice['id']}/r.wav",
-                                   tgt_key=f"{alice['id']}/t.wav", opts={}, idempotency_key="x")
+    job, _ = ctx.status.create_job(
+        user_id=alice["id"],
+        mode="A",
+        ref_key=f"{alice['id']}/r.wav",
+        tgt_key=f"{alice['id']}/t.wav",
+        opts={},
+        idempotency_key="x",
+    )
     assert client.get(f"/jobs/{job['id']}", headers=ha).json()["status"] == "PENDING"
     for path in (f"/jobs/{job['id']}", "/jobs/00000000-0000-0000-0000-000000000000", "/jobs/garbage"):
         assert_error(client.get(path, headers=hb), 404, "NOT_FOUND", "job")
@@ -237,7 +300,7 @@ def test_rate_limit_per_user(backend, tmp_path, request):
 
 
 def test_console_files_and_openapi(api, tmp_path, monkeypatch):
-    client, ctx = api
+    client, _ctx = api
     import functions.api.app as app_mod
 
     console = tmp_path / "console"
@@ -251,8 +314,19 @@ def test_console_files_and_openapi(api, tmp_path, monkeypatch):
     assert_error(client.get("/console/../app.py"), 404, "NOT_FOUND")
     assert_error(client.get("/console/%2e%2e/app.py"), 404, "NOT_FOUND")
     doc = client.get("/openapi.json").json()
-    for path in ("/auth/login", "/auth/refresh", "/uploads/sign", "/uploads/complete", "/jobs", "/jobs/{job_id}",
-                 "/jobs/{job_id}/retry", "/presets", "/presets/{preset_id}", "/health", "/options"):
+    for path in (
+        "/auth/login",
+        "/auth/refresh",
+        "/uploads/sign",
+        "/uploads/complete",
+        "/jobs",
+        "/jobs/{job_id}",
+        "/jobs/{job_id}/retry",
+        "/presets",
+        "/presets/{preset_id}",
+        "/health",
+        "/options",
+    ):
         assert path in doc["paths"], path
     assert client.get("/health").json() == {"ok": True}
 
@@ -283,8 +357,11 @@ def test_create_job_idempotent_and_bad_input_refused_before_work(api, tmp_path):
     assert client.get(view["inputs"]["reference_url"]).content == ctx.objects.get_bytes(ref)
 
     # bad input: each refused with the field, no job row, nothing stored touched
-    bad_txt = upload(client, h, tmp_path.joinpath("x.txt"), "audio/wav", "wav") if tmp_path.joinpath(
-        "x.txt").write_bytes(b"this is not audio at all") else None
+    bad_txt = (
+        upload(client, h, tmp_path.joinpath("x.txt"), "audio/wav", "wav")
+        if tmp_path.joinpath("x.txt").write_bytes(b"this is not audio at all")
+        else None
+    )
     short = upload(client, h, write_wav(tmp_path / "s.wav", seconds=0.3))
     cases = [
         ({**body, "opts": {"intensity": 5}}, 400, "INVALID_INPUT", "opts.intensity"),
@@ -295,8 +372,12 @@ def test_create_job_idempotent_and_bad_input_refused_before_work(api, tmp_path):
         ({**body, "tgt_key": bad_txt}, 400, "INVALID_INPUT", "tgt_key"),
         ({**body, "ref_key": short}, 400, "INVALID_INPUT", "ref_key"),
         ({"mode": "A", "tgt_key": tgt}, 400, "INVALID_INPUT", "ref_key"),
-        ({"mode": "A", "tgt_key": tgt, "preset_id": "00000000-0000-0000-0000-000000000000"}, 404, "NOT_FOUND",
-         "preset_id"),
+        (
+            {"mode": "A", "tgt_key": tgt, "preset_id": "00000000-0000-0000-0000-000000000000"},
+            404,
+            "NOT_FOUND",
+            "preset_id",
+        ),
     ]
     for req, status, code, field in cases:
         assert_error(client.post("/jobs", json=req, headers=h), status, code, field)
@@ -316,13 +397,22 @@ def test_presets_crud_and_ownership(api):
     pid = r.json()["id"]
     assert client.get(f"/presets/{pid}", headers=h).json()["style_params"]["stereo"]["width"] == 1.1
     assert [p["name"] for p in client.get("/presets", headers=h).json()["presets"]] == ["bright"]
-    assert_error(client.post("/presets", json={"name": "bright", "style_params": params}, headers=h), 409,
-                 "CONFLICT", "name")
+    assert_error(
+        client.post("/presets", json={"name": "bright", "style_params": params}, headers=h),
+        409,
+        "CONFLICT",
+        "name",
+    )
     bad = {"eq": [{"type": "peaking", "f_hz": 1000.0, "q": 1.0, "gain_db": 2.0}], "stereo": {"width": 7}}
-    body = assert_error(client.post("/presets", json={"name": "x", "style_params": bad}, headers=h), 400,
-                        "INVALID_INPUT")
+    body = assert_error(
+        client.post("/presets", json={"name": "x", "style_params": bad}, headers=h), 400, "INVALID_INPUT"
+    )
     assert body["detail"]["field"].startswith("style_params.stereo")
-    for method, path in (("GET", f"/presets/{pid}"), ("PATCH", f"/presets/{pid}"), ("DELETE", f"/presets/{pid}")):
+    for method, path in (
+        ("GET", f"/presets/{pid}"),
+        ("PATCH", f"/presets/{pid}"),
+        ("DELETE", f"/presets/{pid}"),
+    ):
         r = client.request(method, path, json={"name": "mine"} if method == "PATCH" else None, headers=h2)
         assert_error(r, 404, "NOT_FOUND", "preset")
     assert client.get("/presets", headers=h2).json()["presets"] == []
@@ -330,7 +420,9 @@ def test_presets_crud_and_ownership(api):
     assert r.status_code == 200 and r.json()["name"] == "brighter"
     assert client.delete(f"/presets/{pid}", headers=h).status_code == 204
     assert_error(client.get(f"/presets/{pid}", headers=h), 404, "NOT_FOUND")
-    assert {"preset.create", "preset.rename", "preset.delete"} <= {a["action"] for a in ctx.status.audit_rows()}
+    assert {"preset.create", "preset.rename", "preset.delete"} <= {
+        a["action"] for a in ctx.status.audit_rows()
+    }
 
 
 def test_options_document(api):

@@ -40,14 +40,20 @@ def test_pair_starts_one_job_and_redelivery_starts_nothing(ctx, launched, tmp_pa
     again = handle_object_created(f"{folder}/target.wav", ctx)  # S3 delivers events at least once
     assert again["action"] == "exists" and again["job_id"] == job["id"]
     assert len(launched) == 1 and launched[0]["job_id"] == job["id"]
-    assert any(a["action"] == "job.create" and a["payload"]["source"] == "drop" for a in ctx.status.audit_rows())
+    assert any(
+        a["action"] == "job.create" and a["payload"]["source"] == "drop" for a in ctx.status.audit_rows()
+    )
 
 
 def test_manifest_names_files_and_mode(ctx, launched, tmp_path):
     u = add_user(ctx)
     folder = f"drop/{u['id']}/b2"
-    ctx.objects.put_bytes(f"{folder}/manifest.json", json.dumps(
-        {"reference": "song.wav", "target": "mix.wav", "mode": "B", "opts": {"intensity": 0.5}}).encode())
+    ctx.objects.put_bytes(
+        f"{folder}/manifest.json",
+        json.dumps(
+            {"reference": "song.wav", "target": "mix.wav", "mode": "B", "opts": {"intensity": 0.5}}
+        ).encode(),
+    )
     assert handle_object_created(f"{folder}/manifest.json", ctx)["action"] == "waiting"
     ctx.objects.put_file(f"{folder}/song.wav", write_wav(tmp_path / "r.wav"))
     r = _put(ctx, f"{folder}/mix.wav", write_wav(tmp_path / "t.wav", seed=3))

@@ -116,7 +116,9 @@ def test_local_multipart_checks_etags(local):
     e1 = local.put_part(key, up, 1, [b"x" * 10], None)
     e2 = local.put_part(key, up, 2, [b"y" * 5], None)
     with pytest.raises(ValueError, match="etag"):
-        local.complete_multipart(key, up, [{"part_number": 1, "etag": e1}, {"part_number": 2, "etag": '"bad"'}])
+        local.complete_multipart(
+            key, up, [{"part_number": 1, "etag": e1}, {"part_number": 2, "etag": '"bad"'}]
+        )
     assert not local.exists(key)
     local.complete_multipart(key, up, [{"part_number": 1, "etag": e1}, {"part_number": 2, "etag": e2}])
     assert local.get_bytes(key) == b"x" * 10 + b"y" * 5

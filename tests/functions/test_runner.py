@@ -15,8 +15,14 @@ from tests.functions.pipeline_fakes import FAKE_PIPELINE, calls
 
 def _job(ctx, **opts):
     u = add_user(ctx)
-    job, _ = ctx.status.create_job(user_id=u["id"], mode="A", ref_key=f"{u['id']}/r.wav",
-                                   tgt_key=f"{u['id']}/t.wav", opts=opts, idempotency_key=str(opts) + u["id"])
+    job, _ = ctx.status.create_job(
+        user_id=u["id"],
+        mode="A",
+        ref_key=f"{u['id']}/r.wav",
+        tgt_key=f"{u['id']}/t.wav",
+        opts=opts,
+        idempotency_key=str(opts) + u["id"],
+    )
     return job
 
 
@@ -96,7 +102,9 @@ def test_a_job_interrupted_mid_map_is_resumed_by_the_next_runner(ctx):
 
 def test_submit_twice_runs_once(ctx):
     job = _job(ctx, n=2)
-    runner = LocalRunner(ctx, pipeline=FAKE_PIPELINE, use_processes=False, sleep=lambda s: None, job_threads=2)
+    runner = LocalRunner(
+        ctx, pipeline=FAKE_PIPELINE, use_processes=False, sleep=lambda s: None, job_threads=2
+    )
     gate = threading.Event()
     runner.start(resume=False)
     runner.submit(job["id"])

@@ -21,30 +21,53 @@ def test_migrations_are_versioned_and_rerunnable(ctx):
 def test_seed_tables_and_indexes_exist(ctx):
     st = ctx.status
     if st.dialect == "postgres":
-        tables = {r["table_name"] for r in st.query(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")}
-        idx = {r["indexname"]: r["indexdef"] for r in st.query(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()")}
+        tables = {
+            r["table_name"]
+            for r in st.query(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+            )
+        }
+        idx = {
+            r["indexname"]: r["indexdef"]
+            for r in st.query(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+            )
+        }
         assert "gin" in idx["jobs_metrics_gin"].lower() and "jsonb_path_ops" in idx["jobs_metrics_gin"]
         assert "created_at DESC" in idx["jobs_user_created_idx"]
-        cols = {r["column_name"]: r["data_type"] for r in st.query(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'jobs' "
-            "AND table_schema = current_schema()")}
+        cols = {
+            r["column_name"]: r["data_type"]
+            for r in st.query(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'jobs' "
+                "AND table_schema = current_schema()"
+            )
+        }
         assert cols["params"] == "jsonb" and cols["id"] == "uuid" and cols["progress"] == "smallint"
     else:
         tables = {r["name"] for r in st.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        idx = {r["name"]: r["sql"] for r in st.query("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
-                                                     "AND sql IS NOT NULL")}
-    assert {"users", "jobs", "job_segments", "presets", "metrics", "audit_logs", "billing",
-            "schema_migrations"} <= tables
+        idx = {
+            r["name"]: r["sql"]
+            for r in st.query("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        }
+    assert {
+        "users",
+        "jobs",
+        "job_segments",
+        "presets",
+        "metrics",
+        "audit_logs",
+        "billing",
+        "schema_migrations",
+    } <= tables
     assert {"jobs_status_idx", "jobs_user_created_idx", "presets_user_name_uniq"} <= set(idx)
 
 
 def test_json_columns_round_trip_identically(ctx):
     u = add_user(ctx)
     opts = {"intensity": 0.5, "exclude": ["stereo"], "nested": {"a": [1, 2.5, None]}}
-    job, created = ctx.status.create_job(user_id=u["id"], mode="A", ref_key="r", tgt_key="t", opts=opts,
-                                         idempotency_key="k1")
+    job, created = ctx.status.create_job(
+        user_id=u["id"], mode="A", ref_key="r", tgt_key="t", opts=opts, idempotency_key="k1"
+    )
     assert created and job["opts"] == opts and job["status"] == "PENDING" and job["progress"] == 0
     ctx.status.update_job(job["id"], params={"eq": [{"type": "peaking", "f_hz": 1000.0}]})
     assert ctx.status.get_job(job["id"])["params"]["eq"][0]["f_hz"] == 1000.0
@@ -56,8 +79,11 @@ def test_idempotency_key_returns_the_active_job_even_when_racing(ctx):
     results = []
 
     def create():
-        results.append(ctx.status.create_job(user_id=u["id"], mode="A", ref_key="r", tgt_key="t", opts={},
-                                             idempotency_key="same"))
+        results.append(
+            ctx.status.create_job(
+                user_id=u["id"], mode="A", ref_key="r", tgt_key="t", opts={}, idempotency_key="same"
+            )
+        )
 
     threads = [threading.Thread(target=create) for _ in range(6)]
     for t in threads:
@@ -68,15 +94,17 @@ def test_idempotency_key_returns_the_active_job_even_when_racing(ctx):
     assert len(ids) == 1 and sum(created for _, created in results) == 1
     # once finished, the same key may run again
     ctx.status.update_job(ids.pop(), status="COMPLETED")
-    again, created = ctx.status.create_job(user_id=u["id"], mode="A", ref_key="r", tgt_key="t", opts={},
-                                           idempotency_key="same")
+    _again, created = ctx.status.create_job(
+        user_id=u["id"], mode="A", ref_key="r", tgt_key="t", opts={}, idempotency_key="same"
+    )
     assert created
 
 
 def test_progress_only_rises_and_finished_jobs_stay_finished(ctx):
     u = add_user(ctx)
-    job, _ = ctx.status.create_job(user_id=u["id"], mode="A", ref_key="r", tgt_key="t", opts={},
-                                   idempotency_key="p")
+    job, _ = ctx.status.create_job(
+        user_id=u["id"], mode="A", ref_key="r", tgt_key="t", opts={}, idempotency_key="p"
+    )
     ctx.status.advance_job(job["id"], "RENDERING", 50, "RenderSegment")
     ctx.status.advance_job(job["id"], "RENDERING", 30)
     row = ctx.status.get_job(job["id"])
@@ -88,8 +116,9 @@ def test_progress_only_rises_and_finished_jobs_stay_finished(ctx):
 
 def test_ownership_and_unknown_ids(ctx):
     a, b = add_user(ctx), add_user(ctx)
-    job, _ = ctx.status.create_job(user_id=a["id"], mode="A", ref_key="r", tgt_key="t", opts={},
-                                   idempotency_key="o")
+    job, _ = ctx.status.create_job(
+        user_id=a["id"], mode="A", ref_key="r", tgt_key="t", opts={}, idempotency_key="o"
+    )
     assert ctx.status.get_job(job["id"], a["id"]) is not None
     assert ctx.status.get_job(job["id"], b["id"]) is None
     assert ctx.status.get_job("not-a-uuid") is None
@@ -107,8 +136,9 @@ def test_preset_names_unique_per_user(ctx):
 
 def test_billing_once_per_job_and_segments(ctx):
     u = add_user(ctx)
-    job, _ = ctx.status.create_job(user_id=u["id"], mode="A", ref_key="r", tgt_key="t", opts={},
-                                   idempotency_key="b")
+    job, _ = ctx.status.create_job(
+        user_id=u["id"], mode="A", ref_key="r", tgt_key="t", opts={}, idempotency_key="b"
+    )
     assert ctx.status.bill(u["id"], job["id"], 240.0) is True
     assert ctx.status.bill(u["id"], job["id"], 240.0) is False
     assert ctx.status.billed_seconds(u["id"]) == pytest.approx(240.0)
