@@ -12,6 +12,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -140,6 +141,8 @@ class Service:
     data_dir: Path
     settings_kw: dict
     proc: subprocess.Popen
+    user_id: str
+    log: Any
 
     def token(self, kind: str, ttl_s: int, user_id: str | None = None) -> str:
         from functions.api.auth import issue_token
@@ -147,18 +150,13 @@ class Service:
         return issue_token(JWT_SECRET, user_id or self.user_id, kind, ttl_s)
 
 
-@pytest.fixture(scope="session")
-def service(tmp_path_factory):
-    """`create_app(settings)` under uvicorn in its own process, with a temp data dir, one user, small
+def start_service(data_dir: Path) -> Service:
+    """`create_app(settings)` under uvicorn in its own process, with the data dir given, one user, small
     multipart parts (so the test files go up in parts) and a generous rate limit."""
-    try:
-        from functions.api.app import create_app  # noqa: F401
-        from functions.api.auth import hash_password
-        from functions.pipeline.context import context_from_settings
-        from functions.settings import Settings
-    except ImportError as exc:  # the service is built by another part
-        pytest.skip(f"the API is not importable yet: {exc}")
-    data_dir = tmp_path_factory.mktemp("tonematch-data")
+    from functions.api.auth import hash_password
+    from functions.pipeline.context import context_from_settings
+    from functions.settings import Settings
+
     port = _free_port()
     kw = {"data_dir": str(data_dir), "public_url": f"http://127.0.0.1:{port}", "jwt_secret": JWT_SECRET,
           "multipart_threshold_bytes": 512 * 1024, "multipart_part_bytes": 256 * 1024,
@@ -183,15 +181,27 @@ def service(tmp_path_factory):
             tail = (data_dir / "server.log").read_text()[-4000:]
             raise RuntimeError("tonematch service did not start:\n" + tail)
         time.sleep(0.2)
-    svc = Service(url=url, data_dir=data_dir, settings_kw=kw, proc=proc)
-    svc.user_id = user["id"]  # type: ignore[attr-defined]
-    yield svc
-    proc.terminate()
+    return Service(url=url, data_dir=data_dir, settings_kw=kw, proc=proc, user_id=user["id"], log=log)
+
+
+def stop_service(svc: Service) -> None:
+    svc.proc.terminate()
     try:
-        proc.wait(timeout=10)
+        svc.proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        svc.proc.kill()
+    svc.log.close()
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory):
+    try:
+        from functions.api.app import create_app  # noqa: F401
+    except ImportError as exc:  # the service is built by another part
+        pytest.skip(f"the API is not importable yet: {exc}")
+    svc = start_service(tmp_path_factory.mktemp("tonematch-data"))
+    yield svc
+    stop_service(svc)
 
 
 def login(page, base_url: str, email: str = EMAIL, password: str = PASSWORD) -> None:

@@ -217,15 +217,16 @@ slots.apply = new UploadSlot($("#apply-form"), "apply", "Recording", () => {
 updateStart();
 
 // ---------- options ----------
-// Used only when GET /options can't be reached; the service's answer wins.
+// Mirrors engine/options.py. Fills what GET /options leaves out (ranges, units, choices, words);
+// whatever the service says wins.
 const FALLBACK_OPTIONS = {
   target_lufs: { type: "number", default: null, min: -40, max: -5, step: 0.1, unit: "LUFS", label: "Target loudness", description: "Default: the reference's loudness." },
   ceiling_dbtp: { type: "number", default: -1.0, min: -9, max: 0, step: 0.1, unit: "dBTP", label: "True-peak ceiling" },
   intensity: { type: "number", default: 1, min: 0, max: 1, step: 0.05, unit: "", label: "Intensity", description: "How much of the matched correction to apply (0 = none, 1 = all)." },
-  output_format: { type: "string", default: "wav24", choices: ["wav16", "wav24", "flac"], label: "Output format" },
+  output_format: { type: "string", default: "wav24", choices: ["wav16", "wav24", "flac"], label: "Output format", description: "WAV 16-bit is dithered." },
   output_sample_rate_hz: { type: "integer", default: null, choices: [44100, 48000, 88200, 96000], unit: "Hz", label: "Output sample rate", description: "Default: the target's." },
-  exclude: { type: "array", default: [], choices: ["eq", "stereo", "lufs", "limiter", "compressor", "reverb", "pitch"], label: "Leave out" },
-  segment_s: { type: "number", default: 60, min: 10, max: 600, step: 1, unit: "s", label: "Segment length" },
+  exclude: { type: "array", default: [], choices: ["eq", "stereo", "limiter", "compressor", "reverb", "pitch"], label: "Leave out", description: "Processors to switch off." },
+  segment_s: { type: "number", default: 60, min: 10, max: 600, step: 1, unit: "s", label: "Segment length", description: "Long files are processed in parallel pieces of this length." },
 };
 const NICE = {
   target_lufs: "Target loudness", ceiling_dbtp: "True-peak ceiling", intensity: "Intensity",
@@ -266,12 +267,22 @@ async function loadOptions() {
   if (optionSpecs) return;
   const box = $("#opts");
   let specs;
+  const fallback = normaliseOptions(FALLBACK_OPTIONS);
   try {
     specs = normaliseOptions(await api.get("/options"));
     if (!Object.keys(specs).length) throw new Error("empty");
+    for (const [name, o] of Object.entries(specs)) {
+      const f = fallback[name];
+      if (!f) continue;
+      for (const k of ["min", "max", "step", "choices", "description"]) if (o[k] == null || o[k] === "") o[k] = f[k];
+      if (!o.unit) o.unit = f.unit;
+      if (o.label === name.replace(/_/g, " ") || o.label === NICE[name]) o.label = f.label;
+      // a null default says nothing about the type
+      if (o.type === "string" && typeof o.default !== "string") o.type = f.type;
+    }
   } catch (e) {
     if (e instanceof SessionExpired) return;
-    specs = normaliseOptions(FALLBACK_OPTIONS);
+    specs = fallback;
   }
   optionSpecs = specs;
   box.textContent = "";
@@ -281,7 +292,7 @@ async function loadOptions() {
 function rangeText(o) {
   const u = o.unit ? ` ${o.unit}` : "";
   const parts = [];
-  if (o.min != null && o.max != null) parts.push(`${o.min} to ${o.max}${u}`);
+  if (o.min != null && o.max != null) parts.push(`range ${o.min} to ${o.max}${u}`);
   else if (o.min != null) parts.push(`at least ${o.min}${u}`);
   else if (o.max != null) parts.push(`at most ${o.max}${u}`);
   const def = o.default == null || (Array.isArray(o.default) && !o.default.length) ? null
@@ -391,7 +402,9 @@ function collectOptions() {
       if (bad) {
         input.classList.add("invalid");
         input.setAttribute("aria-invalid", "true");
-        errors.push(`${o.label} must be ${rangeText({ ...o, default: null }) || "a number"}${o.type === "integer" ? " (a whole number)" : ""}.`);
+        const within = o.min != null && o.max != null ? `between ${o.min} and ${o.max}${o.unit ? ` ${o.unit}` : ""}`
+          : rangeText({ ...o, default: null }) || "a number";
+        errors.push(`${o.label} must be ${within}${o.type === "integer" ? " (a whole number)" : ""}.`);
         continue;
       }
       opts[o.name] = v;
@@ -399,6 +412,15 @@ function collectOptions() {
   }
   return { opts, errors };
 }
+
+// A corrected field clears its complaint.
+$("#opts").addEventListener("input", (e) => {
+  if (e.target.classList.contains("invalid")) {
+    e.target.classList.remove("invalid");
+    e.target.removeAttribute("aria-invalid");
+    if (!$("#opts .invalid")) showError($("#new-error"), "");
+  }
+});
 
 newForm.addEventListener("submit", async (e) => {
   e.preventDefault();
@@ -639,8 +661,13 @@ async function showResult(job) {
     lastViz = await loadViz(job.viz_urls);
     const t1 = performance.now();
     const r = renderViz(plots, lastViz || {});
-    window.tonematch.timings.viz = { fetch_ms: t1 - t0, render_ms: r.ms, points: r.points, plots: r.plots };
-    plots.dataset.rendered = String(r.plots);
+    const timing = { fetch_ms: t1 - t0, render_ms: r.ms, points: r.points, plots: r.plots, paint_ms: null };
+    window.tonematch.timings.viz = timing;
+    // time from the data in hand to the plots on screen (layout and paint included)
+    requestAnimationFrame(() => requestAnimationFrame(() => {
+      timing.paint_ms = performance.now() - t1;
+      plots.dataset.rendered = String(r.plots);
+    }));
   } catch (e) {
     plots.innerHTML = "";
     const p = document.createElement("p");
@@ -655,7 +682,6 @@ async function showResult(job) {
   player.load(
     { original: inp.target_url, processed: job.download_url, reference: inp.reference_url },
     { original: L.target_lufs, processed: L.result_lufs, reference: L.reference_lufs },
-    { sizeBytes: job.sizes_bytes ? Object.values(job.sizes_bytes).reduce((a, b) => a + b, 0) : 0 },
   ).catch(() => {});
 }
 
@@ -681,9 +707,11 @@ $("#save-preset").addEventListener("submit", async (e) => {
 async function loadJobs() {
   const tb = $("#jobs-table tbody");
   tb.innerHTML = '<tr><td colspan="4" class="muted">Loading…</td></tr>';
+  delete $("#view-jobs").dataset.loaded;
   try {
     const jobs = listOf(await api.get("/jobs"), "jobs", "items");
     tb.textContent = "";
+    $("#view-jobs").dataset.loaded = String(jobs.length);
     $("#jobs-empty").hidden = jobs.length > 0;
     for (const j of jobs) {
       const id = j.job_id || j.id;
@@ -714,9 +742,11 @@ const modeOfPreset = (p) => p.mode || (p.style_params && ["compressor", "reverb"
 async function loadPresets() {
   const ul = $("#presets-list");
   ul.innerHTML = '<li class="muted">Loading…</li>';
+  delete $("#view-presets").dataset.loaded;
   try {
     const presets = listOf(await api.get("/presets"), "presets", "items");
     ul.textContent = "";
+    $("#view-presets").dataset.loaded = String(presets.length);
     $("#presets-empty").hidden = presets.length > 0;
     for (const p of presets) ul.appendChild(presetItem(p));
   } catch (e) {
