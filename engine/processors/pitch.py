@@ -97,43 +97,62 @@ class PitchShifter:
         except (KeyError, ValueError, TypeError) as exc:
             raise ParamsError(f"pitch state is malformed ({exc})", where="state.pitch") from exc
 
-    def _shift_frame(self, X: np.ndarray, mid_phase: np.ndarray, st: dict[str, Any]) -> np.ndarray:
-        """Shift one frame ``X`` (bins, C); updates the phase maps in ``st``."""
+    def _shift_frames(self, spec: np.ndarray, st: dict[str, Any]) -> np.ndarray:
+        """Shift ``k`` frames ``spec`` (k, bins, C); updates the phase maps in ``st``.
+
+        Peaks, regions, instantaneous frequencies, shifts and the scatter run vectorised over all
+        frames; only the phase recursion (each frame continues the previous frame's phase map at its
+        peaks) is a loop over frames, one gather and one add each.
+        """
         N, H, nb = self.N, self.H, self._bins
-        mag = np.sum(np.abs(X), axis=1)
-        top = float(mag.max()) if mag.size else 0.0
-        if top <= 1e-12:
-            st["prev_phase"] = mid_phase
-            return np.zeros_like(X)
+        k = spec.shape[0]
+        mid = np.sum(spec, axis=2)
+        mid_phase = np.angle(mid)
+        mag = np.sum(np.abs(spec), axis=2)  # (k, bins)
+        top = mag.max(axis=1, keepdims=True)
+        is_peak = np.zeros((k, nb), bool)
         m = mag
-        is_peak = np.zeros(nb, bool)
-        is_peak[2:-2] = (m[2:-2] > m[1:-3]) & (m[2:-2] >= m[3:-1]) & (m[2:-2] > m[:-4]) & (m[2:-2] >= m[4:])
+        is_peak[:, 2:-2] = (
+            (m[:, 2:-2] > m[:, 1:-3])
+            & (m[:, 2:-2] >= m[:, 3:-1])
+            & (m[:, 2:-2] > m[:, :-4])
+            & (m[:, 2:-2] >= m[:, 4:])
+        )
         is_peak &= m > top * 1e-5
-        peaks = np.flatnonzero(is_peak)
-        if peaks.size == 0:
-            peaks = np.array([int(np.argmax(m))])
-        # instantaneous frequency of each peak from the phase advance over one hop
-        dphi = mid_phase[peaks] - st["prev_phase"][peaks] - self._omega[peaks] * H
+        empty = ~is_peak.any(axis=1)
+        is_peak[empty, np.argmax(m[empty], axis=1)] = True
+        # each bin's region = its nearest peak (ties to the lower one)
+        idx = np.broadcast_to(np.arange(nb), (k, nb))
+        prev_pk = np.maximum.accumulate(np.where(is_peak, idx, -1), axis=1)
+        next_pk = np.minimum.accumulate(np.where(is_peak, idx, nb)[:, ::-1], axis=1)[:, ::-1]
+        use_prev = (prev_pk >= 0) & ((next_pk >= nb) | (idx - prev_pk <= next_pk - idx))
+        peak_of = np.where(use_prev, prev_pk, next_pk)  # (k, bins) bin index of the region's peak
+        # instantaneous frequency at every bin from the phase advance over one hop
+        prev_phase = np.concatenate([st["prev_phase"][None, :], mid_phase[:-1]])
+        dphi = mid_phase - prev_phase - self._omega[None, :] * H
         dphi = (dphi + np.pi) % (2.0 * np.pi) - np.pi
-        omega_p = self._omega[peaks] + dphi / H
-        d_omega = (self.ratio - 1.0) * omega_p
+        omega = self._omega[None, :] + dphi / H
+        d_omega = (self.ratio - 1.0) * np.take_along_axis(omega, peak_of, axis=1)  # per region
         shift = np.rint(d_omega * N / (2.0 * np.pi)).astype(np.int64)
-        phi_p = st["phi"][peaks] + d_omega * H
-        # regions of influence: bins nearer to a peak than to its neighbours
-        bounds = (peaks[:-1] + peaks[1:]) // 2 + 1
-        region = np.searchsorted(bounds, np.arange(nb), side="right")
-        dest = np.arange(nb) + shift[region]
-        ok = (dest >= 0) & (dest < nb)
-        rot = np.exp(1j * phi_p[region])
-        Y = np.zeros_like(X)
-        src = X[ok] * rot[ok, None]
-        for c in range(X.shape[1]):
-            Y[:, c] = np.bincount(dest[ok], weights=src[:, c].real, minlength=nb) + 1j * np.bincount(
-                dest[ok], weights=src[:, c].imag, minlength=nb
-            )
-        st["phi"] = np.mod(phi_p[region], 2.0 * np.pi)
-        st["prev_phase"] = mid_phase
-        return Y
+        step = d_omega * H
+        phi = np.empty((k, nb))
+        cur = st["phi"]
+        for i in range(k):
+            cur = np.mod(cur[peak_of[i]] + step[i], 2.0 * np.pi)
+            phi[i] = cur
+        st["phi"] = cur
+        st["prev_phase"] = mid_phase[-1]
+        dest = idx + shift
+        ok = (dest >= 0) & (dest < nb) & ~(top <= 1e-12)
+        flat = (np.arange(k)[:, None] * nb + dest)[ok]
+        rot = np.exp(1j * phi)[ok]
+        out = np.empty_like(spec)
+        for c in range(spec.shape[2]):
+            src = spec[:, :, c][ok] * rot
+            re = np.bincount(flat, weights=src.real, minlength=k * nb)
+            im = np.bincount(flat, weights=src.imag, minlength=k * nb)
+            out[:, :, c] = (re + 1j * im).reshape(k, nb)
+        return out
 
     def process(self, block: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
         """Shift one ``(frames, channels)`` block; output delayed by ``latency_frames``."""
@@ -148,10 +167,7 @@ class PitchShifter:
         if k > 0:
             frames = np.lib.stride_tricks.sliding_window_view(pend, N, axis=0)[::H][:k]  # (k, C, N)
             spec = sp_fft.rfft(frames * self.window, axis=-1).transpose(0, 2, 1)  # (k, bins, C)
-            mid_phase = np.angle(np.sum(spec, axis=2))
-            out_spec = np.empty_like(spec)
-            for i in range(k):
-                out_spec[i] = self._shift_frame(spec[i], mid_phase[i], st)
+            out_spec = self._shift_frames(spec, st)
             grains = sp_fft.irfft(out_spec.transpose(0, 2, 1), n=N, axis=-1) * (self.window / self._ola_norm)
             # overlap-add the k grains onto the carried accumulator
             span = (k - 1) * H + N
