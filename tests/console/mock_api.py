@@ -82,6 +82,7 @@ class MockApi:
     presets: dict[str, dict] = field(default_factory=dict)
     objects: dict[str, bytes] = field(default_factory=dict)
     refresh_ok: bool = True
+    reject_target: str | None = None  # a reason: POST /jobs refuses the target as the service's probe would
     _n: int = 0
 
     def install(self, page) -> None:
@@ -136,6 +137,9 @@ class MockApi:
             key = f"u1/audio/raw/{self._n}.{body['ext']}"
             return self._json(route, {"put_url": f"{BASE}/mock-put/{key}", "key": key, "expires": 900,
                                       "content_type": body["content_type"], "multipart": False})
+        if path == "/jobs" and method == "POST" and self.reject_target:
+            return self._err(route, 400, "INVALID_INPUT", f"tgt_key: {self.reject_target}",
+                             {"field": "tgt_key", "key": body["tgt_key"], "reason": self.reject_target})
         if path == "/jobs" and method == "POST":
             jid = f"job{len(self.jobs) + 1}"
             self.jobs[jid] = {"job_id": jid, "mode": body["mode"], "status": "PENDING", "progress": 0,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.console.conftest import shot
-from tests.console.mock_api import BASE, MockApi, synthetic_viz
+from tests.console.mock_api import BASE, MockApi, synthetic_viz, wav_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -48,6 +48,27 @@ def test_plots_of_a_60_minute_job(page, capsys):
               f"built in {t['render_ms']:.1f} ms, on screen in {t['paint_ms']:.1f} ms "
               f"(fetch {t['fetch_ms']:.1f} ms)")
     shot(page, "11-plots-60-minutes")
+
+
+def test_upload_refused_at_start_names_the_file_and_keeps_the_other(page, tmp_path):
+    """A file that looks like audio but the service can't read (a truncated WAV): the message sits
+    on that file, in words, and the reference stays uploaded."""
+    api = MockApi(reject_target="file contains data in an unknown format")
+    mock_login(page, api)
+    ref, tgt = tmp_path / "ref.wav", tmp_path / "take3.wav"
+    ref.write_bytes(wav_bytes(2.0))
+    tgt.write_bytes(wav_bytes(2.0)[:60])
+    page.set_input_files("#ref-file", str(ref))
+    page.wait_for_selector("[data-role=reference][data-state=done]")
+    page.set_input_files("#tgt-file", str(tgt))
+    page.wait_for_selector("[data-role=target][data-state=done]")
+    page.click("#start-btn")
+    page.wait_for_selector("[data-role=target][data-state=error]")
+    msg = page.inner_text("#tgt-msg")
+    assert msg.startswith("take3.wav can't be used. That file isn't audio we can read"), msg
+    assert "ref.wav uploaded" in page.inner_text("#ref-msg")
+    assert "target can't be used" in page.inner_text("#new-error")
+    assert page.is_disabled("#start-btn")
 
 
 def test_failed_job_words_and_retry(page):

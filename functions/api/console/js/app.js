@@ -139,6 +139,18 @@ class UploadSlot {
 
   get key() { return this.kept && this.kept.key; }
 
+  /** The service refused the kept upload: forget it and say why. */
+  fail(text) {
+    this.kept = null;
+    sessionStorage.removeItem(`tm.slot.${this.role}`);
+    this.root.dataset.state = "error";
+    this.msg.className = "upmsg err";
+    this.msg.textContent = text;
+    this.prog.hidden = true;
+    this.input.value = "";
+    this.onChange();
+  }
+
   reset() { this.kept = null; this.msg.textContent = ""; this.msg.className = "upmsg"; this.prog.hidden = true; this.input.value = ""; this.onChange(); }
 
   showKept() {
@@ -443,9 +455,18 @@ newForm.addEventListener("submit", async (e) => {
     location.hash = `#/jobs/${encodeURIComponent(r.job_id || r.id)}`;
   } catch (ex) {
     if (!(ex instanceof SessionExpired)) {
-      const text = ex.code === "INVALID_INPUT" && /ref_key|tgt_key|audio|not found|missing/i.test(`${ex.message} ${JSON.stringify(ex.detail)}`)
-        ? uploadMessage(ex) : generalMessage(ex);
-      showError(err, text);
+      const field = ex.detail && typeof ex.detail === "object" ? ex.detail.field : null;
+      const slot = { ref_key: slots.reference, tgt_key: slots.target }[field];
+      if (slot && (ex.code === "INVALID_INPUT" || ex.code === "NOT_FOUND")) {
+        // The service looked inside the file and can't use it: say which, drop just that one.
+        const name = slot.kept ? slot.kept.name : "file";
+        const why = ex.code === "NOT_FOUND" ? "It's no longer on the server. Upload it again."
+          : uploadMessage({ ...ex, message: ex.detail.reason || ex.message });
+        slot.fail(`${name} can't be used. ${why}`);
+        showError(err, `Your ${slot.role} can't be used — see the message above it.`);
+      } else {
+        showError(err, generalMessage(ex));
+      }
     }
   } finally {
     updateStart();

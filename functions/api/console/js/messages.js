@@ -62,7 +62,9 @@ export function uploadMessage(err, { pct = null, other = null, limit = null } = 
   if (err.code === "NOT_AUDIO" || (err.code === "INVALID_INPUT" && looksLikeNotAudio(raw))) {
     return `That file isn't audio we can read (${AUDIO_TYPES}). Export it from your audio editor in one of those formats and choose it again.${keep}`;
   }
-  if (err.code === "TOO_LARGE" || err.status === 413 || /too large|too big|exceeds|size_bytes/i.test(raw)) {
+  if (err.code === "TOO_LARGE" || err.status === 413 || /too large|too big|exceeds|over the (signed )?limit/i.test(raw)) {
+    const m = /limit of (\d+) bytes/.exec(raw);
+    limit = limit || (err.detail && err.detail.limit_bytes) || (m ? Number(m[1]) : null);
     const lim = limit ? ` (the limit is ${fmtBytes(limit)})` : "";
     return `That file is too large to upload${lim}. Export it as FLAC, which is about half the size of WAV, or trim silence at the ends.${keep}`;
   }
