@@ -38,6 +38,7 @@ RT60_MARGIN = 1.25
 TARGET_RT60_MAX_S = 3.0
 TARGET_DRR_MIN_DB = -6.0
 MIX_MAX = 0.8
+MIN_EVENT_SPREAD_DB = 3.0
 VOICED_MIN = 0.2
 PITCH_AGREE_CENTS = 30.0
 MODE_B_PROCESSORS = ("compressor", "reverb", "pitch")
@@ -135,13 +136,17 @@ def estimate_compressor(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[d
 
 # -- reverb ------------------------------------------------------------------------------------
 def _reverb_measures(features: dict) -> tuple[float | None, float | None, str]:
+    """(RT60 s, DRR dB, source): the learned blind estimate where present, else the DSP one; where
+    the learned estimator refused the audio (noise, silence), its reason is the source."""
     blind = _get(features, "reverb", "blind")
-    if (
-        isinstance(blind, dict)
-        and _num(blind.get("rt60_s")) is not None
-        and _num(blind.get("drr_db")) is not None
-    ):
-        return _num(blind["rt60_s"]), _num(blind["drr_db"]), "learned"
+    if isinstance(blind, dict):
+        if _num(blind.get("rt60_s")) is not None and _num(blind.get("drr_db")) is not None:
+            return _num(blind["rt60_s"]), _num(blind["drr_db"]), "learned"
+        if blind.get("reason"):
+            return None, None, str(blind["reason"])
+    env = _envelope(features)
+    if env.size >= 20 and _spread_db(env) < MIN_EVENT_SPREAD_DB:
+        return None, None, f"no distinct sound events (RMS envelope spread {_spread_db(env):.1f} dB)"
     return _num(_get(features, "reverb", "rt60_s")), _num(_get(features, "reverb", "drr_db")), "dsp"
 
 
@@ -161,14 +166,13 @@ def mix_for_drr(target_drr_db: float, reference_drr_db: float) -> float:
 def estimate_reverb(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[dict | None, str]:
     """``(reverb params or None, note)`` from the two feature documents."""
     rt_r, drr_r, src_r = _reverb_measures(ref)
-    rt_t, drr_t, _ = _reverb_measures(tgt)
+    rt_t, drr_t, src_t = _reverb_measures(tgt)
     if rt_r is None or drr_r is None:
-        return (
-            None,
-            "off: the reference's reverberation could not be measured (silent, too short or no decays)",
-        )
+        why = src_r if src_r not in ("dsp", "learned") else "silent, too short or no decays"
+        return None, f"off: the reference's reverberation could not be measured ({why})"
     if rt_t is None or drr_t is None:
-        return None, "off: the target's reverberation could not be measured (silent, too short or no decays)"
+        why = src_t if src_t not in ("dsp", "learned") else "silent, too short or no decays"
+        return None, f"off: the target's reverberation could not be measured ({why})"
     facts = (
         f"RT60 ref {rt_r:.2f} s vs target {rt_t:.2f} s, DRR ref {drr_r:.1f} dB vs target {drr_t:.1f} dB "
         f"({src_r})"

@@ -41,25 +41,33 @@ def estimate_reverb(audio: np.ndarray, sample_rate_hz: int) -> dict:
     """Blind ``{rt60_s, drr_db, dsp_rt60_s, model, reason}`` of ``(frames, channels)`` audio.
 
     Uses at most the middle 30 s. ``rt60_s`` / ``drr_db`` are None (with ``reason``) when the audio
-    is shorter than 1.5 s or silent.
+    is shorter than 1.5 s, silent, or has no distinct events (stationary noise or tone).
     """
-    from engine.estimators.reverb_features import dsp_rt60_s, reverb_features
+    from engine.estimators.reverb_features import (
+        ANALYSIS_RATE_HZ,
+        dsp_rt60_s,
+        prepare,
+        reverb_features,
+        unusable_reason,
+    )
 
-    feats = reverb_features(audio, sample_rate_hz)
+    x16 = prepare(audio, sample_rate_hz)
+    reason = unusable_reason(x16)
+    feats = None if reason else reverb_features(x16, ANALYSIS_RATE_HZ)
     if feats is None:
         return {
             "rt60_s": None,
             "drr_db": None,
             "dsp_rt60_s": None,
             "model": MODEL_NAME,
-            "reason": "audio shorter than 1.5 s or silent: no reverb estimate",
+            "reason": f"no reverb estimate: {reason}",
         }
     with _lock:
         y = _session().run(["y"], {"features": feats[None, :]})[0][0]
     return {
         "rt60_s": round(float(np.clip(np.exp(y[0]), 0.1, 10.0)), 3),
         "drr_db": round(float(np.clip(y[1] * 10.0, -20.0, 40.0)), 2),
-        "dsp_rt60_s": dsp_rt60_s(audio, sample_rate_hz),
+        "dsp_rt60_s": dsp_rt60_s(x16, ANALYSIS_RATE_HZ),
         "model": MODEL_NAME,
         "reason": None,
     }

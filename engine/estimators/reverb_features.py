@@ -91,10 +91,26 @@ def _band_features(e: np.ndarray) -> np.ndarray:
     return np.concatenate([decay / 30.0, rates, [(p95 - floor) / 30.0, (p95 - p50) / 30.0]])
 
 
+MIN_SPREAD_DB = 4.0
+
+
+def unusable_reason(x16: np.ndarray) -> str | None:
+    """Why 16 kHz mono ``x16`` carries no reverberation information, or None when it does."""
+    if len(x16) < MIN_DURATION_S * ANALYSIS_RATE_HZ:
+        return f"audio shorter than {MIN_DURATION_S:g} s"
+    if not np.any(np.abs(x16) > 1e-6):
+        return "digital silence"
+    e = _envelope_db(x16)
+    p5, p95 = np.percentile(e, [5, 95])
+    if p95 - p5 < MIN_SPREAD_DB:
+        return f"no distinct sound events (envelope spread {p95 - p5:.1f} dB: stationary noise or tone)"
+    return None
+
+
 def reverb_features(audio: np.ndarray, sample_rate_hz: int) -> np.ndarray | None:
-    """Feature vector (``N_FEATURES`` float32), or None when the audio is too short or silent."""
+    """Feature vector (``N_FEATURES`` float32), or None when ``unusable_reason`` finds one."""
     x = prepare(audio, sample_rate_hz)
-    if len(x) < MIN_DURATION_S * ANALYSIS_RATE_HZ or not np.any(np.abs(x) > 1e-6):
+    if unusable_reason(x) is not None:
         return None
     bands = [signal.sosfilt(sos, x) for sos in _SOS] + [x]
     feats = [_band_features(_envelope_db(b)) for b in bands]

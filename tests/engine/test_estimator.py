@@ -48,11 +48,18 @@ def test_estimates_order_dry_and_wet_material_it_never_saw():
     json.dumps(big)
 
 
-def test_silence_and_short_audio_give_no_estimate_and_say_why():
-    for audio in (np.zeros((FS * 5, 2), np.float32), np.ones((FS // 2, 1), np.float32)):
-        est = estimate_reverb(audio, FS)
-        assert est["rt60_s"] is None and est["drr_db"] is None
-        assert "shorter than 1.5 s or silent" in est["reason"]
+@pytest.mark.parametrize(
+    ("audio", "reason"),
+    [
+        (np.zeros((FS * 5, 2), np.float32), "digital silence"),
+        (np.ones((FS // 2, 1), np.float32), "shorter than 1.5 s"),
+        (0.1 * np.random.default_rng(0).standard_normal((FS * 5, 2)).astype(np.float32), "stationary noise"),
+    ],
+)
+def test_silence_noise_and_short_audio_give_no_estimate_and_say_why(audio, reason):
+    est = estimate_reverb(audio, FS)
+    assert est["rt60_s"] is None and est["drr_db"] is None
+    assert reason in est["reason"]
 
 
 @pytest.mark.slow

@@ -108,6 +108,16 @@ def test_reverb_prefers_the_learned_estimate_when_present():
             "shorter than the impulse response",
         ),
         (feats(rt60=None, drr=None), feats(), "could not be measured"),
+        (
+            feats(rt60=2.0, drr=0.0, env=-30 + 0.3 * np.random.default_rng(5).standard_normal(500)),
+            feats(),
+            "no distinct",
+        ),
+        (
+            feats(blind={"rt60_s": None, "drr_db": None, "reason": "no reverb estimate: digital silence"}),
+            feats(),
+            "silence",
+        ),
     ],
 )
 def test_reverb_off_with_reason(ref, tgt, reason):
