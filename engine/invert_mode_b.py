@@ -289,3 +289,20 @@ def f0_visualisation(
     r, _ = series(reference_features)
     o, _ = series(result_features) if result_features else ([], None)
     return {"hop_s": hop, "target_hz": t, "reference_hz": r, "result_hz": o}
+
+
+def mode_b_preroll_s(style_params: dict) -> float:
+    """Seconds of pre-roll a segment needs so the mode-B processors' state (reverb tail, compressor
+    release, pitch-shifter frames) has settled at its start: the IR length plus pre-delay, five
+    release time constants, 0.2 s for the pitch shifter; 0 without mode-B blocks."""
+    need = 0.0
+    rv = style_params.get("reverb")
+    if rv:
+        _, rt60_s = parse_ir_key(rv["ir_key"])
+        need = max(need, 1.5 * rt60_s + float(rv.get("pre_delay_ms", 0.0)) / 1000.0)
+    comp = style_params.get("compressor")
+    if comp:
+        need = max(need, 5.0 * float(comp["release_ms"]) / 1000.0)
+    if (style_params.get("pitch") or {}).get("semitones"):
+        need = max(need, 0.2)
+    return need

@@ -288,3 +288,13 @@ def test_mode_b_no_worse_when_the_target_is_the_wetter_one(tmp_path, monkeypatch
             assert np.max(np.abs(y)) <= 1.0
     assert dist["B"][0] <= dist["A"][0] * 1.05 + 0.05
     assert dist["B"][1] <= dist["A"][1] * 1.05 + 0.005
+
+
+def test_preroll_covers_the_reverb_tail_and_compressor_release():
+    from engine.invert_mode_b import mode_b_preroll_s
+
+    assert mode_b_preroll_s(PARAMS_A) == 0.0
+    p = dict(PARAMS_A, reverb={"ir_key": "ir/hall_2.0s.wav", "mix": 0.3, "pre_delay_ms": 20.0})
+    assert mode_b_preroll_s(p) == pytest.approx(3.02)
+    p["compressor"] = {"threshold_db": -20, "ratio": 3, "attack_ms": 5, "release_ms": 800, "makeup_db": 0}
+    assert mode_b_preroll_s(p) == pytest.approx(4.0)
