@@ -1,7 +1,9 @@
 """The local runner: walks :data:`PIPELINE` in-process, the embedded twin of the Step Functions machine.
 
-* ``Parallel`` branches run on threads; ``Map`` items run on a process pool (default one process per
-  core), each item retried on its own.
+* ``Parallel`` branches and ``Map`` items are dispatched from threads; the work itself runs on a
+  process pool (default one process per core), so analyses and segment renders use every core and
+  the API server in the same process keeps its GIL to itself. ``use_processes=False`` runs every step
+  on the dispatching thread instead (tests that patch the engine in-process).
 * Each task is retried per its :class:`RetryPolicy` when the error's class name is in
   ``retry.errors`` (waits of 2, 4, 8, 16, 32 s by default; ``sleep`` is injectable so tests don't
   wait); any other error, or the last failed retry, runs ``PIPELINE.on_error`` (FAILED + dead letter).
@@ -12,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import queue
@@ -62,6 +65,24 @@ _WORKER_CTX: StepContext | None = None
 def _worker_init(settings: Settings) -> None:
     global _WORKER_CTX
     _WORKER_CTX = context_from_settings(settings, migrate=False)
+    for module in (
+        "functions.pipeline.steps",
+        "engine.features",
+        "engine.render",
+        "engine.segments",
+        "engine.invert",
+        "engine.metrics",
+        "engine.viz",
+        "engine.preset",
+    ):
+        with contextlib.suppress(ImportError):  # heavy imports once per process, before the first job
+            importlib.import_module(module)
+
+
+def _worker_ping() -> int:
+    import os
+
+    return os.getpid()
 
 
 def _worker_call(handler: str, event: dict) -> dict:
@@ -110,6 +131,10 @@ class LocalRunner:
             t = threading.Thread(target=self._loop, name=f"tonematch-job-{i}", daemon=True)
             t.start()
             self._threads.append(t)
+        if self.use_processes:  # start the render processes now, not on the first job
+            pool = self._get_pool()
+            for _ in range(self.workers):
+                pool.submit(_worker_ping)
         resumed = []
         if resume:
             for job in self.ctx.status.active_jobs():
@@ -284,7 +309,7 @@ class LocalRunner:
 
     def _invoke(self, task: Task, event: dict) -> tuple[str | None, Any]:
         """Run the handler; returns ``(None, result)`` or ``(error_name, message)``."""
-        if task.compute == "batch" and self.use_processes:
+        if self.use_processes and task is not self.pipeline.on_error:
             try:
                 out = self._get_pool().submit(_worker_call, task.handler, event).result()
             except BrokenProcessPool as exc:

@@ -112,6 +112,13 @@ def _analyze(event: dict, ctx: StepContext, which: str, key_field: str, task: st
     else:
         path = fetch(ctx, event[key_field], which)
         feats = analyze_features(str(path))
+        if (feats.get("loudness") or {}).get("integrated_lufs") is None:
+            from engine.errors import AudioInputError
+
+            raise AudioInputError(
+                "is digital silence (nothing above -70 LUFS); there is nothing to match",
+                where=f"{which} {event[key_field]}",
+            )
         put_json(ctx, out_key, feats)
     _leave(ctx, event, task)
     return {"features_key": out_key, **_summary(feats)}
@@ -264,8 +271,9 @@ def finalize(event: dict, ctx: StepContext) -> dict:
     row, billing row) and mark the job COMPLETED."""
     from engine.features import analyze_features
     from engine.metrics import result_metrics
-    from engine.preset import eq_to_equalizer_apo, export_preset
     from engine.viz import visualisation
+
+    from engine.preset import eq_to_equalizer_apo, export_preset
 
     job_id, user_id = event["job_id"], event["user_id"]
     _enter(ctx, event, "Finalize")

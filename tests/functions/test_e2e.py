@@ -77,7 +77,7 @@ def service(backend, tmp_path, request):
     settings = make_settings(backend, tmp_path, request, public_url=f"http://127.0.0.1:{port}")
     ctx = context_from_settings(settings)
     waits: list[float] = []
-    runner = LocalRunner(ctx, workers=2, sleep=waits.append)
+    runner = LocalRunner(ctx, workers=2, sleep=waits.append, **getattr(request, "param", {}))
     from functions.api.app import create_app
 
     server = Server(create_app(ctx=ctx, runner=runner), port)
@@ -165,6 +165,7 @@ def test_api_job_gives_the_same_audio_as_tonematch_match(service, pair, cli_resu
     assert listed == [view2["job_id"], job_id]
 
 
+@pytest.mark.parametrize("service", [{"use_processes": False}], indirect=True)  # patches in-process
 def test_failed_step_reports_error_and_retry_completes(service, pair, monkeypatch):
     if service["ctx"].status.dialect != "sqlite":
         pytest.skip("the failure path is database-independent; covered on SQLite")
@@ -197,6 +198,7 @@ def test_failed_step_reports_error_and_retry_completes(service, pair, monkeypatc
     assert state["reference"]["features_key"]  # analysis was kept, not redone from scratch
 
 
+@pytest.mark.parametrize("service", [{"use_processes": False}], indirect=True)  # patches in-process
 def test_transient_store_faults_are_retried_with_backoff(service, pair):
     if service["ctx"].status.dialect != "sqlite":
         pytest.skip("covered on SQLite")

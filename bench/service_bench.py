@@ -1,0 +1,354 @@
+"""Service benchmark: a job through the local API vs ``tonematch match``, and GET /jobs/{id} latency
+under load while renders run.
+
+    .venv/bin/python bench/service_bench.py [--duration-s 240] [--rate 200] [--load-s 20] [--workers N]
+
+1. Writes a deterministic reference/target pair of ``--duration-s`` seconds (engine.examples).
+2. Times ``tonematch match REF TGT -o out.wav`` (a subprocess, like a user runs it).
+3. Starts ``tonematch serve`` (fresh data dir, SQLite, local store; rate limit raised so the load
+   test measures latency, not throttling), adds a user, logs in, signs and PUTs both files, creates a
+   job, polls it to COMPLETED and downloads the result. Prints the job time (POST /jobs → COMPLETED)
+   and the whole round trip (first upload → download done), and their ratio to the CLI time.
+4. Starts a second job (other options, so it is not the same job) and, while it renders, sends
+   ``--rate`` GET /jobs/{id} per second for ``--load-s`` seconds from an open-loop asyncio client on
+   keep-alive loopback connections; prints p50/p95/p99/max latency (measured from each request's
+   scheduled send time, so client-side queueing counts against the server) and errors.
+5. With ``--sample-memory`` it samples the RSS of the server and its render processes every second
+   during the first job and prints the peak and the CPU time the render processes used.
+
+Everything runs on this machine; nothing is downloaded. Figures go to stdout (and ``--json`` file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "bench password 123"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def rss_and_cpu(pids: list[int]) -> tuple[float, float]:
+    """Total RSS in MiB and CPU seconds (user+system) of ``pids``."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    tick = os.sysconf("SC_CLK_TCK")
+    rss = cpu = 0.0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu += (int(fields[11]) + int(fields[12])) / tick
+        rss += int(fields[21]) * page / 2**20
+    return rss, cpu
+
+
+class Sampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.samples: list[tuple[float, float, float]] = []
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_flag.wait(1.0):
+            rss, cpu = rss_and_cpu(proc_tree(self.pid))
+            self.samples.append((time.time(), rss, cpu))
+
+
+def run_cli_match(ref: str, tgt: str, out: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "engine.cli", "match", ref, tgt, "-o", out, "--quiet"], check=True, cwd=ROOT
+    )
+    return time.perf_counter() - t0
+
+
+def start_server(data: Path, port: int, workers: int | None) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "TONEMATCH_RATE_LIMIT_PER_S": "100000",
+        "TONEMATCH_RATE_BURST": "100000",
+        "PYTHONPATH": str(ROOT),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "functions.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data),
+        "--log-level",
+        "warning",
+        "--no-drop-watch",
+    ]
+    if workers:
+        cmd += ["--workers", str(workers)]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+def upload(client: httpx.Client, h: dict, path: str) -> str:
+    doc = client.post("/uploads/sign", json={"content_type": "audio/wav", "ext": "wav"}, headers=h).json()
+    with open(path, "rb") as f:
+        r = httpx.put(doc["put_url"], content=f, headers={"Content-Type": "audio/wav"}, timeout=300)
+    r.raise_for_status()
+    return doc["key"]
+
+
+def wait_status(
+    client: httpx.Client,
+    h: dict,
+    job_id: str,
+    want: tuple[str, ...],
+    poll_s: float = 0.25,
+    timeout_s: float = 3600,
+) -> dict:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        view = client.get(f"/jobs/{job_id}", headers=h).json()
+        if view["status"] in want or view["status"] == "FAILED":
+            return view
+        time.sleep(poll_s)
+    raise SystemExit(f"job {job_id} timed out")
+
+
+async def load(port: int, path: str, token: str, rate: float, seconds: float) -> dict:
+    """Open-loop GETs at ``rate``/s over keep-alive connections; latency from scheduled send time."""
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+        "Accept: application/json\r\n\r\n"
+    ).encode()
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    errors = 0
+
+    async def one(scheduled: float) -> None:
+        nonlocal errors
+        conn = idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = conn
+        try:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            body = await reader.readexactly(length)
+            code = int(head.split(b" ", 2)[1])
+            latencies.append(time.perf_counter() - scheduled)
+            if code != 200:
+                errors += 1
+            else:
+                st = json.loads(body)["status"]
+                statuses[st] = statuses.get(st, 0) + 1
+            idle.append(conn)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            errors += 1
+            writer.close()
+
+    n = int(rate * seconds)
+    t0 = time.perf_counter() + 0.05
+    tasks = []
+    for i in range(n):
+        scheduled = t0 + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(scheduled)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - t0
+    for _, w in idle:
+        w.close()
+    lat = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return 1000 * lat[min(len(lat) - 1, int(p / 100 * len(lat)))] if lat else float("nan")
+
+    return {
+        "requests": n,
+        "ok": len(lat) - errors,
+        "errors": errors,
+        "achieved_rps": round(len(lat) / elapsed, 1),
+        "p50_ms": round(pct(50), 2),
+        "p95_ms": round(pct(95), 2),
+        "p99_ms": round(pct(99), 2),
+        "max_ms": round(1000 * lat[-1], 2) if lat else None,
+        "mean_ms": round(1000 * statistics.fmean(lat), 2) if lat else None,
+        "job_status_seen": statuses,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration-s", type=float, default=240.0, help="length of the test audio (default 240)")
+    ap.add_argument("--rate", type=float, default=200.0, help="GET /jobs/{id} per second (default 200)")
+    ap.add_argument("--load-s", type=float, default=20.0, help="seconds of load (default 20)")
+    ap.add_argument("--workers", type=int, default=None, help="render processes (default: one per core)")
+    ap.add_argument("--sample-memory", action="store_true", help="sample RSS/CPU of the server tree")
+    ap.add_argument("--workdir", default=None, help="keep files here (default: a temp dir, removed)")
+    ap.add_argument("--json", default=None, help="also write the figures to this file")
+    args = ap.parse_args(argv)
+
+    from engine.examples import write_example_pair
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="tonematch-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    figures: dict = {"duration_s": args.duration_s, "cpu_count": os.cpu_count()}
+    pair = write_example_pair(work / "pair", duration_s=args.duration_s)
+    print(f"audio: {args.duration_s:.0f} s stereo 44.1 kHz pair in {work / 'pair'}", flush=True)
+
+    cli_s = run_cli_match(pair["reference"], pair["target"], str(work / "cli.wav"))
+    figures["cli_match_s"] = round(cli_s, 2)
+    print(f"tonematch match: {cli_s:.2f} s", flush=True)
+
+    port = free_port()
+    data = work / "data"
+    shutil.rmtree(data, ignore_errors=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "functions.cli",
+            "users",
+            "add",
+            "bench@example.com",
+            "--password",
+            PASSWORD,
+            "--data-dir",
+            str(data),
+        ],
+        check=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    server = start_server(data, port, args.workers)
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
+        tokens = client.post("/auth/login", json={"email": "bench@example.com", "password": PASSWORD}).json()
+        h = {"Authorization": f"Bearer {tokens['access_token']}"}
+        sampler = Sampler(server.pid) if args.sample_memory else None
+        if sampler:
+            sampler.start()
+        t_upload = time.perf_counter()
+        ref, tgt = upload(client, h, pair["reference"]), upload(client, h, pair["target"])
+        t_create = time.perf_counter()
+        job_id = client.post("/jobs", json={"mode": "A", "ref_key": ref, "tgt_key": tgt}, headers=h).json()[
+            "job_id"
+        ]
+        view = wait_status(client, h, job_id, ("COMPLETED",))
+        t_done = time.perf_counter()
+        if view["status"] != "COMPLETED":
+            raise SystemExit(f"job failed: {view['error']}")
+        (work / "api.wav").write_bytes(httpx.get(view["download_url"], timeout=300).content)
+        t_dl = time.perf_counter()
+        if sampler:
+            sampler.stop_flag.set()
+            sampler.join()
+            peak = max(s[1] for s in sampler.samples) if sampler.samples else None
+            cpu = sampler.samples[-1][2] - sampler.samples[0][2] if len(sampler.samples) > 1 else None
+            wall = sampler.samples[-1][0] - sampler.samples[0][0] if len(sampler.samples) > 1 else None
+            figures["server_tree_peak_rss_mib"] = round(peak, 1) if peak else None
+            figures["server_tree_cpu_s"] = round(cpu, 1) if cpu else None
+            figures["cores_busy_avg"] = round(cpu / wall, 2) if cpu and wall else None
+        job_s, total_s = t_done - t_create, t_dl - t_upload
+        figures.update(
+            api_job_s=round(job_s, 2),
+            api_round_trip_s=round(total_s, 2),
+            ratio_job=round(job_s / cli_s, 3),
+            ratio_round_trip=round(total_s / cli_s, 3),
+        )
+        import numpy as np
+        import soundfile as sf
+
+        a = sf.read(work / "api.wav", dtype="float64")[0]
+        b = sf.read(work / "cli.wav", dtype="float64")[0]
+        if a.shape == b.shape:
+            figures["api_vs_cli_max_diff_db"] = round(20 * np.log10(max(np.abs(a - b).max(), 1e-12)), 1)
+        print(
+            f"API job: {job_s:.2f} s (POST /jobs -> COMPLETED), round trip {total_s:.2f} s "
+            f"(upload -> download); ratio to match: {job_s / cli_s:.2f}x / {total_s / cli_s:.2f}x; "
+            f"API vs CLI audio max diff {figures.get('api_vs_cli_max_diff_db')} dB",
+            flush=True,
+        )
+
+        # latency under load while a second job renders
+        job2 = client.post(
+            "/jobs", json={"mode": "A", "ref_key": ref, "tgt_key": tgt, "opts": {"intensity": 0.9}}, headers=h
+        ).json()["job_id"]
+        wait_status(client, h, job2, ("RENDERING", "COMPLETED"), poll_s=0.05)
+        result = asyncio.run(load(port, f"/jobs/{job2}", tokens["access_token"], args.rate, args.load_s))
+        figures["get_job_load"] = {"rate_rps": args.rate, "seconds": args.load_s, **result}
+        print(
+            f"GET /jobs/{{id}} at {args.rate:.0f}/s for {args.load_s:.0f} s while rendering: "
+            f"p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, p99 {result['p99_ms']} ms, "
+            f"max {result['max_ms']} ms, errors {result['errors']}, achieved {result['achieved_rps']}/s, "
+            f"job status seen {result['job_status_seen']}",
+            flush=True,
+        )
+        wait_status(client, h, job2, ("COMPLETED",))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
