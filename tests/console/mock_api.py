@@ -166,7 +166,11 @@ class MockApi:
                          inputs={"reference_url": f"{BASE}/mock-get/ref",
                                  "target_url": f"{BASE}/mock-get/tgt"},
                          loudness={"reference_lufs": -10.0, "target_lufs": -18.0, "result_lufs": -10.1},
-                         preset_url=f"{BASE}/mock-viz", eq_text_url=f"{BASE}/mock-viz")
+                         preset_url=f"{BASE}/mock-viz", eq_text_url=f"{BASE}/mock-viz",
+                         params={"eq": [{"type": "high_shelf", "f_hz": 8000.0, "q": 0.71, "gain_db": 2.5},
+                                        {"type": "peaking", "f_hz": 250.0, "q": 1.2, "gain_db": -1.8}],
+                                 "stereo": {"width": 1.12}, "lufs": {"target_db": -10.0, "gain_db": 7.9},
+                                 "limiter": {"tp_db": -1.0, "lookahead_ms": 1.5, "release_ms": 60.0}})
             return self._json(route, {k: v for k, v in j.items() if k != "polls"})
         if path == "/presets" and method == "GET":
             return self._json(route, list(self.presets.values()))

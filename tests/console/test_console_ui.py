@@ -123,6 +123,17 @@ def test_long_recordings_stream_and_switch_in_step(page):
     assert page.get_attribute("#player", "data-state") == "ready"
 
 
+def test_settings_are_shown_in_words(page):
+    api = MockApi()
+    mock_login(page, api)
+    finished_job(page, api)
+    text = page.inner_text("#params")
+    assert "Bell at 250 Hz -1.8 dB, Q 1.20" in text
+    assert "High shelf at 8 kHz +2.5 dB" in text
+    assert "112 % (wider)" in text and "Ceiling -1.0 dBTP" in text
+    assert "Target -10.0 LUFS, gain +7.9 dB" in text
+
+
 def test_every_control_has_a_name(page):
     """No unlabeled inputs or buttons on the screens (screen readers say something for each)."""
     api = MockApi()

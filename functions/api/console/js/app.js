@@ -3,6 +3,7 @@
 import { Api, SessionExpired } from "./api.js";
 import { fmtBytes, generalMessage, jobFailureMessage, STEP_WORDS, uploadMessage } from "./messages.js";
 import { AbPlayer } from "./player.js";
+import { renderParams } from "./params.js";
 import { renderViz } from "./viz.js";
 import { hasResume, uploadAudio } from "./upload.js";
 
@@ -667,6 +668,7 @@ async function showResult(job) {
   $("#job-result").hidden = false;
   $("#job-h").textContent = "Match finished";
   renderMetrics(job);
+  renderParams($("#params"), job.params || job.style_params);
   const dl = $("#downloads");
   dl.textContent = "";
   const base = `tonematch-${String(currentJobId).slice(0, 8)}`;

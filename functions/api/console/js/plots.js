@@ -51,7 +51,7 @@ export function lineChart(figure, spec) {
   cap.textContent = spec.title;
   figure.appendChild(cap);
   const series = (spec.series || []).filter((s) => s.ys && s.ys.length);
-  const W = Math.max(260, Math.round(figure.clientWidth || 560));
+  const W = Math.max(260, Math.round(spec.width || figure.clientWidth || 560));
   const H = Math.round(Math.min(300, Math.max(190, W * 0.5)));
   const m = { l: 46, r: 10, t: 8, b: 36 };
   const pw = W - m.l - m.r, ph = H - m.t - m.b;

@@ -87,20 +87,25 @@ export function renderViz(container, viz) {
   const t0 = performance.now();
   container.textContent = "";
   let plots = 0, points = 0;
-  for (const p of PLOTS) {
-    const block = viz && viz[p.key];
+  const figs = PLOTS.map((p) => {
     const fig = document.createElement("figure");
     fig.id = `plot-${p.key}`;
     fig.dataset.plot = p.key;
-    if (p.wide) fig.classList.add("wide");
+    fig.className = p.wide ? "plot wide" : "plot";
     container.appendChild(fig);
+    return fig;
+  });
+  const widths = figs.map((f) => f.clientWidth); // one layout for all, not one per plot
+  for (const [i, p] of PLOTS.entries()) {
+    const block = viz && viz[p.key];
+    const fig = figs[i];
     if (!block) {
       lineChart(fig, { title: p.title, series: [], emptyText: "Not measured for this job." });
       continue;
     }
     const { xKind, series } = seriesOf(block, { gapAtOrBelow: p.gap ?? null, label: p.label });
     const n = lineChart(fig, {
-      title: p.title, desc: p.desc, yLabel: p.yLabel, yFloor: p.yFloor, series,
+      title: p.title, desc: p.desc, yLabel: p.yLabel, yFloor: p.yFloor, series, width: widths[i],
       xLog: xKind === "freq", xTime: xKind === "time",
       xLabel: xKind === "freq" ? "Frequency (Hz)" : xKind === "time" ? "Time (m:s)" : "",
       emptyText: p.key === "f0" ? "No steady pitch found (normal for full mixes and drums)." : undefined,
