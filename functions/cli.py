@@ -119,7 +119,6 @@ def _serve(args: argparse.Namespace) -> int:
     from functions.api.app import create_app
     from functions.dropfolder import DropWatcher
     from functions.pipeline.context import context_from_settings
-    from functions.stores.objects import LocalObjectStore
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -131,7 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
     ctx = context_from_settings(settings)
     app = create_app(ctx=ctx)
     watcher = None
-    if not args.no_drop_watch and isinstance(ctx.objects, LocalObjectStore):
+    if not args.no_drop_watch:  # polls drop/ (local dir or bucket); on AWS S3 events do this
         watcher = DropWatcher(ctx)
         watcher.start()
     print(

@@ -15,7 +15,8 @@ Environment variables read by :meth:`Settings.from_env` (all optional):
 * ``TONEMATCH_DLQ_URL``: SQS queue URL for dead-letter records; default the ``dead_letters`` table.
 * ``TONEMATCH_STATE_MACHINE_ARN``: when set, new jobs start a Step Functions execution.
 * ``TONEMATCH_JWT_SECRET``: HMAC secret for tokens and local signed URLs (default: generated once and
-  kept in ``{data_dir}/jwt_secret``).
+  kept in ``{data_dir}/jwt_secret``). On AWS set it, or ``TONEMATCH_JWT_SECRET_ARN`` (a Secrets
+  Manager secret string), so every Lambda instance signs with the same key.
 * ``TONEMATCH_PUBLIC_URL``: base URL the local object store signs URLs for (default
   ``http://127.0.0.1:8000``).
 * ``TONEMATCH_RATE_LIMIT_PER_S`` / ``TONEMATCH_RATE_BURST``: per-user API rate limit.
@@ -93,6 +94,12 @@ class Settings:
             kw["workers"] = int(e["TONEMATCH_WORKERS"])
         if url:
             kw["database_url"] = url
+        if not e.get("TONEMATCH_JWT_SECRET") and e.get("TONEMATCH_JWT_SECRET_ARN"):
+            import boto3
+
+            kw["jwt_secret"] = boto3.client("secretsmanager").get_secret_value(
+                SecretId=e["TONEMATCH_JWT_SECRET_ARN"]
+            )["SecretString"]
         kw.update(overrides)
         return cls(**kw)
 

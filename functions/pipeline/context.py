@@ -7,7 +7,8 @@ The local runner builds one :class:`StepContext` from its settings; the Lambda h
 ``TONEMATCH_BUCKET``, ``TONEMATCH_S3_ENDPOINT_URL``, ``AWS_REGION``, ``TONEMATCH_SCRATCH_DIR``,
 ``TONEMATCH_DLQ_URL`` (dead letters to SQS, else the ``dead_letters`` table),
 ``TONEMATCH_STATE_MACHINE_ARN`` (new jobs start a Step Functions execution), ``TONEMATCH_DATA_DIR``,
-``TONEMATCH_JWT_SECRET``, ``TONEMATCH_PUBLIC_URL``, ``TONEMATCH_RATE_LIMIT_PER_S``,
+``TONEMATCH_JWT_SECRET`` (or ``TONEMATCH_JWT_SECRET_ARN``), ``TONEMATCH_PUBLIC_URL``,
+``TONEMATCH_RATE_LIMIT_PER_S``,
 ``TONEMATCH_RATE_BURST``, ``TONEMATCH_WORKERS``.
 """
 

@@ -22,7 +22,7 @@ import soundfile as sf
 from functions.pipeline.context import context_from_settings
 from functions.pipeline.errors import TransientError
 from functions.pipeline.runner import LocalRunner
-from tests.functions.conftest import add_user, make_settings
+from tests.functions.conftest import add_user, make_bucket, make_settings
 
 pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery"
@@ -74,7 +74,11 @@ def cli_result(pair, tmp_path_factory) -> np.ndarray:
 @pytest.fixture
 def service(backend, tmp_path, request):
     port = free_port()
-    settings = make_settings(backend, tmp_path, request, public_url=f"http://127.0.0.1:{port}")
+    extra = {}
+    if backend == "postgres":  # the other deployment shape: PostgreSQL + S3 (moto over HTTP)
+        endpoint = request.getfixturevalue("moto_endpoint")
+        extra = {"bucket": make_bucket(endpoint), "s3_endpoint_url": endpoint}
+    settings = make_settings(backend, tmp_path, request, public_url=f"http://127.0.0.1:{port}", **extra)
     ctx = context_from_settings(settings)
     waits: list[float] = []
     runner = LocalRunner(ctx, workers=2, sleep=waits.append, **getattr(request, "param", {}))
@@ -148,6 +152,9 @@ def test_api_job_gives_the_same_audio_as_tonematch_match(service, pair, cli_resu
     assert ctx.status.billed_seconds(user["id"]) == pytest.approx(24.0, abs=0.01)
     assert len(ctx.status.metrics_for(job_id)) == 1
     assert ctx.objects.exists(f"{user['id']}/viz/{job_id}.json")
+    assert type(ctx.objects).__name__ == (
+        "S3ObjectStore" if ctx.status.dialect == "postgres" else "LocalObjectStore"
+    )
     assert not [k for k in ctx.objects.list(f"{user['id']}/work/{job_id}/seg/") if k.endswith(".wav")]
 
     # save the preset under a name and apply it to a new target: no reference analysis, no inversion

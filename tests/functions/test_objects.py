@@ -3,7 +3,6 @@ real HTTP (presigned PUT/GET and multipart with presigned part URLs)."""
 
 from __future__ import annotations
 
-import socket
 import time
 
 import httpx
@@ -18,23 +17,7 @@ from functions.stores.objects import (
     UrlSigner,
     check_key,
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+from tests.functions.conftest import free_port as _free_port
 
 
 @pytest.fixture
