@@ -95,7 +95,7 @@ class Files:
     target: Path
     short_target: Path
     not_audio: Path
-    broken: Path
+    silent: Path
 
 
 @pytest.fixture(scope="session")
@@ -103,15 +103,14 @@ def audio_files(tmp_path_factory) -> Files:
     d = tmp_path_factory.mktemp("audio")
     bad = d / "notes.wav"  # named like audio, isn't
     bad.write_text("These are my mixing notes, not a recording.\n" * 20)
-    broken = d / "broken.wav"  # a valid WAV header with NaN samples: passes the checks, fails analysis
-    y = np.full((44100 * 2, 2), np.nan, dtype=np.float32)
-    sf.write(broken, y, 44100, subtype="FLOAT")
+    silent = d / "empty-bounce.wav"  # a valid WAV of digital silence: accepted, then the analysis refuses it
+    sf.write(silent, np.zeros((44100 * 3, 2), dtype=np.float32), 44100, subtype="PCM_16")
     return Files(
         reference=write_music(d / "reference.wav", 4.0, seed=1, bright=True, level_db=-12.0),
         target=write_music(d / "my-mix.wav", 4.0, seed=2, bright=False, level_db=-22.0),
         short_target=write_music(d / "verse.wav", 2.0, seed=3, bright=False, level_db=-20.0),
         not_audio=bad,
-        broken=broken,
+        silent=silent,
     )
 
 

@@ -190,11 +190,13 @@ def test_whole_flow(page, service, audio_files, tmp_path):
 def test_failed_job_is_explained(page, service, audio_files):
     login(page, service.url)
     upload(page, "#ref-file", audio_files.reference, role="reference")
-    upload(page, "#tgt-file", audio_files.broken, role="target")
+    upload(page, "#tgt-file", audio_files.silent, role="target")
     page.click("#start-btn")
     page.wait_for_selector("#view-job[data-status=FAILED]", timeout=JOB_TIMEOUT_MS)
     box = page.inner_text("#job-error")
-    assert "The match stopped while" in box and "What to do" in box, box
+    assert "The match stopped while listening to your target" in box, box
+    assert "silence" in box  # the service's reason, as it gave it
+    assert "What to do: One of the files is silent" in box
     assert page.is_visible("#job-retry")
     assert page.locator("#job-steps li.failed").count() == 1
     shot(page, "08-job-failed")
