@@ -226,7 +226,11 @@ def render_segment(event: dict, ctx: StepContext) -> dict:
     finally:
         out.unlink(missing_ok=True)
     put_json(ctx, report_key, report)
-    small = {k: v for k, v in (report or {}).items() if isinstance(v, int | float | str | bool) or v is None}
+    small = {
+        k: v
+        for k, v in (report or {}).items()
+        if (isinstance(v, int | float | str | bool) or v is None) and k != "out_path"
+    }
     ctx.status.finish_segment(job_id, idx, small)
     done_n, total = ctx.status.segment_counts(job_id)
     t = PIPELINE.task("RenderSegment")
