@@ -148,7 +148,12 @@ def _iter_native(info: AudioInfo, block_frames: int, start: int, stop: int | Non
             f.seek(start)
         while pos < stop:
             n = min(block_frames, stop - pos)
-            block = f.read(n, dtype="float32", always_2d=True)
+            try:
+                block = f.read(n, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                detail = str(exc).split(":")[-1].strip() or "decoder error"
+                raise AudioInputError(f"file is corrupt or truncated at {pos / info.sample_rate_hz:.3f} s "
+                                      f"({detail})", where=info.path) from None
             if block.shape[0] == 0:
                 raise AudioInputError(
                     f"file is truncated: audio ends at {pos / info.sample_rate_hz:.3f} s but the header "

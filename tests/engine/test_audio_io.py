@@ -1,0 +1,173 @@
+"""Audio I/O: formats, channel handling, resampling, atomic writes and the bad-input list."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from engine.audio_io import AudioWriter, iter_blocks, probe, read_audio, write_audio
+from engine.errors import AudioInputError
+
+FS = 44100
+
+
+def _tone(seconds: float = 2.0, fs: int = FS, channels: int = 2, f_hz: float = 1000.0) -> np.ndarray:
+    t = np.arange(int(seconds * fs)) / fs
+    x = 0.5 * np.sin(2 * np.pi * f_hz * t)
+    return np.stack([x * (1 - 0.3 * c) for c in range(channels)], axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize("fmt,tol", [("wav16", 2.0 / 32768), ("wav24", 1.0 / 2 ** 23),
+                                     ("flac", 1.0 / 2 ** 23), ("float32", 0.0)])
+def test_write_read_round_trip_each_format(tmp_path: Path, fmt: str, tol: float) -> None:
+    x = _tone()
+    out = tmp_path / ("o.flac" if fmt == "flac" else "o.wav")
+    write_audio(out, x, FS, fmt)
+    y, rate = read_audio(out)
+    assert rate == FS and y.shape == x.shape and y.dtype == np.float32
+    assert np.max(np.abs(y - x)) <= tol + 1e-9
+    info = probe(out)
+    assert info.subtype == {"wav16": "PCM_16", "wav24": "PCM_24", "flac": "PCM_24", "float32": "FLOAT"}[fmt]
+
+
+def test_wav16_is_tpdf_dithered(tmp_path: Path) -> None:
+    # a -100 dBFS tone (below 1 LSB) survives 16-bit only thanks to dither; the error is noise-like
+    t = np.arange(FS * 2) / FS
+    x = (10 ** (-100 / 20) * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)[:, None]
+    write_audio(tmp_path / "d.wav", x, FS, "wav16")
+    y, _ = read_audio(tmp_path / "d.wav")
+    err = y[:, 0] - x[:, 0]
+    lsb = 1 / 32768
+    assert 0.3 * lsb < np.std(err) < 1.0 * lsb  # TPDF: error RMS ~ 0.5..0.6 LSB, never stuck at zero
+    corr = np.dot(y[:, 0], x[:, 0]) / np.dot(x[:, 0], x[:, 0])
+    assert 0.8 < corr < 1.2  # the sub-LSB tone is still there on average
+
+
+def test_mono_stays_mono(tmp_path: Path) -> None:
+    x = _tone(channels=1)
+    sf.write(tmp_path / "m.wav", x, FS)
+    assert probe(tmp_path / "m.wav").channels == 1
+    blocks = list(iter_blocks(tmp_path / "m.wav", 4096))
+    assert all(b.ndim == 2 and b.shape[1] == 1 for b in blocks)
+    assert sum(b.shape[0] for b in blocks) == x.shape[0]
+
+
+def test_more_than_two_channels_is_refused(tmp_path: Path) -> None:
+    sf.write(tmp_path / "6ch.wav", np.zeros((FS * 2, 6), np.float32), FS)
+    with pytest.raises(AudioInputError, match="6 channels") as e:
+        probe(tmp_path / "6ch.wav")
+    assert e.value.where == str(tmp_path / "6ch.wav")
+
+
+def test_missing_empty_nonaudio_and_short_files(tmp_path: Path) -> None:
+    with pytest.raises(AudioInputError, match="not found"):
+        probe(tmp_path / "nope.wav")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(AudioInputError, match="empty"):
+        probe(tmp_path / "empty.wav")
+    (tmp_path / "text.wav").write_text("this is not audio\n" * 100)
+    with pytest.raises(AudioInputError, match="not a readable audio file"):
+        probe(tmp_path / "text.wav")
+    sf.write(tmp_path / "short.wav", np.zeros((FS // 2, 2), np.float32), FS)
+    with pytest.raises(AudioInputError, match="at least 1 s"):
+        probe(tmp_path / "short.wav")
+    with pytest.raises(AudioInputError, match="folder"):
+        probe(tmp_path)
+
+
+def test_truncated_file_is_refused_or_read_to_its_real_end(tmp_path: Path) -> None:
+    x = _tone(3.0)
+    sf.write(tmp_path / "full.flac", x, FS, subtype="PCM_24")
+    raw = (tmp_path / "full.flac").read_bytes()
+    (tmp_path / "cut.flac").write_bytes(raw[: len(raw) // 2])
+    # documented handling: either a clear AudioInputError, or the audio that is really there
+    try:
+        y, _ = read_audio(tmp_path / "cut.flac")
+    except AudioInputError as exc:
+        assert exc.where == str(tmp_path / "cut.flac")
+    else:
+        assert 0 < y.shape[0] <= x.shape[0]
+        n = y.shape[0]
+        assert np.max(np.abs(y[: n // 2] - x[: n // 2])) < 1e-5
+    wav = tmp_path / "full.wav"
+    sf.write(wav, x, FS, subtype="PCM_16")
+    raw = wav.read_bytes()
+    (tmp_path / "cut.wav").write_bytes(raw[: len(raw) // 2])
+    y, _ = read_audio(tmp_path / "cut.wav")  # WAV: libsndfile reads what is there
+    assert y.shape[0] < x.shape[0]
+
+
+def test_nan_samples_name_the_position(tmp_path: Path) -> None:
+    x = _tone(3.0)
+    x[int(2.5 * FS), 1] = np.nan
+    sf.write(tmp_path / "nan.wav", x, FS, subtype="FLOAT")
+    with pytest.raises(AudioInputError, match=r"NaN/Inf samples \(first at 2\.500 s\)") as e:
+        read_audio(tmp_path / "nan.wav")
+    assert e.value.where == str(tmp_path / "nan.wav")
+
+
+def test_resampling_keeps_pitch_and_length(tmp_path: Path) -> None:
+    x = _tone(2.0, fs=48000, f_hz=997.0)
+    sf.write(tmp_path / "48k.wav", x, 48000, subtype="FLOAT")
+    y, rate = read_audio(tmp_path / "48k.wav", sample_rate_hz=44100)
+    assert rate == 44100 and abs(y.shape[0] - 2 * 44100) <= 1
+    spec = np.abs(np.fft.rfft(y[:, 0] * np.hanning(y.shape[0])))
+    assert abs(np.argmax(spec) * 44100 / y.shape[0] - 997.0) < 1.0
+    t = np.arange(y.shape[0]) / 44100
+    ref = 0.5 * np.sin(2 * np.pi * 997.0 * t)
+    mid = slice(2000, -2000)
+    assert np.max(np.abs(y[mid, 0] - ref[mid])) < 1e-3  # VHQ resampling is transparent
+
+
+def test_resampled_seek_equals_slice_of_full_read(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = (0.3 * rng.standard_normal((48000 * 4, 2))).astype(np.float32)
+    sf.write(tmp_path / "n.wav", x, 48000, subtype="FLOAT")
+    full = np.concatenate(list(iter_blocks(tmp_path / "n.wav", 10007, sample_rate_hz=44100)))
+    part = np.concatenate(list(iter_blocks(tmp_path / "n.wav", 4096, sample_rate_hz=44100,
+                                           start_frame=100003, stop_frame=150000)))
+    assert part.shape[0] == 150000 - 100003
+    assert np.max(np.abs(part - full[100003:150000])) < 1e-5
+
+
+def test_writer_is_atomic_on_error(tmp_path: Path) -> None:
+    out = tmp_path / "out.wav"
+    with pytest.raises(RuntimeError), AudioWriter(out, FS, 2, "wav24") as w:
+        w.write(_tone(1.0))
+        raise RuntimeError("boom")
+    assert not out.exists()
+    assert os.listdir(tmp_path) == []  # no temporary file left behind either
+
+
+def test_writer_replaces_only_on_success(tmp_path: Path) -> None:
+    out = tmp_path / "out.wav"
+    out.write_bytes(b"previous result")
+    with AudioWriter(out, FS, 2, "wav24") as w:
+        w.write(_tone(1.0))
+        assert out.read_bytes() == b"previous result"  # untouched until the rename
+    assert probe(out).frames == FS
+
+
+@pytest.mark.parametrize("fmt", ["OGG", "MP3"])
+def test_compressed_formats_read_when_libsndfile_can(tmp_path: Path, fmt: str) -> None:
+    if fmt not in sf.available_formats():
+        pytest.skip(f"libsndfile {sf.__libsndfile_version__} has no {fmt}")
+    path = tmp_path / f"x.{fmt.lower()}"
+    sf.write(path, _tone(2.0), FS, format=fmt)
+    y, rate = read_audio(path)
+    assert rate == FS and y.shape[1] == 2 and y.shape[0] >= 2 * FS - 2048
+    assert 0.2 < float(np.abs(y).max()) < 0.7
+
+
+def test_silence_and_clipping_are_readable(tmp_path: Path) -> None:
+    sf.write(tmp_path / "z.wav", np.zeros((FS * 2, 2), np.float32), FS)
+    y, _ = read_audio(tmp_path / "z.wav")
+    assert not y.any()
+    x = np.clip(_tone() * 4, -1, 1)
+    sf.write(tmp_path / "c.wav", x, FS, subtype="PCM_16")
+    y, _ = read_audio(tmp_path / "c.wav")
+    assert float(np.abs(y).max()) >= 0.999

@@ -1,0 +1,148 @@
+"""Render: streaming equals one-shot, the limited output hits the loudness target, files stream with
+flat memory and appear atomically."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from engine.chain import build_chain
+from engine.errors import AudioInputError, ParamsError
+from engine.examples import synth_music
+from engine.loudness import integrated_loudness_lufs
+from engine.render import render, render_file, resolve_gain
+from engine.true_peak import true_peak_dbtp
+
+FS = 44100
+PARAMS = {
+    "eq": [{"type": "low_shelf", "f_hz": 120.0, "q": 0.7, "gain_db": 3.0},
+           {"type": "peaking", "f_hz": 900.0, "q": 1.2, "gain_db": -4.0},
+           {"type": "high_shelf", "f_hz": 7000.0, "q": 0.7, "gain_db": 4.0}],
+    "stereo": {"width": 1.25},
+    "lufs": {"target_db": -11.0},
+    "limiter": {"tp_db": -1.0, "lookahead_ms": 1.5, "release_ms": 100.0},
+}
+
+
+@pytest.fixture(scope="module")
+def music() -> np.ndarray:
+    return synth_music(12.0, FS, seed=11)
+
+
+def _rel_db(a: np.ndarray, b: np.ndarray) -> float:
+    d = (a.astype(np.float64) - b.astype(np.float64))
+    return 10 * np.log10(np.sum(d ** 2) / np.sum(b.astype(np.float64) ** 2) + 1e-300)
+
+
+def test_chain_order_and_off_blocks() -> None:
+    chain = build_chain(PARAMS, FS, 2)
+    assert [p.name for p in chain] == ["eq", "stereo", "gain", "limiter"]
+    assert [p.name for p in build_chain({"limiter": {"tp_db": -1.0}}, FS, 2)] == ["limiter"]
+
+
+def test_chunked_render_equals_whole_render(music: np.ndarray) -> None:
+    params = resolve_gain(music, PARAMS, sample_rate_hz=FS, verify=False)
+    whole, _ = render(music, params, sample_rate_hz=FS, streaming=False)
+    for chunk_s in (0.0371, 1.0, 6.0):
+        chunked, _ = render(music, params, sample_rate_hz=FS, chunk_s=chunk_s)
+        assert chunked.shape == music.shape
+        assert _rel_db(chunked, whole) < -100
+
+
+@pytest.mark.parametrize("target", [-20.0, -14.0, -11.0, -8.0])
+def test_loudness_target_is_hit_even_when_the_limiter_works_hard(music: np.ndarray, target: float) -> None:
+    params = dict(PARAMS, lufs={"target_db": target})
+    y, report = render(music, params, sample_rate_hz=FS)
+    measured = integrated_loudness_lufs(y, FS)
+    assert abs(measured - target) <= 0.2
+    assert abs(report["lufs_integrated"] - measured) < 0.01
+    assert true_peak_dbtp(y, FS) <= -1.0 + 1e-4
+    if target >= -11.0:
+        assert report["gain_reduction_max_db"] > 3.0  # the limiter really had to work
+
+
+def test_resolved_gain_is_reused_exactly(music: np.ndarray) -> None:
+    params = resolve_gain(music, PARAMS, sample_rate_hz=FS)
+    assert params["lufs"]["gain_db"] is not None and params["lufs"]["target_db"] == -11.0
+    y, rep = render(music, params, sample_rate_hz=FS)
+    assert abs(integrated_loudness_lufs(y, FS) + 11.0) <= 0.2
+    assert rep["gain_db"] == params["lufs"]["gain_db"]
+
+
+def test_mono_render_keeps_mono(music: np.ndarray) -> None:
+    mono = music[:, :1].copy()
+    y, rep = render(mono, PARAMS, sample_rate_hz=FS)
+    assert y.shape == mono.shape
+    assert abs(rep["lufs_integrated"] + 11.0) <= 0.2
+
+
+def test_render_file_streams_and_reports(tmp_path: Path, music: np.ndarray) -> None:
+    src = tmp_path / "in.wav"
+    sf.write(src, music, FS, subtype="FLOAT")
+    out = tmp_path / "out.wav"
+    seen: list[float] = []
+    rep = render_file(src, out, PARAMS, fmt="wav24", progress=seen.append)
+    y, rate = sf.read(out, dtype="float32")
+    assert rate == FS and y.shape == music.shape
+    assert abs(integrated_loudness_lufs(y, FS) + 11.0) <= 0.2
+    assert true_peak_dbtp(y, FS) <= -1.0 + 0.01  # 24-bit rounding
+    assert rep["true_peak_dbtp"] <= -1.0 + 1e-3
+    assert 0 < len(rep["gain_reduction_db"]) <= 2000
+    assert 0.0 < rep["artifacts_rate"] < 1.0  # this peaky mix needs > 6 dB of limiting now and then
+    assert seen and seen[-1] == 1.0 and seen == sorted(seen)
+    in_mem, _ = render(music, rep["style_params"], sample_rate_hz=FS)
+    assert np.max(np.abs(in_mem - y)) <= 3.0 / 2 ** 23  # the same audio, to 24-bit rounding
+
+
+def test_render_file_resamples_to_the_requested_rate(tmp_path: Path, music: np.ndarray) -> None:
+    src = tmp_path / "in.wav"
+    sf.write(src, music, FS, subtype="FLOAT")
+    rep = render_file(src, tmp_path / "o.flac", PARAMS, fmt="flac", sample_rate_hz=48000)
+    info = sf.info(tmp_path / "o.flac")
+    assert info.samplerate == 48000 and abs(info.frames - music.shape[0] * 48000 / FS) <= 2
+    assert abs(rep["lufs_integrated"] + 11.0) <= 0.2
+
+
+def test_memory_stays_flat_with_file_length(tmp_path: Path) -> None:
+    peaks = []
+    for seconds in (20, 80):
+        src = tmp_path / f"in{seconds}.wav"
+        rng = np.random.default_rng(seconds)
+        with sf.SoundFile(src, "w", FS, 2, subtype="PCM_16") as f:
+            for _ in range(seconds // 10):
+                f.write((0.1 * rng.standard_normal((FS * 10, 2))).astype(np.float32))
+        tracemalloc.start()
+        render_file(src, tmp_path / "o.wav", PARAMS)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.3 * peaks[0] + 2e6  # 4x longer input, (almost) the same peak memory
+    assert peaks[1] < 60e6
+
+
+def test_a_failing_render_leaves_no_output(tmp_path: Path, music: np.ndarray) -> None:
+    bad = music.copy()
+    bad[int(8.0 * FS), 0] = np.inf
+    src = tmp_path / "bad.wav"
+    sf.write(src, bad, FS, subtype="FLOAT")
+    out = tmp_path / "out.wav"
+    with pytest.raises(AudioInputError, match="NaN/Inf"):
+        render_file(src, out, PARAMS)
+    assert sorted(os.listdir(tmp_path)) == ["bad.wav"]
+
+
+def test_partial_render_needs_resolved_gain(tmp_path: Path, music: np.ndarray) -> None:
+    src = tmp_path / "in.wav"
+    sf.write(src, music, FS, subtype="FLOAT")
+    with pytest.raises(ParamsError) as e:
+        render_file(src, tmp_path / "o.wav", PARAMS, start_s=2.0, stop_s=5.0)
+    assert e.value.where == "lufs.gain_db"
+
+
+def test_silence_cannot_reach_a_loudness_target() -> None:
+    with pytest.raises(AudioInputError, match="silence"):
+        render(np.zeros((FS * 2, 2), np.float32), PARAMS, sample_rate_hz=FS)
