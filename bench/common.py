@@ -30,6 +30,10 @@ def engine_ready() -> tuple[bool, str]:
 
         if not hasattr(engine, "match_files"):
             return False, "engine.match_files does not exist yet"
+        import importlib
+
+        for mod in ("engine.features", "engine.invert", "engine.render", "engine.cli"):
+            importlib.import_module(mod)
     except Exception as exc:
         return False, f"import engine failed: {exc}"
     try:
