@@ -66,8 +66,6 @@ ACKNOWLEDGEMENTS: tuple[Ack, ...] = (
     Ack("*/BucketNotificationsHandler*/Role/Resource", "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:"
         "policy/service-role/AWSLambdaBasicExecutionRole]",
         "CDK's own handler that turns on the bucket's EventBridge notifications at deploy time."),
-    Ack("*/BucketNotificationsHandler*/Role/DefaultPolicy/Resource", "AwsSolutions-IAM5[Resource::*]",
-        "CDK's own handler: s3:PutBucketNotification at deploy time, scoped by CDK."),
     Ack("*/LogRetention*/ServiceRole/Resource", "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:"
         "policy/service-role/AWSLambdaBasicExecutionRole]",
         "CDK's own log-retention handler for the RDS log groups (deploy time only)."),
@@ -85,7 +83,8 @@ ACKNOWLEDGEMENTS: tuple[Ack, ...] = (
         "<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
         "CDK's AwsCustomResource handler that adds the EventBridge → CloudWatch Logs resource policy."),
     Ack("*/EventsLogGroupPolicy*/CustomResourcePolicy/Resource", "AwsSolutions-IAM5[Resource::*]",
-        "logs:PutResourcePolicy/DeleteResourcePolicy have no resource-level permissions (CDK-generated)."),
+        "CDK-generated policy of the EventBridge → CloudWatch Logs target: logs:PutResourcePolicy and "
+        "logs:DeleteResourcePolicy have no resource-level permissions."),
     # -- design decisions ---------------------------------------------------------------------------------
     Ack("*/Resource", "AwsSolutions-L1",
         "Runtime pinned to the Python the layers are built for (context tonematch:lambdaPython, 3.11 or "

@@ -48,7 +48,7 @@ class DatabaseStack(Stack):
 
         self.instance = rds.DatabaseInstance(
             self, "Postgres",
-            engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_16),
+            engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17_9),
             instance_type=ec2.InstanceType(settings.db_instance_type), vpc=self.vpc,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
             security_groups=[db_security_group], database_name=DB_NAME, port=DB_PORT,
