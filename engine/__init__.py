@@ -1,1 +1,108 @@
-"""tonematch engine: analyse → invert → render, pure numpy/scipy. See docs/ARCHITECTURE.md."""
+"""tonematch engine: analyse → invert → render, pure numpy/scipy. See docs/ARCHITECTURE.md.
+
+Facade: :func:`match_files` runs the whole job on files; ``analyze_features``, ``invert_params``,
+``render``, ``render_file``, ``export_preset`` and ``load_preset`` are re-exported (imported lazily,
+so ``import engine`` stays cheap).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["analyze_features", "export_preset", "invert_params", "load_preset", "match_files", "render",
+           "render_file"]
+
+_LAZY = {
+    "analyze_features": "engine.features",
+    "invert_params": "engine.invert",
+    "render": "engine.render",
+    "render_file": "engine.render",
+    "export_preset": "engine.preset",
+    "load_preset": "engine.preset",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")
+
+
+def _check_features(features: dict[str, Any], path: str) -> None:
+    from engine.errors import AudioInputError
+    if (features.get("loudness") or {}).get("integrated_lufs") is None:
+        raise AudioInputError("is digital silence (nothing above -70 LUFS); there is nothing to match",
+                              where=path)
+
+
+def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLike,
+                out_path: str | os.PathLike, *, mode: str = "A", opts: dict[str, Any] | None = None,
+                progress: Callable[[float], None] | None = None,
+                measure_result: bool = True) -> dict[str, Any]:
+    """Match ``target_path`` to ``reference_path`` and write the result to ``out_path`` (atomically).
+
+    Returns ``{style_params, metrics, report, viz, warnings}``: ``report`` is the render report
+    (loudness, true peak, gain reduction...), ``metrics`` / ``viz`` compare the result's features with
+    the reference's (skipped, ``None``, when ``measure_result`` is false). Bad input raises
+    :class:`engine.errors.AudioInputError` / :class:`engine.errors.ParamsError`."""
+    from engine.audio_io import FORMAT_EXTENSION, probe
+    from engine.errors import ParamsError
+    from engine.features import analyze_features
+    from engine.invert import invert_params
+    from engine.options import validate_options
+    from engine.render import render_file
+
+    o = validate_options(opts)
+    ref, tgt, out = str(reference_path), str(target_path), str(out_path)
+    probe(ref)
+    tgt_info = probe(tgt)
+    for p in (ref, tgt):
+        if Path(p).resolve() == Path(out).resolve():
+            raise ParamsError("the output would overwrite an input file", where=out)
+    if not Path(out).suffix:
+        raise ParamsError(f"output needs an extension (.{FORMAT_EXTENSION[o['output_format']]})", where=out)
+
+    def stage(lo: float, hi: float) -> Callable[[float], None] | None:
+        return None if progress is None else (lambda f: progress(lo + (hi - lo) * f))
+
+    if progress:
+        progress(0.0)
+    ref_features = analyze_features(ref)
+    _check_features(ref_features, ref)
+    if progress:
+        progress(0.15)
+    tgt_features = analyze_features(tgt)
+    _check_features(tgt_features, tgt)
+    if progress:
+        progress(0.3)
+    warnings = []
+    for label, feats, path in (("reference", ref_features, ref), ("target", tgt_features, tgt)):
+        peak = feats.get("sample_peak_dbfs")
+        if peak is not None and peak >= -0.01:
+            warnings.append(f"{label} {path} reaches 0 dBFS (probably clipped); clipping cannot be undone")
+    params = invert_params(ref_features, tgt_features, mode=mode, opts=o)
+    rate = int(o["output_sample_rate_hz"] or tgt_info.sample_rate_hz)
+    report = render_file(tgt, out, params, fmt=o["output_format"], sample_rate_hz=rate,
+                         progress=stage(0.3, 0.85 if measure_result else 1.0))
+    params = report.pop("style_params", params)
+    target_db = (params.get("lufs") or {}).get("target_db")
+    if target_db is not None and report.get("lufs_integrated") is not None and \
+            abs(report["lufs_integrated"] - target_db) > 0.5:
+        warnings.append(f"output loudness {report['lufs_integrated']:.1f} LUFS misses the target "
+                        f"{target_db:.1f} LUFS: the limiter cannot go louder at this ceiling")
+    metrics = viz = None
+    if measure_result:
+        from engine.metrics import result_metrics
+        from engine.viz import visualisation
+        result_features = analyze_features(out)
+        metrics = result_metrics(result_features, ref_features, ceiling_dbtp=o["ceiling_dbtp"],
+                                 render_report=report)
+        viz = visualisation(tgt_features, ref_features, result_features, report)
+    if progress:
+        progress(1.0)
+    return {"style_params": params, "metrics": metrics, "report": report, "viz": viz, "warnings": warnings,
+            "reference_features": ref_features, "target_features": tgt_features}

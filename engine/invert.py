@@ -1,0 +1,286 @@
+"""Estimate readable style_params that make the target sound like the reference (mode A), from the
+two feature documents of :func:`engine.features.analyze_features`.
+
+EQ (at most 8 bands a person can read): the difference of the long-term mid spectra (reference minus
+target, per 1/12 octave, smoothed over 1/3 octave) is level-normalised (its energy-weighted mean over
+the fit range is removed: loudness is the gain stage's job) and fitted over 30 Hz .. 16 kHz,
+weighted by where the target has energy:
+
+1. greedy placement: a low shelf and a high shelf for the ends, then peaking bands at the largest
+   remaining deviations (Q from the width of the bump), until the residual is small or 8 bands;
+2. joint refinement of all frequencies, Qs and gains with ``scipy.optimize.least_squares`` in the
+   log-frequency domain, bounded to Q 0.3..4 and |gain| <= 12 dB, with a light penalty on gains so
+   bands do not fight each other;
+3. tidy-up: bands within 1/3 octave of each other are merged, bands under 0.3 dB dropped, values
+   rounded (1 Hz / 0.01 Q / 0.1 dB) and sorted by frequency.
+
+Width: from the side-to-mid energy ratios per band (EQ acts on mid and side alike, so the ratio
+difference is what width must change): ``width = 10^(mean(d_ratio_db) / 20)`` over 150 Hz..8 kHz,
+weighted by energy, limited to 0.5..1.5. Loudness: ``lufs.target_db`` = the reference's integrated
+loudness unless ``opts.target_lufs``. Limiter: ``tp_db = opts.ceiling_dbtp`` (-1 dBTP).
+``opts.intensity`` (0..1) scales EQ gains and ``width - 1`` toward neutral. Mode "B" adds the
+mode-B blocks through :func:`engine.invert_mode_b.invert_mode_b`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from engine.errors import ParamsError
+from engine.options import validate_options
+from engine.params import LIMITER_DEFAULTS, validate_style_params
+from engine.processors.eq import eq_response_db
+
+FIT_LO_HZ = 30.0
+FIT_HI_HZ = 16000.0
+MAX_BANDS = 8
+MAX_GAIN_DB = 12.0
+Q_RANGE = (0.3, 4.0)
+MIN_GAIN_DB = 0.3
+MERGE_OCTAVES = 1.0 / 3.0
+SMOOTH_OCTAVES = 1.0 / 6.0
+STOP_RESIDUAL_DB = 0.4
+LOW_SHELF_HZ = 120.0
+HIGH_SHELF_HZ = 7000.0
+WIDTH_BAND_HZ = (150.0, 8000.0)
+_FLOOR_DB = -140.0
+_FIT_RATE_HZ = 48000.0  # responses are fitted as at 48 kHz (the shape below 16 kHz barely depends on it)
+
+
+def _spectrum(features: dict[str, Any], which: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    try:
+        spec = features["spectrum"]
+        f = np.asarray(spec["freqs_hz"], dtype=np.float64)
+        mid = np.asarray(spec["mid_db"], dtype=np.float64)
+        side = np.asarray(spec.get("side_db") or [-150.0] * f.size, dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ParamsError(f"features have no usable spectrum ({exc})", where=f"{which}.spectrum") from None
+    if f.size < 8 or mid.shape != f.shape or side.shape != f.shape or not np.all(np.isfinite(mid)):
+        raise ParamsError("spectrum arrays are malformed", where=f"{which}.spectrum")
+    return f, mid, side
+
+
+def _on_grid(f_src: np.ndarray, values: np.ndarray, f_dst: np.ndarray) -> np.ndarray:
+    return np.interp(np.log(f_dst), np.log(f_src), values)
+
+
+def _smooth(values: np.ndarray, f: np.ndarray, octaves: float) -> np.ndarray:
+    """Moving average over ``octaves`` on a log-frequency grid (edge values held)."""
+    logf = np.log2(f)
+    step = float(np.median(np.diff(logf))) if f.size > 1 else 1.0
+    half = max(0, round(octaves / step / 2))
+    if half == 0:
+        return values.copy()
+    padded = np.concatenate([np.full(half, values[0]), values, np.full(half, values[-1])])
+    kernel = np.ones(2 * half + 1) / (2 * half + 1)
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def _band_response(bands: list[dict[str, Any]], f: np.ndarray) -> np.ndarray:
+    return eq_response_db(bands, f, _FIT_RATE_HZ) if bands else np.zeros_like(f)
+
+
+def _q_from_width(f: np.ndarray, resid: np.ndarray, i: int) -> float:
+    """Q of a peaking band matching the half-height width of the bump of ``resid`` at index ``i``."""
+    peak = resid[i]
+    half = 0.5 * peak
+    lo = i
+    while lo > 0 and abs(resid[lo - 1]) > abs(half) and np.sign(resid[lo - 1]) == np.sign(peak):
+        lo -= 1
+    hi = i
+    while hi < f.size - 1 and abs(resid[hi + 1]) > abs(half) and np.sign(resid[hi + 1]) == np.sign(peak):
+        hi += 1
+    bw_oct = max(1.0 / 6.0, math.log2(f[hi] / f[lo]) if hi > lo else 1.0 / 6.0)
+    q = math.sqrt(2.0 ** bw_oct) / (2.0 ** bw_oct - 1.0)
+    return float(np.clip(q, *Q_RANGE))
+
+
+def _pack(bands: list[dict[str, Any]]) -> np.ndarray:
+    out = []
+    for b in bands:
+        out += [math.log(b["f_hz"]), math.log(b["q"]), b["gain_db"]]
+    return np.array(out)
+
+
+def _unpack(theta: np.ndarray, kinds: list[str]) -> list[dict[str, Any]]:
+    return [{"type": k, "f_hz": float(math.exp(theta[3 * i])), "q": float(math.exp(theta[3 * i + 1])),
+             "gain_db": float(theta[3 * i + 2])} for i, k in enumerate(kinds)]
+
+
+def _refine(bands: list[dict[str, Any]], f: np.ndarray, target: np.ndarray,
+            w: np.ndarray) -> list[dict[str, Any]]:
+    if not bands:
+        return bands
+    kinds = [b["type"] for b in bands]
+    lo, hi = [], []
+    for k in kinds:
+        f_lo, f_hi = FIT_LO_HZ, FIT_HI_HZ
+        if k == "low_shelf":
+            f_hi = 1000.0
+        elif k == "high_shelf":
+            f_lo = 1000.0
+        lo += [math.log(f_lo), math.log(Q_RANGE[0]), -MAX_GAIN_DB]
+        hi += [math.log(f_hi), math.log(1.0 if "shelf" in k else Q_RANGE[1]), MAX_GAIN_DB]
+    theta0 = np.clip(_pack(bands), np.array(lo) + 1e-9, np.array(hi) - 1e-9)
+    sw = np.sqrt(w)
+    lam = 0.03
+
+    def resid(theta: np.ndarray) -> np.ndarray:
+        r = sw * (_band_response(_unpack(theta, kinds), f) - target)
+        return np.concatenate([r, lam * theta[2::3]])
+
+    sol = least_squares(resid, theta0, bounds=(lo, hi), method="trf", x_scale="jac", max_nfev=200)
+    return _unpack(sol.x, kinds)
+
+
+def _merge(bands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    peaks = sorted((b for b in bands if b["type"] == "peaking"), key=lambda b: b["f_hz"])
+    merged: list[dict[str, Any]] = []
+    for b in peaks:
+        if merged and abs(math.log2(b["f_hz"] / merged[-1]["f_hz"])) < MERGE_OCTAVES and \
+                np.sign(b["gain_db"]) == np.sign(merged[-1]["gain_db"]):
+            a = merged[-1]
+            ga, gb = abs(a["gain_db"]), abs(b["gain_db"])
+            f_hz = math.exp((math.log(a["f_hz"]) * ga + math.log(b["f_hz"]) * gb) / max(1e-9, ga + gb))
+            merged[-1] = {"type": "peaking", "f_hz": f_hz, "q": min(a["q"], b["q"]),
+                          "gain_db": float(np.clip(a["gain_db"] + b["gain_db"], -MAX_GAIN_DB, MAX_GAIN_DB))}
+        else:
+            merged.append(dict(b))
+    return [b for b in bands if b["type"] != "peaking"] + merged
+
+
+def fit_eq(freqs_hz: np.ndarray, target_db: np.ndarray, weights: np.ndarray,
+           max_bands: int = MAX_BANDS) -> list[dict[str, Any]]:
+    """At most ``max_bands`` RBJ bands (shelves + peaking) whose response fits ``target_db`` (weighted
+    least squares over ``freqs_hz``)."""
+    f, d, w = np.asarray(freqs_hz, float), np.asarray(target_db, float), np.asarray(weights, float)
+    bands: list[dict[str, Any]] = []
+    low = f < LOW_SHELF_HZ
+    high = f > HIGH_SHELF_HZ
+    for kind, sel, f0 in (("low_shelf", low, LOW_SHELF_HZ), ("high_shelf", high, HIGH_SHELF_HZ)):
+        if sel.any():
+            g = float(np.average(d[sel], weights=w[sel]))
+            if abs(g) > MIN_GAIN_DB:
+                bands.append({"type": kind, "f_hz": f0, "q": 0.707,
+                              "gain_db": float(np.clip(g, -MAX_GAIN_DB, MAX_GAIN_DB))})
+    bands = _refine(bands, f, d, w)
+    while len(bands) < max_bands:
+        resid = d - _band_response(bands, f)
+        score = np.abs(resid) * np.sqrt(w / w.max())
+        i = int(np.argmax(score))
+        if score[i] < STOP_RESIDUAL_DB:
+            break
+        bands.append({"type": "peaking", "f_hz": float(f[i]), "q": _q_from_width(f, resid, i),
+                      "gain_db": float(np.clip(resid[i], -MAX_GAIN_DB, MAX_GAIN_DB))})
+        bands = _refine(bands, f, d, w)
+    bands = _merge(bands)
+    bands = _refine(bands, f, d, w)
+    bands = [b for b in bands if abs(b["gain_db"]) >= MIN_GAIN_DB]
+    out = []
+    for b in sorted(bands, key=lambda b: b["f_hz"]):
+        out.append({"type": b["type"], "f_hz": float(round(b["f_hz"])), "q": round(b["q"], 2),
+                    "gain_db": round(b["gain_db"], 1)})
+    return out
+
+
+def spectral_difference(reference_features: dict[str, Any], target_features: dict[str, Any]
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(freqs_hz, difference_db, weights)`` over the fit range: smoothed, level-normalised
+    reference-minus-target mid spectrum and the energy weights used to fit it."""
+    f_t, mid_t, _ = _spectrum(target_features, "target")
+    f_r, mid_r, _ = _spectrum(reference_features, "reference")
+    hi = min(FIT_HI_HZ, float(f_t[-1]), float(f_r[-1]))
+    f = f_t[(f_t >= FIT_LO_HZ) & (f_t <= hi)]
+    if f.size < 8:
+        raise ParamsError("too few spectrum points in 30 Hz..16 kHz", where="target.spectrum")
+    t = _on_grid(f_t, mid_t, f)
+    r = _on_grid(f_r, mid_r, f)
+    ts, rs = _smooth(t, f, SMOOTH_OCTAVES), _smooth(r, f, SMOOTH_OCTAVES)
+    # energy weight: where the target (and reference) have content; 60 dB below the peak counts little
+    rel_t = np.clip((ts - ts.max() + 60.0) / 60.0, 0.0, 1.0)
+    rel_r = np.clip((rs - rs.max() + 60.0) / 60.0, 0.0, 1.0)
+    w = 0.1 + 0.9 * np.minimum(rel_t, rel_r)
+    w[(t <= _FLOOR_DB) | (r <= _FLOOR_DB)] = 1e-3
+    d = rs - ts
+    d = d - float(np.average(d, weights=w))
+    return f, d, w
+
+
+def _width(reference_features: dict[str, Any], target_features: dict[str, Any]) -> tuple[float, str]:
+    if int(target_features.get("channels", 2)) < 2:
+        return 1.0, "target is mono: width does not apply"
+    if int(reference_features.get("channels", 2)) < 2:
+        return 1.0, "reference is mono: width left unchanged"
+    f_t, mid_t, side_t = _spectrum(target_features, "target")
+    f_r, mid_r, side_r = _spectrum(reference_features, "reference")
+    sel = (f_t >= WIDTH_BAND_HZ[0]) & (f_t <= min(WIDTH_BAND_HZ[1], f_r[-1]))
+    f = f_t[sel]
+    if f.size < 4:
+        return 1.0, "no usable band for width"
+    mt, st = mid_t[sel], side_t[sel]
+    mr, sr = _on_grid(f_r, mid_r, f), _on_grid(f_r, side_r, f)
+    if float(np.max(st - mt)) < -40.0:
+        return 1.0, "target has (almost) no side signal: width cannot create one"
+    w = 10.0 ** (np.clip(mt - mt.max(), -60, 0) / 10.0)
+    # power-average the side/mid ratios over the band (a ratio of sums, per spectrum)
+    ratio_t = 10 * math.log10(np.sum(w * 10 ** ((st - mt) / 10)) / np.sum(w))
+    ratio_r = 10 * math.log10(np.sum(w * 10 ** ((sr - mr) / 10)) / np.sum(w))
+    width = 10.0 ** ((ratio_r - ratio_t) / 20.0)
+    note = f"side/mid {ratio_t:.1f} dB -> {ratio_r:.1f} dB"
+    if not 0.5 <= width <= 1.5:
+        note += f" (wanted width {width:.2f}; limited to 0.5..1.5)"
+    return float(np.clip(width, 0.5, 1.5)), note
+
+
+def invert_params(reference_features: dict[str, Any], target_features: dict[str, Any], mode: str = "A",
+                  opts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Valid style_params (validated) matching the target to the reference; see the module doc."""
+    if mode not in ("A", "B"):
+        raise ParamsError(f"unknown mode {mode!r}; use A or B", where="mode")
+    o = validate_options(opts)
+    exclude = set(o["exclude"])
+    intensity = float(o["intensity"])
+    params: dict[str, Any] = {}
+    notes: dict[str, str] = {}
+    if "eq" not in exclude:
+        f, d, w = spectral_difference(reference_features, target_features)
+        bands = fit_eq(f, d, w)
+        for b in bands:
+            b["gain_db"] = round(b["gain_db"] * intensity, 1)
+        bands = [b for b in bands if b["type"] in ("high_pass", "low_pass") or abs(b["gain_db"]) >= 0.1]
+        params["eq"] = bands
+        resid = d - _band_response([dict(b, gain_db=b["gain_db"] / intensity) for b in bands], f) \
+            if intensity > 0 else d
+        notes["eq"] = (f"{len(bands)} bands; weighted RMS residual "
+                       f"{math.sqrt(float(np.average(resid ** 2, weights=w))):.2f} dB")
+    else:
+        notes["eq"] = "off: excluded by the options"
+    if "stereo" not in exclude:
+        width, note = _width(reference_features, target_features)
+        width = 1.0 + (width - 1.0) * intensity
+        if int(target_features.get("channels", 2)) == 2:
+            params["stereo"] = {"width": round(width, 3)}
+        notes["stereo"] = note
+    target_lufs = o["target_lufs"]
+    if target_lufs is None:
+        target_lufs = ((reference_features.get("loudness") or {}).get("integrated_lufs"))
+        if target_lufs is None:
+            raise ParamsError("the reference has no measurable loudness (digital silence?)",
+                              where="reference.loudness.integrated_lufs")
+        notes["lufs"] = "target = the reference's integrated loudness"
+    else:
+        notes["lufs"] = "target set by the options"
+    params["lufs"] = {"target_db": round(float(target_lufs), 2)}
+    if "limiter" not in exclude:
+        params["limiter"] = {"tp_db": float(o["ceiling_dbtp"]), **LIMITER_DEFAULTS}
+    else:
+        notes["limiter"] = "off: excluded by the options (true peaks are not controlled)"
+    params["notes"] = notes
+    if mode == "B":
+        from engine.invert_mode_b import invert_mode_b
+        params = invert_mode_b(reference_features, target_features, params, o)
+    return validate_style_params(params, mode=mode)

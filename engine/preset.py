@@ -1,0 +1,121 @@
+"""Presets: versioned JSON (schema: ``engine/schema/preset.schema.json``) that re-applies a match to
+any target, plus the EQ as Equalizer APO / REW filter text.
+
+The exported ``style_params`` keep ``lufs.target_db`` but drop the resolved ``lufs.gain_db``: the gain
+depends on the target, and :func:`engine.render.render_file` resolves it again for each new target.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import ParamsError
+from engine.params import MODE_B_BLOCKS, validate_style_params
+from engine.processors.eq import eq_response_db
+
+PRESET_FORMAT = "tonematch-preset"
+PRESET_VERSION = 1
+CREATED_BY = "tonematch 0.1.0"
+_APO_TYPES = {"peaking": "PK", "low_shelf": "LSC", "high_shelf": "HSC", "high_pass": "HPQ", "low_pass": "LPQ"}
+
+
+def preset_schema() -> dict[str, Any]:
+    """The JSON schema of a preset document."""
+    text = resources.files("engine").joinpath("schema/preset.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _mode_of(style_params: dict[str, Any]) -> str:
+    return "B" if any(k in style_params for k in MODE_B_BLOCKS) else "A"
+
+
+def export_preset(style_params: dict[str, Any], *, name: str | None = None,
+                  source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A preset document (JSON-serialisable) for ``style_params`` (validated first)."""
+    mode = _mode_of(style_params)
+    params = validate_style_params(style_params, mode=mode)
+    if "lufs" in params:
+        params["lufs"] = {k: v for k, v in params["lufs"].items() if k != "gain_db"}
+        if not params["lufs"]:
+            del params["lufs"]
+    return {
+        "format": PRESET_FORMAT,
+        "version": PRESET_VERSION,
+        "name": name,
+        "mode": mode,
+        "created_by": CREATED_BY,
+        "created_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "source": source,
+        "style_params": params,
+        "equalizer_apo": eq_to_equalizer_apo(params),
+    }
+
+
+def load_preset(obj_or_path: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
+    """Validated style_params of a preset given as a dict, a JSON text or a path to a ``.json`` file.
+    Malformed → ParamsError naming the field (``style_params.eq[1].q``)."""
+    where = "preset"
+    obj: Any = obj_or_path
+    if isinstance(obj_or_path, str | os.PathLike) and not (isinstance(obj_or_path, str)
+                                                           and obj_or_path.lstrip().startswith("{")):
+        path = Path(obj_or_path)
+        where = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ParamsError("preset file not found", where=where) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ParamsError(f"cannot read preset ({exc})", where=where) from None
+        obj = text
+    if isinstance(obj, str):
+        try:
+            obj = json.loads(obj)
+        except json.JSONDecodeError as exc:
+            raise ParamsError(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+                              where=where) from None
+    if not isinstance(obj, dict):
+        raise ParamsError("a preset must be a JSON object", where=where)
+    if obj.get("format") != PRESET_FORMAT:
+        raise ParamsError(f"not a tonematch preset (format is {obj.get('format')!r}, expected "
+                          f"{PRESET_FORMAT!r})", where="format")
+    if obj.get("version") != PRESET_VERSION:
+        raise ParamsError(f"unsupported preset version {obj.get('version')!r} (this build reads "
+                          f"{PRESET_VERSION})", where="version")
+    params = obj.get("style_params")
+    if not isinstance(params, dict):
+        raise ParamsError("missing or not an object", where="style_params")
+    mode = obj.get("mode") or _mode_of(params)
+    if mode not in ("A", "B"):
+        raise ParamsError(f"unknown mode {mode!r}", where="mode")
+    try:
+        return validate_style_params(params, mode=mode)
+    except ParamsError as exc:
+        exc.where = f"style_params.{exc.where}" if exc.where else "style_params"
+        exc.args = (f"{exc.where}: {exc.message}",)
+        raise
+
+
+def eq_to_equalizer_apo(style_params: dict[str, Any]) -> str:
+    """The EQ as Equalizer APO configuration text (REW imports the same lines). A negative preamp
+    equal to the EQ's largest boost keeps the EQ from clipping."""
+    bands = style_params.get("eq") or []
+    lines = ["# tonematch EQ (Equalizer APO / REW filter settings)"]
+    f = np.geomspace(20.0, 20000.0, 400)
+    boost = float(np.max(eq_response_db(bands, f, 48000.0))) if bands else 0.0
+    preamp = -round(max(0.0, boost), 1)
+    lines.append(f"Preamp: {preamp if preamp else 0.0:.1f} dB")
+    for i, b in enumerate(bands, start=1):
+        kind = _APO_TYPES[b["type"]]
+        if b["type"] in ("high_pass", "low_pass"):
+            lines.append(f"Filter {i}: ON {kind} Fc {b['f_hz']:g} Hz Q {b['q']:.2f}")
+        else:
+            lines.append(f"Filter {i}: ON {kind} Fc {b['f_hz']:g} Hz Gain {b['gain_db']:.1f} dB "
+                         f"Q {b['q']:.2f}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,114 @@
+"""Mode-A inversion: a known EQ is recovered, parameters stay readable, options act as documented."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from engine.errors import ParamsError
+from engine.invert import invert_params
+from engine.params import validate_style_params
+from engine.processors.eq import eq_response_db
+
+FREQS = 20 * 2 ** (np.arange(0, int(12 * np.log2(20000 / 20)) + 1) / 12)
+
+
+def _features(mid_db: np.ndarray, side_db: np.ndarray, lufs: float = -20.0, channels: int = 2) -> dict:
+    return {"channels": channels, "sample_rate_hz": 44100,
+            "spectrum": {"freqs_hz": FREQS.tolist(), "mid_db": mid_db.tolist(), "side_db": side_db.tolist()},
+            "loudness": {"integrated_lufs": lufs}}
+
+
+def _base() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    b = -20 - 10 * np.log10(FREQS / 100) + rng.normal(0, 0.2, FREQS.size)
+    b[FREQS < 40] -= 12
+    return b
+
+
+KNOWN = [
+    [{"type": "low_shelf", "f_hz": 100.0, "q": 0.7, "gain_db": 4.0},
+     {"type": "peaking", "f_hz": 800.0, "q": 1.5, "gain_db": -5.0},
+     {"type": "peaking", "f_hz": 3000.0, "q": 2.0, "gain_db": 3.0},
+     {"type": "high_shelf", "f_hz": 9000.0, "q": 0.7, "gain_db": -6.0}],
+    [{"type": "peaking", "f_hz": 250.0, "q": 1.0, "gain_db": 6.0},
+     {"type": "peaking", "f_hz": 2000.0, "q": 0.8, "gain_db": -4.0},
+     {"type": "peaking", "f_hz": 6000.0, "q": 2.0, "gain_db": 5.0}],
+]
+
+
+def _in_band_error_db(bands: list[dict], truth: list[dict]) -> float:
+    sel = (FREQS >= 100) & (FREQS <= 10000)
+    e = (eq_response_db(bands, FREQS, 44100) - eq_response_db(truth, FREQS, 44100))[sel]
+    return float(np.max(np.abs(e - e.mean())))  # overall level is the gain stage's job
+
+
+@pytest.mark.parametrize("truth", KNOWN)
+def test_known_eq_is_recovered_within_1_db(truth: list[dict]) -> None:
+    base = _base()
+    resp = eq_response_db(truth, FREQS, 44100)
+    params = invert_params(_features(base + resp + 4.0, base + resp - 6.0, -12.0),
+                           _features(base, base - 10.0, -20.0))
+    assert len(params["eq"]) <= 8
+    assert _in_band_error_db(params["eq"], truth) < 1.0
+    assert validate_style_params(params, mode="A") == params
+
+
+def test_parameters_are_readable() -> None:
+    base = _base()
+    resp = eq_response_db(KNOWN[0], FREQS, 44100)
+    params = invert_params(_features(base + resp, base + resp - 10), _features(base, base - 10))
+    for b in params["eq"]:
+        assert 0.3 <= b["q"] <= 4.0 and abs(b["gain_db"]) <= 12.0 and 20 <= b["f_hz"] <= 16000
+        assert b["f_hz"] == round(b["f_hz"]) and b["gain_db"] == round(b["gain_db"], 1)
+    assert [b["f_hz"] for b in params["eq"]] == sorted(b["f_hz"] for b in params["eq"])
+    peaks = [b["f_hz"] for b in params["eq"] if b["type"] == "peaking"]
+    assert all(np.log2(b / a) >= 1 / 3 for a, b in itertools.pairwise(peaks))
+
+
+def test_identical_spectra_give_a_neutral_eq() -> None:
+    base = _base()
+    params = invert_params(_features(base, base - 8), _features(base, base - 8))
+    assert all(abs(b["gain_db"]) < 0.5 for b in params["eq"])
+    assert abs(params["stereo"]["width"] - 1.0) < 0.02
+
+
+def test_width_follows_side_to_mid_ratio() -> None:
+    base = _base()
+    wider = invert_params(_features(base, base - 10 + 20 * np.log10(1.3)), _features(base, base - 10))
+    assert abs(wider["stereo"]["width"] - 1.3) < 0.02
+    narrower = invert_params(_features(base, base - 10 + 20 * np.log10(0.7)), _features(base, base - 10))
+    assert abs(narrower["stereo"]["width"] - 0.7) < 0.02
+    mono = invert_params(_features(base, np.full(FREQS.size, -150.0)), _features(base, base - 10, channels=1))
+    assert "stereo" not in mono
+
+
+def test_intensity_scales_toward_neutral_and_options_apply() -> None:
+    base = _base()
+    resp = eq_response_db(KNOWN[0], FREQS, 44100)
+    ref = _features(base + resp, base + resp - 10 + 20 * np.log10(1.4), -9.5)
+    tgt = _features(base, base - 10, -20.0)
+    full = invert_params(ref, tgt)
+    half = invert_params(ref, tgt, opts={"intensity": 0.5})
+    zero = invert_params(ref, tgt, opts={"intensity": 0.0, "target_lufs": -16, "ceiling_dbtp": -2.0})
+    assert full["lufs"]["target_db"] == -9.5 and full["limiter"]["tp_db"] == -1.0
+    for a, b in zip(full["eq"], half["eq"], strict=True):
+        assert abs(b["gain_db"] - a["gain_db"] / 2) <= 0.11
+    assert abs((half["stereo"]["width"] - 1) - (full["stereo"]["width"] - 1) / 2) < 0.01
+    assert zero["eq"] == [] and zero["stereo"]["width"] == 1.0
+    assert zero["lufs"]["target_db"] == -16 and zero["limiter"]["tp_db"] == -2.0
+    ex = invert_params(ref, tgt, opts={"exclude": ["eq", "stereo", "limiter"]})
+    assert set(ex) == {"lufs", "notes"}
+
+
+def test_unusable_features_are_refused() -> None:
+    base = _base()
+    with pytest.raises(ParamsError) as e:
+        invert_params({"channels": 2}, _features(base, base))
+    assert e.value.where == "reference.spectrum"
+    silent = _features(base, base - 10)
+    silent["loudness"]["integrated_lufs"] = None
+    with pytest.raises(ParamsError, match="no measurable loudness"):
+        invert_params(silent, _features(base, base - 10))

@@ -1,0 +1,79 @@
+"""Presets: versioned JSON that validates against the schema file, re-loads, and exports EQ text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.errors import ParamsError
+from engine.preset import eq_to_equalizer_apo, export_preset, load_preset, preset_schema
+
+PARAMS = {
+    "eq": [{"type": "low_shelf", "f_hz": 110.0, "q": 0.7, "gain_db": 2.5},
+           {"type": "peaking", "f_hz": 850.0, "q": 1.4, "gain_db": -3.0},
+           {"type": "high_pass", "f_hz": 30.0, "q": 0.71, "gain_db": 0.0}],
+    "stereo": {"width": 1.1},
+    "lufs": {"target_db": -12.0, "gain_db": 5.3},
+    "limiter": {"tp_db": -1.0, "lookahead_ms": 1.5, "release_ms": 100.0},
+}
+
+
+def test_export_then_load_round_trip(tmp_path: Path) -> None:
+    doc = export_preset(PARAMS, name="my master", source={"reference": "ref.wav"})
+    assert doc["format"] == "tonematch-preset" and doc["version"] == 1 and doc["mode"] == "A"
+    assert "gain_db" not in doc["style_params"]["lufs"]  # re-resolved for each new target
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(doc))
+    loaded = load_preset(path)
+    expected = {**PARAMS, "lufs": {"target_db": -12.0}}
+    assert loaded == expected
+    assert load_preset(doc) == expected
+    assert load_preset(json.dumps(doc)) == expected
+
+
+def test_exported_preset_matches_the_schema_file() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = preset_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(export_preset(PARAMS), schema)
+    bad = export_preset(PARAMS)
+    bad["style_params"]["stereo"]["width"] = 3
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
+@pytest.mark.parametrize("mutate,where", [
+    (lambda d: d.update(format="other"), "format"),
+    (lambda d: d.update(version=2), "version"),
+    (lambda d: d.pop("style_params"), "style_params"),
+    (lambda d: d["style_params"]["eq"][1].update(q=50), "style_params.eq[1].q"),
+    (lambda d: d["style_params"]["limiter"].update(tp_db=2), "style_params.limiter.tp_db"),
+    (lambda d: d["style_params"].update(chorus={}), "style_params.chorus"),
+])
+def test_malformed_presets_name_the_field(mutate, where: str) -> None:
+    doc = export_preset(PARAMS)
+    mutate(doc)
+    with pytest.raises(ParamsError) as e:
+        load_preset(doc)
+    assert e.value.where == where
+
+
+def test_unreadable_preset_files(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match="not found"):
+        load_preset(tmp_path / "none.json")
+    (tmp_path / "broken.json").write_text('{"format": "tonematch-preset", ')
+    with pytest.raises(ParamsError, match="not valid JSON") as e:
+        load_preset(tmp_path / "broken.json")
+    assert e.value.where == str(tmp_path / "broken.json")
+
+
+def test_equalizer_apo_text() -> None:
+    text = eq_to_equalizer_apo(PARAMS)
+    lines = text.strip().splitlines()
+    assert lines[1].startswith("Preamp: -") and lines[1].endswith(" dB")
+    assert "Filter 1: ON LSC Fc 110 Hz Gain 2.5 dB Q 0.70" in lines
+    assert "Filter 2: ON PK Fc 850 Hz Gain -3.0 dB Q 1.40" in lines
+    assert "Filter 3: ON HPQ Fc 30 Hz Q 0.71" in lines
+    assert eq_to_equalizer_apo({}).strip().endswith("Preamp: 0.0 dB")
