@@ -6,7 +6,9 @@ Run: ``python -m engine.estimators.train_reverb`` (needs the ``train`` extra: to
 Data, all generated here (nothing downloaded): dry speech from espeak-ng (several voices, speeds and
 pitches, English and other languages) and synthetic music-like signals (harmonic notes with envelopes,
 chords, percussive noise bursts), cut into 6 s clips; each convolved with a library IR
-(``engine.ir_library``: room / plate / hall, RT60 log-uniform 0.2..4 s, pre-delay 0..40 ms) mixed with
+(``engine.ir_library``: room / plate / hall; or, for half the clips, ``random_ir``, a second family
+with random high-frequency damping and early reflections; RT60 log-uniform 0.2..4 s, pre-delay
+0..40 ms) mixed with
 the dry signal at a direct-to-reverberant ratio uniform in -8..+22 dB, plus a noise floor at -75..-55
 dB. Labels: the IR's RT60 and the exact DRR (dry energy over wet energy of the clip).
 Held-out split: sources (sentences / voices / music seeds) AND IR RT60 values are disjoint from
@@ -134,6 +136,26 @@ def music_source(rng: np.random.Generator, seconds: float) -> np.ndarray:
     return y
 
 
+def random_ir(rng: np.random.Generator, rt60_s: float) -> np.ndarray:
+    """A second IR family, so the model does not learn the library's one shape: two-band
+    exponentially decaying noise (highs decaying 1-2.5x faster above a random 1-5 kHz split), random
+    build-up and a random number of early reflections; energy-normalised."""
+    n = int(min(1.5 * rt60_s, 6.0) * FS)
+    t = np.arange(n) / FS
+    split_hz = rng.uniform(1000.0, 5000.0)
+    lo = signal.sosfilt(signal.butter(2, split_hz, "lowpass", fs=FS, output="sos"), rng.standard_normal(n))
+    hi = signal.sosfilt(signal.butter(2, split_hz, "highpass", fs=FS, output="sos"), rng.standard_normal(n))
+    rt_hi = rt60_s * rng.uniform(0.4, 1.0)
+    ir = lo * 10 ** (-3.0 * t / rt60_s) + rng.uniform(0.3, 1.0) * hi * 10 ** (-3.0 * t / rt_hi)
+    ir *= 1.0 - np.exp(-t / rng.uniform(0.0005, 0.02))
+    n_refl = int(rng.integers(0, 25))
+    if n_refl:
+        at = (rng.uniform(0.001, 0.08, n_refl) * FS).astype(int)
+        early_rms = np.sqrt(np.mean(ir[: int(0.05 * FS)] ** 2))
+        ir[np.minimum(at, n - 1)] += rng.normal(0, 1, n_refl) * 3 * early_rms
+    return ir / np.sqrt(np.sum(ir**2))
+
+
 def make_example(
     dry: np.ndarray, rng: np.random.Generator, rt60_choices: np.ndarray, ir_cache: dict
 ) -> tuple[np.ndarray, float, float]:
@@ -145,11 +167,14 @@ def make_example(
     s[: len(seg)] = seg
     s /= np.sqrt(np.mean(s**2)) + 1e-12
     rt60 = float(rng.choice(rt60_choices))
-    kind = KINDS[int(rng.integers(0, 3))] if rt60 >= 0.8 else "room"
-    key = ir_key(kind, rt60)
-    if key not in ir_cache:
-        ir_cache[key] = generate_ir(key, FS)[:, 0].astype(np.float64)
-    ir = ir_cache[key]
+    if rng.random() < 0.5:
+        ir = random_ir(rng, rt60)
+    else:
+        kind = KINDS[int(rng.integers(0, 3))] if rt60 >= 0.8 else "room"
+        key = ir_key(kind, rt60)
+        if key not in ir_cache:
+            ir_cache[key] = generate_ir(key, FS)[:, 0].astype(np.float64)
+        ir = ir_cache[key]
     pre = int(rng.uniform(0.0, 0.04) * FS)
     wet = signal.fftconvolve(s, np.concatenate([np.zeros(pre), ir]))[:n]
     drr_target = rng.uniform(-8.0, 22.0)
@@ -309,7 +334,8 @@ def main(argv: list[str] | None = None) -> dict:
             "music_sources": f"{args.music} synthetic music-like signals (notes, chords, percussive "
             "bursts), 20 s",
             "clips": f"{CLIP_S:g} s at {FS} Hz, {args.per_source} per source, IR from engine.ir_library "
-            "(room/plate/hall, RT60 0.2-4 s), pre-delay 0-40 ms, DRR -8..+22 dB, noise floor -75..-55 dB",
+            "(room/plate/hall, RT60 0.2-4 s) or (half of them) a random two-band IR family, "
+            "pre-delay 0-40 ms, DRR -8..+22 dB, noise floor -75..-55 dB",
             "split": "held-out = a quarter of the sources (distinct sentences/voices/music seeds) "
             "with IR RT60 "
             "values not used in training (odd vs even hundredths of a second)",
