@@ -286,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     except _CliError as exc:
         print(f"tonematch: error: {exc.where}: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # e.g. piped into `head`
+        return 0
     except KeyboardInterrupt:
         print("tonematch: error: interrupted (no output written)", file=sys.stderr)
         return 130

@@ -42,7 +42,7 @@ MAX_GAIN_DB = 12.0
 Q_RANGE = (0.3, 4.0)
 MIN_GAIN_DB = 0.3
 MERGE_OCTAVES = 1.0 / 3.0
-SMOOTH_OCTAVES = 1.0 / 6.0
+SMOOTH_OCTAVES = 1.0 / 3.0
 STOP_RESIDUAL_DB = 0.4
 LOW_SHELF_HZ = 120.0
 HIGH_SHELF_HZ = 7000.0
@@ -127,7 +127,7 @@ def _refine(bands: list[dict[str, Any]], f: np.ndarray, target: np.ndarray,
         hi += [math.log(f_hi), math.log(1.0 if "shelf" in k else Q_RANGE[1]), MAX_GAIN_DB]
     theta0 = np.clip(_pack(bands), np.array(lo) + 1e-9, np.array(hi) - 1e-9)
     sw = np.sqrt(w)
-    lam = 0.03
+    lam = 0.08
 
     def resid(theta: np.ndarray) -> np.ndarray:
         r = sw * (_band_response(_unpack(theta, kinds), f) - target)
@@ -138,11 +138,12 @@ def _refine(bands: list[dict[str, Any]], f: np.ndarray, target: np.ndarray,
 
 
 def _merge(bands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Peaking bands closer than 1/3 octave become one (gain-weighted centre, summed gain): two
+    close bands, let alone two fighting ones, are hard to read and the refit absorbs the rest."""
     peaks = sorted((b for b in bands if b["type"] == "peaking"), key=lambda b: b["f_hz"])
     merged: list[dict[str, Any]] = []
     for b in peaks:
-        if merged and abs(math.log2(b["f_hz"] / merged[-1]["f_hz"])) < MERGE_OCTAVES and \
-                np.sign(b["gain_db"]) == np.sign(merged[-1]["gain_db"]):
+        if merged and abs(math.log2(b["f_hz"] / merged[-1]["f_hz"])) < MERGE_OCTAVES:
             a = merged[-1]
             ga, gb = abs(a["gain_db"]), abs(b["gain_db"])
             f_hz = math.exp((math.log(a["f_hz"]) * ga + math.log(b["f_hz"]) * gb) / max(1e-9, ga + gb))
@@ -171,6 +172,9 @@ def fit_eq(freqs_hz: np.ndarray, target_db: np.ndarray, weights: np.ndarray,
     while len(bands) < max_bands:
         resid = d - _band_response(bands, f)
         score = np.abs(resid) * np.sqrt(w / w.max())
+        for b in bands:
+            if b["type"] == "peaking":
+                score[np.abs(np.log2(f / b["f_hz"])) < MERGE_OCTAVES] = 0.0
         i = int(np.argmax(score))
         if score[i] < STOP_RESIDUAL_DB:
             break

@@ -1,0 +1,146 @@
+"""The tonematch command as a user runs it: outputs, presets, and one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from engine.cli import main
+from engine.examples import write_example_pair
+from engine.loudness import integrated_loudness_lufs
+from engine.true_peak import true_peak_dbtp
+
+
+def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return write_example_pair(tmp_path_factory.mktemp("audio"), duration_s=6.0)
+
+
+def _one_line_error(capsys: pytest.CaptureFixture, rc: int, where: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"tonematch: error: {where}: "), err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.slow
+def test_match_writes_audio_preset_and_eq_text(tmp_path: Path, pair: dict[str, str]) -> None:
+    out = tmp_path / "m.flac"
+    r = _run("match", pair["reference"], pair["target"], "-o", str(out), "--target-lufs", "-12",
+             "--ceiling-dbtp", "-1.5", "--preset-out", str(tmp_path / "p.json"),
+             "--eq-apo-out", str(tmp_path / "eq.txt"))
+    assert r.returncode == 0, r.stderr
+    assert "wrote" in r.stdout and "eq" in r.stdout
+    y, fs = sf.read(out, dtype="float32")
+    assert sf.info(out).format == "FLAC" and y.shape[1] == 2
+    assert abs(integrated_loudness_lufs(y, fs) + 12.0) <= 0.2
+    assert true_peak_dbtp(y, fs) <= -1.5 + 0.01
+    preset = json.loads((tmp_path / "p.json").read_text())
+    assert preset["format"] == "tonematch-preset" and preset["style_params"]["limiter"]["tp_db"] == -1.5
+    assert (tmp_path / "eq.txt").read_text().startswith("# tonematch EQ")
+    # the preset re-applies to another file
+    r2 = _run("apply", str(tmp_path / "p.json"), pair["reference"], "-o", str(tmp_path / "a.wav"), "--quiet")
+    assert r2.returncode == 0, r2.stderr
+    y2, fs2 = sf.read(tmp_path / "a.wav", dtype="float32")
+    assert abs(integrated_loudness_lufs(y2, fs2) + 12.0) <= 0.2
+
+
+@pytest.mark.slow
+def test_match_report(tmp_path: Path, pair: dict[str, str]) -> None:
+    r = _run("match", pair["reference"], pair["target"], "-o", str(tmp_path / "m.wav"), "--format", "wav16",
+             "--report", str(tmp_path / "r.json"), "--intensity", "0.5")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert {"style_params", "metrics", "report", "viz"} <= set(rep)
+    assert rep["report"]["true_peak_dbtp"] <= -1.0 + 1e-3
+    assert sf.info(tmp_path / "m.wav").subtype == "PCM_16"
+
+
+def test_analyze_prints_features_json(pair: dict[str, str], capsys: pytest.CaptureFixture) -> None:
+    assert main(["analyze", pair["target"]]) == 0
+    feats = json.loads(capsys.readouterr().out)
+    assert feats["channels"] == 2 and feats["loudness"]["integrated_lufs"] < -10
+
+
+def test_example_audio(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["example-audio", str(tmp_path / "ex"), "--duration", "2"]) == 0
+    for name in ("reference.wav", "target.wav"):
+        info = sf.info(tmp_path / "ex" / name)
+        assert info.channels == 2 and abs(info.duration - 2.0) < 0.01
+
+
+def test_missing_input_is_one_line_and_leaves_no_output(tmp_path: Path, pair: dict[str, str],
+                                                       capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "o.wav"
+    rc = main(["match", str(tmp_path / "nope.wav"), pair["target"], "-o", str(out)])
+    err = _one_line_error(capsys, rc, str(tmp_path / "nope.wav"))
+    assert "file not found" in err
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("bad", ["six_channels", "silence", "short", "text"])
+def test_bad_inputs_name_the_file(tmp_path: Path, pair: dict[str, str], capsys: pytest.CaptureFixture,
+                                  bad: str) -> None:
+    src = tmp_path / f"{bad}.wav"
+    if bad == "six_channels":
+        sf.write(src, np.zeros((44100 * 2, 6), np.float32), 44100)
+    elif bad == "silence":
+        sf.write(src, np.zeros((44100 * 2, 2), np.float32), 44100)
+    elif bad == "short":
+        sf.write(src, np.full((4410, 2), 0.1, np.float32), 44100)
+    else:
+        src.write_text("hello")
+    out = tmp_path / "o.wav"
+    rc = main(["match", pair["reference"], str(src), "-o", str(out)])
+    _one_line_error(capsys, rc, str(src))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args,where", [
+    (["--intensity", "2"], "opts.intensity"),
+    (["--target-lufs", "0"], "opts.target_lufs"),
+    (["--ceiling-dbtp", "3"], "opts.ceiling_dbtp"),
+    (["--mode", "C"], "usage"),
+])
+def test_bad_options(tmp_path: Path, pair: dict[str, str], capsys: pytest.CaptureFixture, args: list[str],
+                     where: str) -> None:
+    rc = main(["match", pair["reference"], pair["target"], "-o", str(tmp_path / "o.wav"), *args])
+    _one_line_error(capsys, rc, where)
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_output_must_not_overwrite_the_target(pair: dict[str, str], capsys: pytest.CaptureFixture) -> None:
+    before = Path(pair["target"]).read_bytes()
+    rc = main(["match", pair["reference"], pair["target"], "-o", pair["target"]])
+    _one_line_error(capsys, rc, pair["target"])
+    assert Path(pair["target"]).read_bytes() == before
+
+
+def test_unknown_output_extension(tmp_path: Path, pair: dict[str, str],
+                                  capsys: pytest.CaptureFixture) -> None:
+    rc = main(["match", pair["reference"], pair["target"], "-o", str(tmp_path / "o.mp3")])
+    _one_line_error(capsys, rc, str(tmp_path / "o.mp3"))
+
+
+def test_malformed_preset(tmp_path: Path, pair: dict[str, str], capsys: pytest.CaptureFixture) -> None:
+    p = tmp_path / "p.json"
+    band = {"type": "peaking", "f_hz": 1000, "q": 99, "gain_db": 1}
+    p.write_text(json.dumps({"format": "tonematch-preset", "version": 1, "style_params": {"eq": [band]}}))
+    rc = main(["apply", str(p), pair["target"], "-o", str(tmp_path / "o.wav")])
+    _one_line_error(capsys, rc, "style_params.eq[0].q")
+    assert not (tmp_path / "o.wav").exists()
