@@ -119,6 +119,18 @@ export const STEP_WORDS = {
   FAILED: "Stopped",
 };
 
+/** Strip what only a programmer needs from an engine message: exception class names, object keys. */
+export function plainReason(text) {
+  let t = String(text || "").trim();
+  t = t.replace(/^(?:[A-Z]\w*(?:Error|Exception|Failed)\s*:\s*)+/, "");
+  t = t.replace(/\b(target|reference|tgt_key|ref_key)\s*[:=]?\s*'?[0-9a-f]{8}-[0-9a-f-]{27}\/[\w./-]+'?\s*:?\s*/gi,
+    (_, who) => (/^(target|tgt_key)$/i.test(who) ? "your target " : "the reference "));
+  t = t.replace(/'?[0-9a-f]{8}-[0-9a-f-]{27}\/[\w./-]+'?/g, "the file");
+  t = t.replace(/^(your target|the reference) (is|has|contains|was)/, "$1 $2");
+  t = t.replace(/\s+/g, " ").trim();
+  return t ? t[0].toUpperCase() + t.slice(1) : t;
+}
+
 /** Words for a failed job: what happened, where, and what to do. */
 export function jobFailureMessage(job) {
   const step = job.last_step ? String(job.last_step) : "";
@@ -139,6 +151,7 @@ export function jobFailureMessage(job) {
   let text = "";
   if (err && typeof err === "object") text = inWords(err) || detailText(err.detail);
   else if (err) text = String(err).replace(/^(ref_key|tgt_key|reference|target)\b:?/, (m0, f) => `${fieldWords(f === "reference" ? "ref_key" : f === "target" ? "tgt_key" : f)}:`);
+  text = plainReason(text);
   let hint = "Press “Try again”. If it fails again, try other files.";
   if (looksLikeNotAudio(text)) hint = `Check that both files are audio we can read (${AUDIO_TYPES}), then start a new match.`;
   else if (/silen/i.test(text)) hint = "One of the files is silent or nearly so. Choose a file with music in it.";
