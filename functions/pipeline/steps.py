@@ -273,11 +273,10 @@ def merge(event: dict, ctx: StepContext) -> dict:
 def finalize(event: dict, ctx: StepContext) -> dict:
     """Write the result (processed audio, metrics row, visualisation JSON, preset + EQ text, preset
     row, billing row) and mark the job COMPLETED."""
-    from engine.features import analyze_features
+    from engine.features import analyze_features  # noqa: I001
     from engine.metrics import result_metrics
-    from engine.viz import visualisation
-
     from engine.preset import eq_to_equalizer_apo, export_preset
+    from engine.viz import visualisation
 
     job_id, user_id = event["job_id"], event["user_id"]
     _enter(ctx, event, "Finalize")
