@@ -150,17 +150,33 @@ def _reverb_measures(features: dict) -> tuple[float | None, float | None, str]:
     return _num(_get(features, "reverb", "rt60_s")), _num(_get(features, "reverb", "drr_db")), "dsp"
 
 
-def mix_for_drr(target_drr_db: float, reference_drr_db: float) -> float:
+def mix_for_drr(target_drr_db: float, reference_drr_db: float, wet_gain: float = 1.0) -> float:
     """Wet share ``mix`` that turns a target of DRR ``target_drr_db`` into ``reference_drr_db``.
 
-    With output ``(1 - m) x + m (x * IR)`` and an energy-normalised IR, the direct energy scales by
-    ``(1 - m)^2`` and the reverberant one by ``(1 - m)^2`` plus ``m^2`` of the whole.
+    With output ``(1 - m) x + m (x * IR)``, the direct energy scales by ``(1 - m)^2`` and the
+    reverberant one by ``(1 - m)^2`` plus ``m^2 * wet_gain`` of the whole, ``wet_gain`` being the
+    IR's power gain on the target's spectrum (1 for white noise and an energy-normalised IR).
     """
     d_t, d_r = 10 ** (target_drr_db / 10), 10 ** (reference_drr_db / 10)
     if d_t <= d_r:
         return 0.0
-    u = math.sqrt((d_t - d_r) / ((1 + d_t) * d_r))
+    u = math.sqrt((d_t - d_r) / ((1 + d_t) * d_r * max(wet_gain, 1e-3)))
     return u / (1 + u)
+
+
+def wet_gain_on(features: dict, key: str) -> float:
+    """Power gain of the IR ``key`` on the long-term spectrum of ``features`` (1.0 when the spectrum
+    is missing): the band powers (1/12-octave densities times bandwidth) weight the IR's band gains."""
+    f = np.asarray(_get(features, "spectrum", "freqs_hz") or [], dtype=np.float64)
+    db = np.asarray(_get(features, "spectrum", "mid_db") or [], dtype=np.float64)
+    if f.size == 0 or f.size != db.size:
+        return 1.0
+    from engine.ir_library import ir_band_power_gain
+
+    weight = 10 ** (db / 10) * f
+    if not np.isfinite(weight).all() or weight.sum() <= 0:
+        return 1.0
+    return float(np.sum(weight * ir_band_power_gain(key, f)) / np.sum(weight))
 
 
 def estimate_reverb(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[dict | None, str]:
@@ -191,18 +207,22 @@ def estimate_reverb(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[dict 
     )
     if not wetter:
         return None, f"off: the reference is not wetter than the target ({facts})"
-    mix = mix_for_drr(drr_t, drr_r)
+    key = choose_ir_key(rt_r)
+    wet_gain = wet_gain_on(tgt, key)
+    mix = mix_for_drr(drr_t, drr_r, wet_gain)
     if mix <= 0.0:
         # longer decay at the same DRR: a little of the longer room
         mix = 0.15
     mix = float(min(mix, MIX_MAX) * intensity)
     if mix < 0.01:
         return None, f"off: the mix needed is below 1 % ({facts})"
-    key = choose_ir_key(rt_r)
     _, rt_ir = parse_ir_key(key)
     pre_delay_ms = float(np.clip(5.0 + 10.0 * rt_ir, 0.0, 50.0))
     params = {"ir_key": key, "mix": round(mix, 3), "pre_delay_ms": round(pre_delay_ms, 1)}
-    return params, f"on: reference wetter ({facts}); {key} at mix {mix:.2f}"
+    return params, (
+        f"on: reference wetter ({facts}); {key} (power gain {10 * math.log10(wet_gain):+.1f} dB on the "
+        f"target's spectrum) at mix {mix:.2f}"
+    )
 
 
 # -- pitch -------------------------------------------------------------------------------------

@@ -186,3 +186,17 @@ def load_ir(ir_key: str, sample_rate_hz: int) -> np.ndarray:
         ir = soxr.resample(ir, fs, int(sample_rate_hz), quality="VHQ").astype(np.float32)
         ir /= np.sqrt(np.sum(ir.astype(np.float64) ** 2, axis=0, keepdims=True)).astype(np.float32)
     return np.ascontiguousarray(ir, dtype=np.float32)
+
+
+def ir_band_power_gain(key: str, freqs_hz: np.ndarray, sample_rate_hz: int = IR_BASE_RATE_HZ) -> np.ndarray:
+    """Power gain (linear, averaged over the two channels) of the IR ``key`` in 1/12-octave bands
+    centred at ``freqs_hz``: how much louder than the dry signal the wet one is, band by band
+    (white noise in -> 1 on average, since IRs are energy-normalised)."""
+    ir = load_ir(key, sample_rate_hz).astype(np.float64)
+    power = np.mean(np.abs(np.fft.rfft(ir, axis=0)) ** 2, axis=1)
+    bin_hz = sample_rate_hz / ir.shape[0]
+    csum = np.concatenate([[0.0], np.cumsum(power)])
+    f = np.asarray(freqs_hz, dtype=np.float64)
+    lo = np.clip(np.floor(f * 2 ** (-1 / 24) / bin_hz).astype(int), 0, power.size - 1)
+    hi = np.clip(np.ceil(f * 2 ** (1 / 24) / bin_hz).astype(int), lo + 1, power.size)
+    return (csum[hi] - csum[lo]) / (hi - lo)

@@ -196,10 +196,8 @@ def _apply_style(x: np.ndarray, style: dict) -> np.ndarray:
 def _features(x: np.ndarray) -> dict:
     from engine.features import analyze_features
 
-    from engine.estimators import estimate_reverb
-
-    f = analyze_features(x, sample_rate_hz=FS_E2E)
-    f["reverb"].setdefault("blind", estimate_reverb(x, FS_E2E))
+    f = analyze_features(x, sample_rate_hz=FS_E2E, blind_reverb=True)
+    assert f["reverb"]["blind"]["model"] == "reverb_blind"
     return f
 
 

@@ -67,3 +67,16 @@ def test_key_names_and_choice():
     assert choose_ir_key(0.45).startswith("ir/room_")
     assert choose_ir_key(2.2) == "ir/hall_2.0s.wav"
     assert choose_ir_key(99.0) == "ir/hall_4.0s.wav"
+
+
+def test_band_power_gain_is_one_on_average_and_falls_with_frequency_for_a_hall():
+    from engine.ir_library import ir_band_power_gain
+
+    f = 1000.0 * 2 ** (np.arange(-48, 52) / 12)  # 62 Hz .. 18 kHz
+    g = ir_band_power_gain("ir/hall_2.0s.wav", f)
+    assert g.shape == f.shape and np.all(g > 0)
+    # halls are darker: more wet power in the lows than in the highs
+    assert np.mean(g[f < 300]) > 2 * np.mean(g[f > 6000])
+    # bandwidth-weighted (white-noise) average over the whole band ~ 1 (energy-normalised IR)
+    w = f * (f < 20000)
+    assert 0.5 < np.sum(g * w) / np.sum(w) < 2.0
