@@ -37,6 +37,7 @@ DRR_MARGIN_DB = 3.0
 RT60_MARGIN = 1.25
 TARGET_RT60_MAX_S = 3.0
 TARGET_DRR_MIN_DB = -6.0
+DRY_DRR_DB = 10.0
 MIX_MAX = 0.8
 MIN_EVENT_SPREAD_DB = 3.0
 VOICED_MIN = 0.2
@@ -193,7 +194,8 @@ def estimate_reverb(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[dict 
         f"RT60 ref {rt_r:.2f} s vs target {rt_t:.2f} s, DRR ref {drr_r:.1f} dB vs target {drr_t:.1f} dB "
         f"({src_r})"
     )
-    if rt_t >= TARGET_RT60_MAX_S or drr_t <= TARGET_DRR_MIN_DB:
+    # a dry target's RT60 is not observable (the learned estimate is then arbitrary): judge it by DRR
+    if (rt_t >= TARGET_RT60_MAX_S and drr_t < DRY_DRR_DB) or drr_t <= TARGET_DRR_MIN_DB:
         return None, f"off: the target is already very reverberant; reverb is not added or removed ({facts})"
     ref_dur = _num(ref.get("duration_s"))
     ir_s = 1.5 * min(max(rt_r, 0.2), 4.0)

@@ -90,6 +90,11 @@ def test_reverb_on_for_wetter_reference_with_the_mix_that_reaches_its_drr():
     assert 0 < r["pre_delay_ms"] <= 50
 
 
+def test_a_dry_target_with_an_arbitrary_rt60_still_gets_reverb():
+    p = invert_mode_b(feats(rt60=1.5, drr=0.0), feats(rt60=3.6, drr=25.0), PARAMS_A, {})
+    assert p["reverb"]["ir_key"] == "ir/hall_1.5s.wav"
+
+
 def test_reverb_prefers_the_learned_estimate_when_present():
     blind = {"rt60_s": 0.5, "drr_db": 4.0, "model": "reverb_blind"}
     p = invert_mode_b(feats(rt60=3.5, drr=2.0, blind=blind), feats(rt60=0.3, drr=18.0), PARAMS_A, {})
