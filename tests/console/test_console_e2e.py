@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 
 import pytest
 import soundfile as sf
@@ -185,6 +186,62 @@ def test_whole_flow(page, service, audio_files, tmp_path):
     page.reload()
     page.wait_for_selector("#view-presets[data-loaded]")
     assert page.locator("#presets-list li[data-name='Bright master v2']").count() == 0
+
+
+def api_call(service, method: str, path: str, body: dict | None = None) -> dict:
+    req = urllib.request.Request(service.url + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Authorization": f"Bearer {service.token('access', 300)}",
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read() or b"null")
+
+
+def test_preset_management(page, service, audio_files, tmp_path):
+    """Presets made elsewhere (here: POST /presets with style_params) are listed, renamed, downloaded,
+    applied to a new recording and deleted from the console."""
+    params = {"eq": [{"type": "high_shelf", "f_hz": 6000.0, "q": 0.7, "gain_db": 3.0}],
+              "stereo": {"width": 1.1}, "lufs": {"target_db": -12.0},
+              "limiter": {"tp_db": -1.0, "lookahead_ms": 1.5, "release_ms": 50.0}}
+    api_call(service, "POST", "/presets", {"name": "Air lift", "style_params": params})
+    login(page, service.url)
+    page.get_by_role("link", name="Presets").click()
+    item = page.locator("#presets-list li[data-name='Air lift']")
+    item.wait_for()
+
+    item.get_by_role("button", name="Rename Air lift").click()
+    item.get_by_label("New name").fill("Air lift (podcast)")
+    item.get_by_role("button", name="Save").click()
+    item = page.locator("#presets-list li[data-name='Air lift (podcast)']")
+    item.wait_for()
+    names = [p["name"] for p in api_call(service, "GET", "/presets")["presets"]]
+    assert "Air lift (podcast)" in names and "Air lift" not in names
+
+    with page.expect_download() as dl:
+        item.get_by_role("button", name="Download Air lift (podcast) as JSON").click()
+    f = tmp_path / "preset.json"
+    dl.value.save_as(f)
+    doc = json.loads(f.read_text())
+    assert doc["style_params"]["eq"][0]["f_hz"] == 6000.0
+
+    item.get_by_role("button", name="Apply Air lift (podcast) to a recording").click()
+    upload(page, "#apply-file", audio_files.short_target, role="apply")
+    page.click("#apply-btn")
+    page.wait_for_selector("#view-job:not([hidden])")
+    job_id = page.evaluate("location.hash").rsplit("/", 1)[1]
+    job = api_call(service, "GET", f"/jobs/{job_id}")
+    assert job["preset_id"] and job["ref_key"] is None
+    page.wait_for_selector("#view-job[data-status=COMPLETED], #view-job[data-status=FAILED]",
+                           timeout=JOB_TIMEOUT_MS)  # a preset in use can't be deleted while running
+
+    page.get_by_role("link", name="Presets").click()
+    item = page.locator("#presets-list li[data-name='Air lift (podcast)']")
+    item.get_by_role("button", name="Delete Air lift (podcast)").click()
+    item.get_by_role("button", name="Keep it").click()  # changed my mind: still there
+    item.get_by_role("button", name="Delete Air lift (podcast)").click()
+    item.get_by_role("button", name="Yes, delete").click()
+    item.wait_for(state="detached")
+    assert all(p["name"] != "Air lift (podcast)" for p in api_call(service, "GET", "/presets")["presets"])
 
 
 def test_failed_job_is_explained(page, service, audio_files):

@@ -176,7 +176,8 @@ class UploadSlot {
     this.prog.hidden = false;
     this.setPct(0);
     this.msg.className = "upmsg";
-    this.msg.textContent = `Uploading ${file.name} (${fmtBytes(file.size)})…`;
+    this.msg.textContent = hasResume(file) ? `Resuming ${file.name} where it stopped…`
+      : `Uploading ${file.name} (${fmtBytes(file.size)})…`;
     this.root.dataset.state = "uploading";
     this.onChange();
     try {
