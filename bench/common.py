@@ -32,7 +32,7 @@ def engine_ready() -> tuple[bool, str]:
             return False, "engine.match_files does not exist yet"
         import importlib
 
-        for mod in ("engine.features", "engine.invert", "engine.render", "engine.cli"):
+        for mod in ("engine.features", "engine.invert", "engine.render", "engine.metrics", "engine.cli"):
             importlib.import_module(mod)
     except Exception as exc:
         return False, f"import engine failed: {exc}"
