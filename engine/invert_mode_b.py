@@ -8,9 +8,13 @@ no voiced frames, a reference shorter than the reverb it seems to have, an alrea
 target) switch it off, never raise. ``opts["exclude"]`` may name ``compressor``, ``reverb``, ``pitch``;
 ``opts["intensity"]`` (0..1) scales ratio - 1, the reverb mix and the semitones.
 
-Compressor: the target's RMS envelope (features ``dynamics.rms_envelope_db``) is run through the static
-curve for a grid of thresholds (target envelope percentiles) and ratios; the pair whose output
-envelope spread (p95 - p10) is nearest the reference's is kept (ties go to the lower ratio).
+Compressor (fitted after the reverb is chosen): the target's RMS envelope (features
+``dynamics.rms_envelope_db``) is run through the static curve for a grid of thresholds (target envelope
+percentiles) and ratios, then through an energy-domain model of the chosen reverb (which fills the
+quiet part and lowers the envelope's spread by itself); the pair whose predicted envelope spreads
+(p95 - p50 mostly, p95 - p10 half as much) are nearest the reference's is kept, small ratios
+preferred. It is on only when the reference's p95 - p50 is at least 0.5 dB below the target's
+predicted one.
 Reverb: RT60 and DRR of both (the learned blind estimate ``reverb.blind`` where the features carry it,
 else the DSP ``reverb.rt60_s`` / ``drr_db``); the IR of the library nearest the reference RT60, the mix
 that brings the target's DRR to the reference's (dry/wet energies add), pre-delay from the RT60.
@@ -31,8 +35,7 @@ from engine.processors.compressor import RANGES as COMP_RANGES
 from engine.processors.compressor import static_gain_reduction_db
 
 #: thresholds of the decisions, documented in the notes they produce
-LRA_MARGIN_LU = 1.0
-SPREAD_MARGIN_DB = 1.5
+SPREAD_MARGIN_DB = 0.5
 DRR_MARGIN_DB = 3.0
 RT60_MARGIN = 1.25
 TARGET_RT60_MAX_S = 3.0
@@ -65,13 +68,24 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.1f}"
 
 
-def _envelope(features: dict) -> np.ndarray:
+def _raw_envelope(features: dict) -> tuple[np.ndarray, float | None]:
+    """The RMS envelope (dB, every frame, silence at -150) and its hop in seconds."""
     env = _get(features, "dynamics", "rms_envelope_db")
     if not env:
-        return np.zeros(0)
-    e = np.array([v if v is not None else -np.inf for v in env], dtype=np.float64)
-    e = e[np.isfinite(e)]
-    return e[e > max(np.max(e) - 60.0, -90.0)] if e.size else e
+        return np.zeros(0), None
+    e = np.array([v if v is not None else -150.0 for v in env], dtype=np.float64)
+    e[~np.isfinite(e)] = -150.0
+    return np.maximum(e, -150.0), _num(_get(features, "dynamics", "rms_hop_s"))
+
+
+def _active(e: np.ndarray) -> np.ndarray:
+    """Frames within 60 dB of the loudest (and above -90 dBFS): the ones that carry dynamics."""
+    return e > max(float(np.max(e)) - 60.0, -90.0) if e.size else np.zeros(0, bool)
+
+
+def _envelope(features: dict) -> np.ndarray:
+    e, _ = _raw_envelope(features)
+    return e[_active(e)] if e.size else e
 
 
 def _spread_db(env: np.ndarray) -> float:
@@ -79,49 +93,79 @@ def _spread_db(env: np.ndarray) -> float:
     return float(p95 - p10)
 
 
+def _upper_spread_db(env: np.ndarray) -> float:
+    """p95 - p50 of the envelope: where a compressor acts (reverb mostly fills the quiet part)."""
+    p50, p95 = np.percentile(env, [50, 95])
+    return float(p95 - p50)
+
+
+def _with_reverb(env_db: np.ndarray, hop_s: float, sim: dict | None) -> np.ndarray:
+    """Energy-domain prediction of the envelope after the reverb ``sim`` ({rt60_s, mix, wet_gain}):
+    the direct part scaled by (1 - mix)^2 plus the wet part, the energy envelope convolved with the
+    IR's exponential energy decay, scaled by mix^2 * wet_gain."""
+    if not sim:
+        return env_db
+    p = 10 ** (env_db / 10)
+    k = np.arange(max(int(1.5 * sim["rt60_s"] / hop_s), 1) + 1)
+    kern = np.exp(-13.8155 * k * hop_s / sim["rt60_s"])
+    wet = np.convolve(p, kern / kern.sum())[: p.size]
+    m = sim["mix"]
+    return 10 * np.log10((1 - m) ** 2 * p + m**2 * sim["wet_gain"] * wet + 1e-15)
+
+
 # -- compressor --------------------------------------------------------------------------------
-def estimate_compressor(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[dict | None, str]:
-    """``(compressor params or None, note)`` from the two feature documents."""
-    env_t, env_r = _envelope(tgt), _envelope(ref)
-    if env_t.size < 20 or env_r.size < 20:
+def estimate_compressor(
+    ref: dict, tgt: dict, intensity: float = 1.0, reverb_sim: dict | None = None
+) -> tuple[dict | None, str]:
+    """``(compressor params or None, note)`` from the two feature documents.
+
+    ``reverb_sim`` ({rt60_s, mix, wet_gain}) is the reverb mode B adds after the compressor: the
+    target's envelope is predicted through it, so the reverb's own smoothing is not mistaken for
+    compression.
+    """
+    raw_t, hop_t = _raw_envelope(tgt)
+    env_r = _envelope(ref)
+    act_t = _active(raw_t)
+    if act_t.sum() < 20 or env_r.size < 20:
         return (
             None,
             "off: too few non-silent RMS-envelope frames in the reference or target to judge dynamics",
         )
-    spread_t, spread_r = _spread_db(env_t), _spread_db(env_r)
-    lra_t, lra_r = (
-        _num(_get(tgt, "loudness", "loudness_range_lu")),
-        _num(_get(ref, "loudness", "loudness_range_lu")),
-    )
+    if not hop_t or hop_t <= 0:
+        reverb_sim = None
+        hop_t = 0.05
+
+    def predicted(gr_db: np.ndarray | float) -> np.ndarray:
+        return _with_reverb(raw_t - gr_db, hop_t, reverb_sim)[act_t]
+
+    base = predicted(0.0)
+    up_t, up_r = _upper_spread_db(base), _upper_spread_db(env_r)
+    lo_t, lo_r = _spread_db(base), _spread_db(env_r)
     crest_t, crest_r = (
         _num(_get(tgt, "dynamics", "crest_factor_db")),
         _num(_get(ref, "dynamics", "crest_factor_db")),
     )
-    lra_says = lra_t is not None and lra_r is not None and lra_r < lra_t - LRA_MARGIN_LU
-    spread_says = spread_r < spread_t - SPREAD_MARGIN_DB
     facts = (
-        f"envelope spread ref {spread_r:.1f} dB vs target {spread_t:.1f} dB, "
-        f"LRA ref {_fmt(lra_r)} vs target {_fmt(lra_t)} LU, "
+        f"envelope p95-p50 ref {up_r:.1f} dB vs target {up_t:.1f} dB"
+        f"{' (after the reverb added)' if reverb_sim else ''}, p95-p10 ref {lo_r:.1f} vs {lo_t:.1f} dB, "
         f"crest ref {_fmt(crest_r)} vs target {_fmt(crest_t)} dB"
     )
-    if not (spread_says or lra_says):
+    if not up_r < up_t - SPREAD_MARGIN_DB:
         return None, f"off: the reference is not more compressed than the target ({facts})"
-    if not spread_says:
-        return None, f"off: only the loudness range differs, the short-term envelope does not ({facts})"
     best: tuple[float, float, float] | None = None
     for pct in (30, 40, 50, 60, 70, 80, 90):
-        thr = float(np.percentile(env_t, pct))
+        thr = float(np.percentile(raw_t[act_t], pct))
         for ratio in (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0):
-            gr = static_gain_reduction_db(env_t, thr, ratio, 6.0)
-            cost = abs(_spread_db(env_t - gr) - spread_r) + 0.05 * ratio
+            out = predicted(static_gain_reduction_db(raw_t, thr, ratio, 6.0))
+            cost = abs(_upper_spread_db(out) - up_r) + 0.5 * abs(_spread_db(out) - lo_r) + 0.05 * ratio
             if best is None or cost < best[0]:
                 best = (cost, thr, ratio)
     assert best is not None
     _, thr, ratio = best
     ratio = 1.0 + (ratio - 1.0) * intensity
     thr = float(np.clip(thr, *COMP_RANGES["threshold_db"]))
-    gr = static_gain_reduction_db(env_t, thr, ratio, 6.0)
-    makeup = float(np.clip(np.median(gr), *COMP_RANGES["makeup_db"]))
+    gr = static_gain_reduction_db(raw_t, thr, ratio, 6.0)
+    makeup = float(np.clip(np.median(gr[act_t]), *COMP_RANGES["makeup_db"]))
     voice = (_num(_get(tgt, "f0", "voiced_ratio")) or 0.0) >= 0.3
     params = {
         "threshold_db": round(thr, 2),
@@ -131,8 +175,8 @@ def estimate_compressor(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[d
         "makeup_db": round(makeup, 2),
         "knee_db": 6.0,
     }
-    after = _spread_db(env_t - gr)
-    return params, f"on: reference more compressed ({facts}); predicted target spread after {after:.1f} dB"
+    after = _upper_spread_db(predicted(gr))
+    return params, f"on: reference more compressed ({facts}); predicted target p95-p50 after {after:.1f} dB"
 
 
 # -- reverb ------------------------------------------------------------------------------------
@@ -264,6 +308,13 @@ def estimate_pitch(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[dict |
     return {"semitones": semis_i}, f"on: stable F0 offset {offset:+.0f} cents (histogram {hist_cents:+.0f})"
 
 
+def _reverb_sim(block: dict | None, tgt: dict) -> dict | None:
+    if not block:
+        return None
+    _, rt60_s = parse_ir_key(block["ir_key"])
+    return {"rt60_s": rt60_s, "mix": float(block["mix"]), "wet_gain": wet_gain_on(tgt, block["ir_key"])}
+
+
 def invert_mode_b(
     reference_features: dict, target_features: dict, params_a: dict, opts: dict | None = None
 ) -> dict:
@@ -273,14 +324,24 @@ def invert_mode_b(
     exclude = set(opts.get("exclude") or ())
     params = copy.deepcopy(params_a)
     notes = dict(params.get("notes") or {})
-    estimators = {"compressor": estimate_compressor, "reverb": estimate_reverb, "pitch": estimate_pitch}
-    for name in MODE_B_PROCESSORS:
+    # reverb first: the compressor fit predicts the target's envelope through the reverb added after it
+    for name in ("reverb", "compressor", "pitch"):
         params.pop(name, None)
         if name in exclude:
             notes[name] = "off: excluded by the options"
             continue
         try:
-            block, note = estimators[name](reference_features, target_features, intensity)
+            if name == "reverb":
+                block, note = estimate_reverb(reference_features, target_features, intensity)
+            elif name == "compressor":
+                block, note = estimate_compressor(
+                    reference_features,
+                    target_features,
+                    intensity,
+                    _reverb_sim(params.get("reverb"), target_features),
+                )
+            else:
+                block, note = estimate_pitch(reference_features, target_features, intensity)
         except (ValueError, TypeError, KeyError, ZeroDivisionError, FloatingPointError) as exc:
             block, note = None, f"off: features could not be used ({type(exc).__name__}: {exc})"
         if block is not None:
