@@ -92,7 +92,9 @@ class PipelineRenderer:
             result_path=sfn.JsonPath.DISCARD)
         send_dlq.add_retry(errors=["States.ALL"], interval=Duration.seconds(2), backoff_rate=2,
                            max_attempts=5)
-        fail = sfn.Fail(self.scope, "JobFailed", cause_path="$.error.Cause", error_path="$.error.Error")
+        # The execution fails with one fixed error name (error names starting "States." may not be
+        # re-raised by a Fail state); the original error is in the cause, the job row and the dead letter.
+        fail = sfn.Fail(self.scope, "JobFailed", error="TonematchJobFailed", cause_path="$.error.Cause")
         # If marking FAILED itself fails after its retries, the dead letter still goes out, with both
         # errors, so nothing is lost: operators replay from the queue.
         mark_failed.add_catch(send_dlq, errors=["States.ALL"], result_path="$.mark_failed_error")

@@ -30,8 +30,8 @@ def resolve(task: Task) -> Callable[[dict, Any], dict]:
     return getattr(importlib.import_module(module), name)
 
 
-def current_task() -> Task:
-    name = os.environ.get("TONEMATCH_STEP", "")
+def task_named(name: str) -> Task:
+    """The pipeline task ``name`` (``TONEMATCH_STEP`` of the function)."""
     try:
         return PIPELINE.task(name)
     except KeyError:
@@ -48,14 +48,20 @@ def publish_quality(ctx: Any, job_id: str) -> None:
     for name in QUALITY_METRICS:
         value = values.get(name) if isinstance(values, dict) else None
         if isinstance(value, int | float):
-            metrics.add_metric(name=name, unit=MetricUnit.None_, value=float(value))
+            metrics.add_metric(name=name, unit=MetricUnit.NoUnit, value=float(value))
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict, context: Any) -> dict:
-    task = current_task()
+    """The Lambda entry point: runs the task ``TONEMATCH_STEP`` names."""
+    return run_step(os.environ.get("TONEMATCH_STEP", ""), event)
+
+
+def run_step(step: str, event: dict) -> dict:
+    """Run pipeline task ``step`` on ``event`` with logging, tracing and metrics around it."""
+    task = task_named(step)
     job_id = str(event.get("job_id", ""))
     logger.set_correlation_id(job_id)
     logger.append_keys(job_id=job_id, step=task.name, item_index=event.get("item_index"))
