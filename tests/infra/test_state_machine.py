@@ -12,8 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.moto_pipeline import REGION, Deployed, Hooks, deploy, executions, install_hooks, \
-    wait_for_execution
+from tests.infra.moto_pipeline import (
+    REGION,
+    Deployed,
+    Hooks,
+    deploy,
+    executions,
+    install_hooks,
+    wait_for_execution,
+)
 
 pytestmark = [pytest.mark.cdk, pytest.mark.postgres, pytest.mark.slow]
 

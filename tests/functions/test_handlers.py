@@ -1,0 +1,119 @@
+"""The Lambda adapters (functions/handlers): what each does with good and bad events. The full
+pipeline through them runs in tests/infra/test_state_machine.py."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from functions.handlers import _runtime, starter, status, tagger
+from functions.handlers.steps import task_named
+from tests.functions.conftest import add_user
+
+
+@pytest.mark.parametrize(("key", "cls"), [
+    ("u1/audio/raw/a.wav", "raw"), ("u1/audio/processed/j.flac", "processed"), ("u1/work/j/seg/00001.wav", "work"),
+    ("drop/u1/b/reference.wav", "drop"), ("u1/viz/j.json", None), ("u1/preset/p.json", None), ("ir/hall.wav", None),
+    ("u1/audio/raw", None),
+])
+def test_lifecycle_class_of_keys(key, cls):
+    assert tagger.object_class(key) == cls
+
+
+def test_tagger_tags_and_keeps_existing_tags(monkeypatch):
+    from moto import mock_aws
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    with mock_aws():
+        import boto3
+
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="tm-bucket")
+        s3.put_object(Bucket="tm-bucket", Key="u1/audio/raw/a.wav", Body=b"x", Tagging="owner=me")
+        monkeypatch.setattr(tagger, "_s3", None)
+        event = {"detail": {"bucket": {"name": "tm-bucket"}, "object": {"key": "u1/audio/raw/a.wav"}}}
+        from tests.infra.moto_pipeline import FakeLambdaContext
+
+        assert tagger.handler(event, FakeLambdaContext("tagger"))["class"] == "raw"
+        tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket="tm-bucket", Key="u1/audio/raw/a.wav")["TagSet"]}
+        assert tags == {"owner": "me", "tonematch-class": "raw"}
+        gone = {"detail": {"bucket": {"name": "tm-bucket"}, "object": {"key": "u1/audio/raw/deleted.wav"}}}
+        assert tagger.handler(gone, FakeLambdaContext("tagger")).get("gone") is True
+
+
+class FakeRds:
+    def __init__(self):
+        self.calls = []
+
+    def generate_db_auth_token(self, DBHostname, Port, DBUsername):
+        self.calls.append((DBHostname, Port, DBUsername))
+        return f"token-{len(self.calls)}"
+
+
+def test_iam_db_token_signed_then_refreshed_before_expiry(monkeypatch):
+    monkeypatch.setenv("TONEMATCH_DB_IAM_AUTH", "1")
+    monkeypatch.setenv("TONEMATCH_DATABASE_URL", "postgresql://tonematch@proxy.example:5432/tonematch?sslmode=require")
+    monkeypatch.setenv("PGPASSWORD", "")  # registered, so teardown restores the real environment
+    monkeypatch.setenv("PGSSLMODE", "require")
+    monkeypatch.setattr(_runtime, "_token_signed_at", 0.0)
+    rds = FakeRds()
+    assert _runtime.refresh_db_credentials(now=1000.0, rds_client=rds) is True
+    assert rds.calls == [("proxy.example", 5432, "tonematch")]
+    import os
+
+    assert os.environ["PGPASSWORD"] == "token-1"
+    assert _runtime.refresh_db_credentials(now=1000.0 + 9 * 60, rds_client=rds) is False  # still fresh
+    assert _runtime.refresh_db_credentials(now=1000.0 + 11 * 60, rds_client=rds) is True
+    assert os.environ["PGPASSWORD"] == "token-2"
+    monkeypatch.setenv("TONEMATCH_DB_IAM_AUTH", "0")
+    assert _runtime.refresh_db_credentials(now=99999.0, rds_client=rds) is False
+
+
+def test_malformed_drop_messages_are_refused_clearly():
+    with pytest.raises(starter.MalformedDropEvent, match="not an S3 Object Created event"):
+        starter.object_of("{not json")
+    with pytest.raises(starter.MalformedDropEvent):
+        starter.object_of(json.dumps({"detail": {"object": {}}}))
+    assert starter.object_of(json.dumps({"detail": {"object": {"key": "drop/u/b/t.wav", "size": 12}}})) == \
+        ("drop/u/b/t.wav", 12)
+
+
+def test_unknown_step_name_is_a_configuration_error():
+    assert task_named("Invert").name == "Invert"
+    with pytest.raises(RuntimeError, match="TONEMATCH_STEP='Nope'"):
+        task_named("Nope")
+
+
+def _job(ctx, status_value: str) -> dict:
+    user = add_user(ctx)
+    job, _ = ctx.status.create_job(user_id=user["id"], mode="A", ref_key=f"{user['id']}/audio/raw/r.wav",
+                                   tgt_key=f"{user['id']}/audio/raw/t.wav", opts={},
+                                   idempotency_key=uuid.uuid4().hex, preset_id=None)
+    ctx.status.advance_job(job["id"], status_value, 40, "RenderSegments")
+    return ctx.status.get_job(job["id"])
+
+
+def test_status_watcher_fails_jobs_of_timed_out_executions(ctx):
+    job = _job(ctx, "RENDERING")
+    detail = {"status": "TIMED_OUT", "executionArn": "arn:x",
+              "input": json.dumps({"job_id": job["id"], "user_id": job["user_id"], "attempt": 0})}
+    assert status.handle(detail, ctx)["action"] == "failed"
+    row = ctx.status.get_job(job["id"])
+    assert row["status"] == "FAILED" and "TIMED_OUT" in row["error"] and row["last_step"] == "RenderSegments"
+    assert [d for d in ctx.status.dead_letters() if d.get("job_id") == job["id"]]
+    again = status.handle(detail, ctx)  # a repeated event changes nothing
+    assert again["action"] == "ignored" and "already FAILED" in again["reason"]
+
+
+def test_status_watcher_ignores_unknown_and_newer_attempts(ctx):
+    assert status.handle({"status": "ABORTED", "input": "{}"}, ctx)["action"] == "ignored"
+    unknown = {"status": "ABORTED", "input": json.dumps({"job_id": str(uuid.uuid4())})}
+    assert status.handle(unknown, ctx)["reason"].startswith("unknown job")
+    job = _job(ctx, "ANALYZING")
+    old = {"status": "ABORTED", "input": json.dumps({"job_id": job["id"], "attempt": 5})}
+    assert status.handle(old, ctx)["reason"] == "a newer attempt of the job is running"
+    assert ctx.status.get_job(job["id"])["status"] == "ANALYZING"
