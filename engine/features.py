@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,7 +27,7 @@ import numpy as np
 import scipy.fft
 
 from engine.analysis import dynamics, reverb, spectrum, stereo
-from engine.analysis.f0 import FMAX_HZ, FMIN_HZ, YinTracker, pitch_class_histogram
+from engine.analysis.f0 import FMAX_HZ, FMIN_HZ, Decimator, YinTracker, pitch_class_histogram
 from engine.errors import AudioInputError, TonematchError
 from engine.loudness import LoudnessMeter, k_weighting_sos
 from engine.true_peak import TruePeakMeter
@@ -42,12 +43,15 @@ MEL_FMIN_HZ = 20.0
 STFT_POINTS = 256
 ENVELOPE_HOP_S = 0.01
 RMS_HOP_S = 0.05
-BLOCK_FRAMES = 65536
+BLOCK_FRAMES = 1 << 18  # 6 s at 44.1 kHz: few Python-level calls, ~2 MB per block
 FLOOR_DB = spectrum.FLOOR_DB
 _LEVEL_BINS = 90  # 1 dB bins of frame level from -70 to +20 LUFS
 _LEVEL_MIN = -70.0
 _REL_GATE_LU = -20.0
 _BLIND_REVERB_S = 30.0
+LF_WIN = 1024
+LF_HOP = 512
+LF_CROSSOVER_HZ = 400.0
 
 
 def _kw_power(freqs_hz: np.ndarray, sample_rate_hz: float) -> np.ndarray:
@@ -72,6 +76,20 @@ class FeatureAnalyzer:
         self.loud = LoudnessMeter(fs, channels)
         self.tp = TruePeakMeter(fs, channels)
         self.yin = YinTracker(fs)
+        # Low band: a 1024-point STFT of mid/side decimated to ~5.5 kHz resolves 5-6 Hz, so 1/12-octave
+        # bands below LF_CROSSOVER_HZ (narrower than a 2048-point bin) are measured, not smeared.
+        self.dec_side = Decimator(fs)
+        q = self.yin.decimator.factor
+        self.lf = q >= 4
+        self.lf_rate = fs / q
+        self.lf_bin_hz = self.lf_rate / LF_WIN
+        self.lf_window = (np.hanning(LF_WIN + 1)[:-1] / np.sqrt(np.sum(np.hanning(LF_WIN + 1)[:-1] ** 2))
+                          ).astype(np.float32)
+        self.lf_scale = float(q)  # a decimated band-limited signal carries 1/q of white-noise power
+        self.acc_lf = np.zeros((_LEVEL_BINS, 2, LF_WIN // 2 + 1))
+        self.acc_lf_frames = np.zeros(_LEVEL_BINS)
+        self.acc_lf_energy = np.zeros(_LEVEL_BINS)
+        self._lf_buf = np.zeros((2, 0), dtype=np.float32)
         self.sample_peak = 0.0
         self.sum_sq = 0.0
         # STFT
@@ -138,10 +156,15 @@ class FeatureAnalyzer:
             ms = np.stack([mid, side], axis=0)
         else:
             mid = x[:, 0]
+            side = None
             sq = np.square(mid)
             ms = mid[None, :]
         self.sum_sq += float(np.sum(sq, dtype=np.float64))
-        self.yin.feed(mid)
+        dec_mid = self.yin.decimator.process(mid)
+        self.yin.feed_decimated(dec_mid)
+        if self.lf:
+            dec_side = self.dec_side.process(side) if self.channels == 2 else np.zeros_like(dec_mid)
+            self._feed_lf(np.stack([dec_mid, dec_side[: dec_mid.size]]))
         self._feed_envelope(sq)
         self._feed_stft(ms)
         if self.blind:
@@ -158,6 +181,46 @@ class FeatureAnalyzer:
             frames = buf[: k * self.env_hop].reshape(k, self.env_hop)
             self.envelope.append(frames.mean(axis=1, dtype=np.float64))
         self._env_buf = buf[k * self.env_hop:].copy()
+
+    def _feed_lf(self, dec: np.ndarray) -> None:
+        buf = np.concatenate([self._lf_buf, dec], axis=1) if self._lf_buf.size else dec
+        n = buf.shape[1]
+        count = (n - LF_WIN) // LF_HOP + 1 if n >= LF_WIN else 0
+        if count > 0:
+            view = np.lib.stride_tricks.sliding_window_view(buf, LF_WIN, axis=1)[:, ::LF_HOP][:, :count]
+            spec = scipy.fft.rfft(view * self.lf_window, axis=2)
+            power = spec.real * spec.real
+            power += spec.imag * spec.imag
+            power *= np.float32(self.lf_scale)
+            # frame level (unweighted mid + side power of the low band) for the same kind of gate
+            energy = power.sum(axis=(0, 2), dtype=np.float64) * (2.0 / LF_WIN)
+            with np.errstate(divide="ignore"):
+                level = 10.0 * np.log10(energy)
+            level = np.where(np.isfinite(level), level, _LEVEL_MIN - 1.0)
+            lb = np.floor(level - _LEVEL_MIN).astype(np.int64)
+            keep = np.nonzero(lb >= 0)[0]
+            if keep.size:
+                lb = np.minimum(lb[keep], _LEVEL_BINS - 1)
+                bins, inverse = np.unique(lb, return_inverse=True)
+                onehot = np.zeros((bins.size, count), dtype=np.float32)
+                onehot[inverse, keep] = 1.0
+                for c in range(2):
+                    self.acc_lf[bins, c] += onehot @ power[c]
+                self.acc_lf_frames[bins] += np.bincount(inverse, minlength=bins.size)
+                self.acc_lf_energy[bins] += np.bincount(inverse, weights=energy[keep], minlength=bins.size)
+            buf = buf[:, count * LF_HOP:]
+        self._lf_buf = np.ascontiguousarray(buf)
+
+    def _lf_spectrum(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Gated long-term low-band power of mid and side on the LF bin grid, or None."""
+        frames = self.acc_lf_frames
+        if not self.lf or frames.sum() == 0:
+            return None
+        mean_level = 10.0 * math.log10(self.acc_lf_energy.sum() / frames.sum())
+        gate = (frames > 0) & (_LEVEL_MIN + np.arange(_LEVEL_BINS) + 1.0 > mean_level + _REL_GATE_LU)
+        n = frames[gate].sum()
+        acc = self.acc_lf[gate].sum(axis=0) / n
+        return acc[0], acc[1]
 
     def _feed_stft(self, ms: np.ndarray) -> None:
         """``ms``: ``(channels_used, frames)`` channel-major mid (and side) samples."""
@@ -249,8 +312,14 @@ class FeatureAnalyzer:
         # 1/12-octave long-term spectrum
         centers = spectrum.twelfth_octave_centers_hz(fs)
         band = spectrum.band_average_matrix(centers, self.freqs.size, self.bin_hz)
-        mid_db = spectrum.power_db(band @ pm) if n_frames else np.full(centers.size, FLOOR_DB)
-        side_db = (spectrum.power_db(band @ ps) if n_frames and self.channels == 2
+        mid_p, side_p = band @ pm, band @ ps
+        lf = self._lf_spectrum()
+        if lf is not None:
+            low = centers < LF_CROSSOVER_HZ
+            band_lf = spectrum.band_average_matrix(centers[low], LF_WIN // 2 + 1, self.lf_bin_hz)
+            mid_p[low], side_p[low] = band_lf @ lf[0], band_lf @ lf[1]
+        mid_db = spectrum.power_db(mid_p) if n_frames else np.full(centers.size, FLOOR_DB)
+        side_db = (spectrum.power_db(side_p) if n_frames and self.channels == 2
                    else np.full(centers.size, FLOOR_DB))
         # STFT statistics
         g = self.group
@@ -362,15 +431,17 @@ class FeatureAnalyzer:
         n = f0.size
         factor = dynamics.reduce_factor(n)
         if n:
-            groups = np.arange(0, n, factor)
-            v_share = np.add.reduceat(voiced.astype(np.float64), groups) / np.diff(np.append(groups, n))
-            series_voiced = v_share >= 0.5
-            series_f0 = np.zeros(groups.size)
-            masked = np.where(voiced, f0, np.nan)
-            for i, g0 in enumerate(groups):  # <= 2000 groups
-                seg = masked[g0:g0 + factor]
-                if series_voiced[i]:
-                    series_f0[i] = float(np.nanmedian(seg))
+            n_groups = -(-n // factor)
+            padded_v = np.zeros(n_groups * factor, dtype=bool)
+            padded_v[:n] = voiced
+            padded_f = np.full(n_groups * factor, np.nan)
+            padded_f[:n] = np.where(voiced, f0, np.nan)
+            counts = np.minimum(factor, n - np.arange(n_groups) * factor)
+            series_voiced = padded_v.reshape(n_groups, factor).sum(axis=1) >= 0.5 * counts
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN groups are unvoiced
+                med = np.nanmedian(padded_f.reshape(n_groups, factor), axis=1)
+            series_f0 = np.where(series_voiced, np.nan_to_num(med), 0.0)
         else:
             series_voiced = np.zeros(0, dtype=bool)
             series_f0 = np.zeros(0)

@@ -13,7 +13,7 @@ import functools
 
 import numpy as np
 import scipy.fft
-from scipy.signal import firwin
+from scipy.signal import firwin, upfirdn
 
 FMIN_HZ = 55.0
 FMAX_HZ = 1000.0
@@ -35,7 +35,8 @@ class Decimator:
             self.taps = np.ones(1, dtype=np.float32)
         else:
             # Pass band to 0.8 of the new Nyquist (>= 2.2 kHz: F0 <= 1 kHz and its first harmonics).
-            self.taps = firwin(4 * self.factor, 0.8 / self.factor, window=("kaiser", 5.0)).astype(np.float32)
+            taps = firwin(4 * self.factor + 1, 0.8 / self.factor, window=("kaiser", 5.0))
+            self.taps = taps.astype(np.float32)
         self._buf = np.zeros(0, dtype=np.float32)
 
     def process(self, x: np.ndarray) -> np.ndarray:
@@ -46,11 +47,11 @@ class Decimator:
         if count <= 0:
             self._buf = buf
             return np.zeros(0, dtype=np.float32)
-        # polyphase: out[m] = sum_k taps[k] buf[m q + n_taps - 1 - k], one strided slice per tap
-        out = np.zeros(count, dtype=np.float32)
-        for k in range(n_taps):  # loop over taps (<= 70), each a vectorised slice
-            start = n_taps - 1 - k
-            out += self.taps[k] * buf[start:start + (count - 1) * q + 1:q]
+        # upfirdn gives z[j] = sum_k taps[k] buf[j q - k]; with (n_taps - 1) a multiple of q the
+        # outputs whose window lies inside buf are z[(n_taps - 1) / q + m]
+        z = upfirdn(self.taps, buf, 1, q)
+        first = (n_taps - 1) // q
+        out = z[first:first + count].astype(np.float32, copy=False)
         self._buf = buf[count * q:].copy()
         return out
 
@@ -143,7 +144,7 @@ def _refine(cross: np.ndarray, d_ext: np.ndarray, e0: np.ndarray, tau: np.ndarra
     k = np.arange(cross.shape[1])
     g = _GRID.astype(np.float32)[None, :]
     basis = _grid_basis(n_fft, k.size)
-    table = _shift_table(n_fft, cross.shape[1], int(tau.max()) + 1)
+    table = _shift_table(n_fft, cross.shape[1], d_ext.shape[1] + 2)
     c = table[tau]
     c *= cross  # C_k e^{i w_k tau0}
     r_fine = c.view(np.float32) @ basis  # r(tau0 + grid), (n, grid)
@@ -192,7 +193,11 @@ class YinTracker:
 
     def feed(self, mono: np.ndarray) -> None:
         """Analyse the next mono samples (at the input rate)."""
-        dec = self.decimator.process(mono)
+        self.feed_decimated(self.decimator.process(mono))
+
+    def feed_decimated(self, dec: np.ndarray) -> None:
+        """Analyse the next samples already decimated by ``self.decimator`` (shared with a caller
+        that needs the decimated signal too)."""
         if dec.size == 0:
             return
         self._buf = np.concatenate([self._buf, dec])
