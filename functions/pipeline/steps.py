@@ -43,14 +43,20 @@ def segment_key(event: dict, idx: int) -> str:
     return f"{work_prefix(event)}/seg/{int(idx):05d}.wav"
 
 
+def _running_status(status: str) -> str:
+    # Finalize's status in the definition is the one it ends with; while it writes the results the
+    # job must not look COMPLETED yet (a client would fetch half-written outputs)
+    return "RENDERING" if status == "COMPLETED" else status
+
+
 def _enter(ctx: StepContext, event: dict, task_name: str) -> None:
     t = PIPELINE.task(task_name)
-    ctx.status.advance_job(event["job_id"], t.status, t.progress_start, task_name)
+    ctx.status.advance_job(event["job_id"], _running_status(t.status), t.progress_start, task_name)
 
 
 def _leave(ctx: StepContext, event: dict, task_name: str) -> None:
     t = PIPELINE.task(task_name)
-    ctx.status.advance_job(event["job_id"], t.status, t.progress_end)
+    ctx.status.advance_job(event["job_id"], _running_status(t.status), t.progress_end)
 
 
 def _job_scratch(ctx: StepContext, event: dict) -> Path:
@@ -273,7 +279,7 @@ def merge(event: dict, ctx: StepContext) -> dict:
 def finalize(event: dict, ctx: StepContext) -> dict:
     """Write the result (processed audio, metrics row, visualisation JSON, preset + EQ text, preset
     row, billing row) and mark the job COMPLETED."""
-    from engine.features import analyze_features  # noqa: I001
+    from engine.features import analyze_features
     from engine.metrics import result_metrics
     from engine.preset import eq_to_equalizer_apo, export_preset
     from engine.viz import visualisation
