@@ -49,6 +49,9 @@ def page(browser):
     pg.set_default_timeout(20_000)
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
+    # the console's own CSP must never block what it does
+    pg.on("console", lambda m: errors.append(m.text)
+          if m.type == "error" and "Security Policy" in m.text else None)
     pg.js_errors = errors  # type: ignore[attr-defined]
     yield pg
     ctx.close()
@@ -201,6 +204,18 @@ def service(tmp_path_factory):
     svc = start_service(tmp_path_factory.mktemp("tonematch-data"))
     yield svc
     stop_service(svc)
+
+
+def wait_position_past(page, seconds: float, timeout_s: float = 20.0) -> float:
+    """Wait until the player's position passes `seconds` (polled from Python: the console's CSP
+    forbids the eval that wait_for_function needs)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pos = float(page.get_attribute("#player", "data-position") or 0)
+        if pos > seconds:
+            return pos
+        page.wait_for_timeout(50)
+    raise AssertionError(f"the player did not get past {seconds} s")
 
 
 def login(page, base_url: str, email: str = EMAIL, password: str = PASSWORD) -> None:

@@ -46,7 +46,7 @@ def synthetic_viz(duration_s: float, points: int = 2000) -> dict:
                      "reference_db": r(tilt - 18),
                      "result_db": r(tilt - 18.5 + rng.normal(0, .5, freqs.size))},
         "lufs_trajectory": {"hop_s": hop, "target": r(st - 4), "result": r(st)},
-        "gain_reduction": {"hop_s": hop, "db": r(-np.abs(rng.normal(0, 1.5, n)))},
+        "gain_reduction": {"hop_s": hop, "db": r(np.abs(rng.normal(0, 1.5, n)))},  # positive = reduction
         "f0": {"hop_s": hop, "target_hz": r(np.where(voiced, f0, 0)),
                "result_hz": r(np.where(voiced, f0 * 1.01, 0))},
         "mid_side": {"band_edges_hz": r(edges), "target_mid_db": r(-20 - np.arange(8)),

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 import soundfile as sf
 
-from tests.console.conftest import EMAIL, PASSWORD, login, shot
+from tests.console.conftest import EMAIL, PASSWORD, login, shot, wait_position_past
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 JOB_TIMEOUT_MS = 240_000
@@ -95,7 +95,7 @@ def test_whole_flow(page, service, audio_files, tmp_path):
     assert max(gains.values()) == pytest.approx(1.0) and min(gains.values()) < 1.0  # quieter one untouched
     page.click("#play")
     page.wait_for_selector("#player[data-state=playing]")
-    page.wait_for_function("Number(document.querySelector('#player').dataset.position) > 0.3")
+    wait_position_past(page, 0.3)
     before = float(page.get_attribute("#player", "data-position"))
     page.get_by_role("radio", name="Processed").click()
     assert page.get_attribute("#player", "data-active") == "processed"

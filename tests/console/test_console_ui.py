@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.console.conftest import shot
+from tests.console.conftest import shot, wait_position_past
 from tests.console.mock_api import BASE, MockApi, synthetic_viz, wav_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -111,7 +111,7 @@ def test_long_recordings_stream_and_switch_in_step(page):
     finished_job(page, api)
     page.wait_for_selector("#player[data-state=ready][data-mode=stream]")
     page.click("#play")
-    page.wait_for_function("Number(document.querySelector('#player').dataset.position) > 0.4")
+    wait_position_past(page, 0.4)
     before = float(page.get_attribute("#player", "data-position"))
     page.get_by_role("radio", name="Processed").click()
     assert page.get_attribute("#player", "data-active") == "processed"

@@ -9,7 +9,8 @@ import { hasResume, uploadAudio } from "./upload.js";
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
-const api = new Api("");
+// The app's root is two folders above this module ({root}/console/js/app.js), wherever it is mounted.
+const api = new Api(new URL("../../", import.meta.url).href.replace(/\/$/, ""));
 window.tonematch = { api, timings: {} };
 
 // ---------- shell ----------
@@ -610,6 +611,12 @@ const METRICS = [
   ["artifacts_rate", "Limiter strain", (v) => `${(v * 100).toFixed(2)} %`, "Share of the audio where the limiter worked hard or the signal clipped. Under 1 % is clean."],
 ];
 
+const EXTRA_METRICS = {
+  target_lufs: ["Loudness goal", (v) => `${v.toFixed(1)} LUFS`, "The loudness the result was aimed at (the reference's, unless you set one)."],
+  result_lufs: ["Result loudness", (v) => `${v.toFixed(1)} LUFS`, "Integrated loudness of the processed result."],
+  tp_over_db: ["Peak over ceiling", (v) => `${v.toFixed(2)} dB`, "How far the true peak went past your ceiling. 0 means it stayed under."],
+};
+
 function renderMetrics(job) {
   const tb = $("#metrics tbody");
   tb.textContent = "";
@@ -631,8 +638,13 @@ function renderMetrics(job) {
     add("Loudness: your original", lu(L.target_lufs), "Integrated loudness of your recording before processing.");
     add("Loudness: result", lu(L.result_lufs), "Integrated loudness of the processed result.");
   }
+  const shown = new Set(METRICS.map(([k]) => k));
+  if (Object.keys(L).length) shown.add("result_lufs");
   for (const [k, v] of Object.entries(m)) {
-    if (!METRICS.some(([mk]) => mk === k) && (typeof v === "number" || typeof v === "string")) add(k.replace(/_/g, " "), String(typeof v === "number" ? +v.toFixed(4) : v), "");
+    if (shown.has(k) || !(typeof v === "number" || typeof v === "string")) continue;
+    const known = EXTRA_METRICS[k];
+    if (known) add(known[0], typeof v === "number" ? known[1](v) : v, known[2]);
+    else add(k.replace(/_/g, " "), String(typeof v === "number" ? +v.toFixed(4) : v), "");
   }
 }
 

@@ -41,7 +41,8 @@ const fmtNum = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : +v.toFixed(2) + "");
 
 /**
  * Draw a chart into `figure` (a <figure>): replaces its content.
- * spec: {title, xLabel, yLabel, xLog, xTime, xFmt, series: [{label, xs, ys, cls, dash}], yMin, yMax, desc}
+ * spec: {title, xLabel, yLabel, xLog, xTime, xFmt, series: [{label, xs, ys, cls, dash}], yMin, yMax,
+ *        yFloor (clip the axis there), yZero (axis includes 0), ySpanMin (smallest y span), desc}
  * Returns the number of points drawn.
  */
 export function lineChart(figure, spec) {
@@ -77,6 +78,11 @@ export function lineChart(figure, spec) {
   if (spec.yMin != null) ylo = Math.max(ylo, spec.yMin);
   if (spec.yMax != null) yhi = Math.min(yhi, spec.yMax);
   if (spec.yFloor != null) ylo = Math.max(ylo, spec.yFloor);
+  if (spec.yZero) { ylo = Math.min(ylo, 0); yhi = Math.max(yhi, 0); }
+  if (spec.ySpanMin && yhi - ylo < spec.ySpanMin) {
+    if (spec.yZero && ylo >= 0) yhi = ylo + spec.ySpanMin;
+    else { const c = (ylo + yhi) / 2; ylo = c - spec.ySpanMin / 2; yhi = c + spec.ySpanMin / 2; }
+  }
   if (yhi - ylo < 1e-6) { ylo -= 1; yhi += 1; }
   const pad = (yhi - ylo) * 0.05; ylo -= pad; yhi += pad;
   if (xhi - xlo < 1e-12) { xhi = xlo + 1; }

@@ -72,9 +72,10 @@ export function seriesOf(block, { gapAtOrBelow = null, label = null } = {}) {
 const PLOTS = [
   { key: "spectrum", title: "Long-term spectrum", yLabel: "Level (dB)", wide: true, yFloor: -140,
     desc: "Average level per frequency of your original, the reference and the result." },
-  { key: "lufs_trajectory", title: "Loudness over time", yLabel: "Short-term loudness (LUFS)", yFloor: -70,
+  { key: "lufs_trajectory", title: "Loudness over time", yLabel: "Short-term loudness (LUFS)", yFloor: -70, ySpanMin: 6,
     desc: "Short-term loudness over time of your original and of the result." },
-  { key: "gain_reduction", title: "Limiter and compressor gain reduction", yLabel: "Gain reduction (dB)", label: "Gain reduction",
+  { key: "gain_reduction", title: "Limiter and compressor gain reduction", yLabel: "Gain reduction (dB)",
+    label: "Gain reduction", yZero: true, ySpanMin: 3,
     desc: "How much the limiter and compressor turned the level down over time." },
   { key: "mid_side", title: "Mid / side energy", yLabel: "Energy (dB)", yFloor: -140,
     desc: "Energy of the centre (mid) and the sides of the stereo image." },
@@ -106,6 +107,7 @@ export function renderViz(container, viz) {
     const { xKind, series } = seriesOf(block, { gapAtOrBelow: p.gap ?? null, label: p.label });
     const n = lineChart(fig, {
       title: p.title, desc: p.desc, yLabel: p.yLabel, yFloor: p.yFloor, series, width: widths[i],
+      yZero: p.yZero, ySpanMin: p.ySpanMin ?? 2,
       xLog: xKind === "freq", xTime: xKind === "time",
       xLabel: xKind === "freq" ? "Frequency (Hz)" : xKind === "time" ? "Time (m:s)" : "",
       emptyText: p.key === "f0" ? "No steady pitch found (normal for full mixes and drums)." : undefined,
