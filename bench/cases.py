@@ -15,11 +15,14 @@ Case types (as in the DeepAFx-ST evaluation; A and B are non-overlapping excerpt
 | voice_target_wetter | dry speech X | S_B(speech Y) | Y | A, B |
 
 Every excerpt is normalised to -23 LUFS before S. Files are float32 WAV at 44.1 kHz (music stereo,
-speech mono) under ``bench/.work/cases/<case_id>/`` with a ``manifest.json``; nothing is committed.
+speech mono) under ``bench/.work/casesets/<settings key>/<case_id>/`` with a ``manifest.json`` (one
+folder per set of settings, so runs with different settings never touch each other's files); nothing is
+committed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -127,7 +130,7 @@ def render_speech(text: str, voice: str, out_dir: Path) -> np.ndarray:
     if exe is None:
         raise RuntimeError("espeak-ng is not installed: run bench/setup.sh")
     out_dir.mkdir(parents=True, exist_ok=True)
-    wav = out_dir / f"speech_{abs(hash((text, voice))) % 10**10}.wav"
+    wav = out_dir / f"speech_{hashlib.sha1((voice + text).encode()).hexdigest()[:12]}.wav"
     subprocess.run([exe, "-v", voice, "-s", "160", "-w", str(wav), text], check=True, capture_output=True)
     x, sr = sf.read(wav, dtype="float64", always_2d=True)
     wav.unlink()
@@ -194,15 +197,22 @@ def _two_excerpts(src: Source, rng: np.random.Generator, excerpt_s: float) -> tu
     return round(a, 2), round(b, 2)
 
 
+def caseset_dir(settings: dict) -> Path:
+    """``bench/.work/casesets/n8_20s_seed2026_<hash of the types>``: one folder per settings."""
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return (WORK_DIR / "casesets"
+            / f"n{settings['n_per_type']}_{settings['excerpt_s']:g}s_seed{settings['seed']}_{digest}")
+
+
 def build_cases(n_per_type: int = 8, excerpt_s: float = 20.0, seed: int = 2026,
                 types: tuple[str, ...] = MUSIC_TYPES + MODE_B_TYPES, work_dir: Path | None = None,
                 force: bool = False) -> list[dict]:
     """Write the cases' audio and return the manifest (list of case dicts). Deterministic for a given
     (n_per_type, excerpt_s, seed, types); reuses ``manifest.json`` when it was built with the same
     settings."""
-    work_dir = work_dir or WORK_DIR / "cases"
     settings = {"n_per_type": n_per_type, "excerpt_s": excerpt_s, "seed": seed, "types": list(types),
                 "version": 1}
+    work_dir = work_dir or caseset_dir(settings)
     manifest_path = work_dir / "manifest.json"
     if not force and manifest_path.exists():
         old = json.loads(manifest_path.read_text())
@@ -310,4 +320,4 @@ if __name__ == "__main__":
     ap.add_argument("--force", action="store_true")
     a = ap.parse_args()
     built = build_cases(a.n, a.excerpt_s, a.seed, force=a.force)
-    print(f"{len(built)} cases in {WORK_DIR / 'cases'}")
+    print(f"{len(built)} cases in {Path(built[0]['target']).parent.parent}")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -252,12 +254,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-tonematch", action="store_true", help="Matchering side only")
     ap.add_argument("--skip-matchering", action="store_true")
     ap.add_argument("--out", type=Path, default=WORK_DIR / "results_quality.json")
+    ap.add_argument("--keep-outputs", action="store_true",
+                    help="keep the rendered outputs (bench/.work/runs/<run>/) for listening")
     a = ap.parse_args(argv)
 
     t_start = time.perf_counter()
     cases = build_cases(a.n, a.excerpt_s, a.seed, tuple(a.types))
     print(f"{len(cases)} cases ready ({time.perf_counter() - t_start:.0f} s)", flush=True)
-    out_root = WORK_DIR / "outputs"
+    # outputs of this run only (another run at the same time must not overwrite them)
+    out_root = WORK_DIR / "runs" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     run_tm = not a.skip_tonematch
     if run_tm:
         ok, why = engine_ready()
@@ -320,8 +325,13 @@ def main(argv: list[str] | None = None) -> int:
         for cid, n, err in failures:
             print(f"  {cid} {n}: {err}")
     elapsed = time.perf_counter() - t_start
+    if a.keep_outputs:
+        print(f"outputs kept in {out_root}")
+    else:
+        shutil.rmtree(out_root, ignore_errors=True)
     print(f"\nwall time {elapsed:.0f} s; results in {a.out}")
-    dump_json(a.out, {"date": now_utc(), "commit": git_commit(), "settings": vars(a) | {"out": str(a.out)},
+    dump_json(a.out, {"date": now_utc(), "commit": git_commit(),
+                      "settings": vars(a) | {"out": str(a.out), "outputs": str(out_root)},
                       "ceiling_dbtp": CEILING_DBTP, "summary": summary, "checks": checks, "losses": lost,
                       "cases": results, "wall_s": elapsed})
     return 0
