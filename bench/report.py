@@ -87,7 +87,8 @@ def speed_md(s: dict) -> str:
     if mf:
         out.append(f"- Peak RSS of `tonematch match`: 3-minute target {mf['3min']['peak_rss_mb']:.0f} MB "
                    f"({mf['3min']['wall_s']:.1f} s, rc {mf['3min']['rc']}), 60-minute target "
-                   f"{mf['60min']['peak_rss_mb']:.0f} MB ({mf['60min']['wall_s']:.1f} s, rc {mf['60min']['rc']}).")
+                   f"{mf['60min']['peak_rss_mb']:.0f} MB ({mf['60min']['wall_s']:.1f} s, rc {mf['60min']['rc']}"
+                   f"{', killed at the time limit: peak so far' if mf['60min'].get('timed_out') else ''}).")
     m16 = s.get("matchering_16min")
     if m16:
         out.append(f"- Matchering, 16-minute target: exit {m16['rc']} after {m16['wall_s']:.1f} s "
