@@ -31,7 +31,7 @@ from engine.chain import CHAIN_ORDER, POST_STAGES, ChainRunner, build_chain
 from engine.errors import AudioInputError, ParamsError
 from engine.loudness import LoudnessMeter, gated_integrated_lufs, k_weighting_sos
 from engine.processors.limiter import DEFAULT_RELEASE_MS, HARD_LIMIT_DB, MARGIN_DB
-from engine.true_peak import TruePeakMeter, TruePeakOversampler
+from engine.true_peak import TruePeakMeter
 
 BLOCK_FRAMES = 65536
 CELL_FRAMES = 64
@@ -84,17 +84,17 @@ def _run(chain: ChainRunner, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarra
 
 
 class _CellModel:
-    """Per 64-frame cell: K-weighted energy (channel sum) and true-peak (linear) of the pre output."""
+    """Per cell of ``cell_frames`` frames: K-weighted energy (channel sum) and sample peak of the pre
+    output, float32 (a 60-minute file at 48 kHz with 256-frame cells holds 2 x 2.7 MB)."""
 
-    def __init__(self, sample_rate_hz: int, channels: int) -> None:
+    def __init__(self, sample_rate_hz: int, channels: int, cell_frames: int = CELL_FRAMES) -> None:
         self.sample_rate_hz = int(sample_rate_hz)
         self.channels = int(channels)
+        self.cell_frames = int(cell_frames)
         self._sos = k_weighting_sos(sample_rate_hz).astype(np.float32)
         self._zi = np.zeros((self._sos.shape[0], self.channels, 2), np.float32)
-        self._tp = TruePeakOversampler(self.channels)
-        self._running_peak = 0.0
-        self._carry_e = np.zeros(0, np.float64)
-        self._carry_p = np.zeros(0, np.float32)
+        self._carry_e = np.zeros(0, np.float32)
+        self._carry_y = np.zeros((0, self.channels), np.float32)
         self._energy: list[np.ndarray] = []
         self._peak: list[np.ndarray] = []
         self.frames = 0
@@ -107,55 +107,66 @@ class _CellModel:
         e = np.square(kw[0], dtype=np.float32)
         for c in range(1, self.channels):
             e += np.square(kw[c])
-        sample_peak = float(np.abs(y).max())
-        self._running_peak = max(self._running_peak, sample_peak)
-        env = self._tp.process(y, floor=self._running_peak * 0.25)
-        e = np.concatenate([self._carry_e, e])
-        p = np.concatenate([self._carry_p, env])
-        m = (e.size // CELL_FRAMES) * CELL_FRAMES
-        if m:
-            self._energy.append(e[:m].reshape(-1, CELL_FRAMES).sum(axis=1, dtype=np.float64))
-            self._peak.append(p[:m].reshape(-1, CELL_FRAMES).max(axis=1))
-        self._carry_e, self._carry_p = e[m:], p[m:]
+        if self._carry_e.size:
+            e = np.concatenate([self._carry_e, e])
+            y = np.concatenate([self._carry_y, y])
+        cell = self.cell_frames
+        n_cells = e.size // cell
+        m = n_cells * cell
+        if n_cells:
+            self._energy.append(e[:m].reshape(n_cells, cell).sum(axis=1, dtype=np.float64).astype(np.float32))
+            rows = np.ascontiguousarray(y[:m]).reshape(n_cells, cell * self.channels)
+            self._peak.append(np.maximum(rows.max(axis=1), -rows.min(axis=1)))
+        self._carry_e, self._carry_y = e[m:].copy(), y[m:].copy()
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         energy = list(self._energy)
         peak = list(self._peak)
         if self._carry_e.size:
-            energy.append(np.array([self._carry_e.sum()]))
-            peak.append(np.array([self._carry_p.max()], np.float32))
-        e = np.concatenate(energy) if energy else np.zeros(0)
+            energy.append(np.array([self._carry_e.sum()], np.float32))
+            peak.append(np.array([np.abs(self._carry_y).max()], np.float32))
+        e = np.concatenate(energy) if energy else np.zeros(0, np.float32)
         p = np.concatenate(peak) if peak else np.zeros(0, np.float32)
+        self._energy, self._peak = [e], [p]
         return e, p
+
+
+def _cell_frames_for(total_frames: int) -> int:
+    """64-frame cells up to about 15 minutes at 48 kHz; longer files get longer cells so the model
+    stays under ~700 k cells (memory flat in the file's length)."""
+    cells = 64
+    while total_frames / cells > 700_000:
+        cells *= 2
+    return cells
 
 
 class LoudnessModel:
     """Predicts the integrated loudness of ``limiter(gain(pre))`` for any gain from the cell model."""
 
     def __init__(self, energy: np.ndarray, peak: np.ndarray, sample_rate_hz: int,
-                 limiter: dict[str, Any] | None) -> None:
+                 limiter: dict[str, Any] | None, cell_frames: int = CELL_FRAMES) -> None:
         self.energy = energy
+        self.cell_frames = int(cell_frames)
         with np.errstate(divide="ignore"):
-            self.peak_db = 20.0 * np.log10(np.maximum(peak.astype(np.float64), 1e-12))
+            # sample peaks plus a typical inter-sample allowance; the final pass measures true peaks
+            self.peak_db = (20.0 * np.log10(np.maximum(peak, np.float32(1e-12))) + np.float32(0.2))
         self.limiter = limiter
         fs = float(sample_rate_hz)
-        cells_per_seg = 0.1 * fs / CELL_FRAMES
+        cells_per_seg = 0.1 * fs / self.cell_frames
         n_seg = int(energy.size / cells_per_seg)
         starts = np.round(np.arange(n_seg + 1) * cells_per_seg).astype(np.int64)
-        c = np.concatenate([[0.0], np.cumsum(energy)])
         self._starts = starts
         self._frames_per_block = 0.4 * fs
         if limiter:
             self.threshold_db = float(limiter.get("tp_db", -1.0)) - MARGIN_DB
             release_ms = float(limiter.get("release_ms", DEFAULT_RELEASE_MS))
-            self.beta_cell = math.exp(-CELL_FRAMES / (release_ms * 1e-3 * fs))
-        self._c0 = c
+            self.beta_cell = math.exp(-self.cell_frames / (release_ms * 1e-3 * fs))
 
     def _block_energy(self, cell_energy: np.ndarray) -> np.ndarray:
-        c = np.concatenate([[0.0], np.cumsum(cell_energy)])
+        c = np.concatenate([[0.0], np.cumsum(cell_energy, dtype=np.float64)])
         s = c[self._starts]
         if s.size < 5:
-            return np.array([c[-1] / max(1.0, cell_energy.size * CELL_FRAMES)])
+            return np.array([c[-1] / max(1.0, cell_energy.size * self.cell_frames)])
         return (s[4:] - s[:-4]) / self._frames_per_block
 
     def attenuation_db(self, gain_db: float) -> np.ndarray:
@@ -256,14 +267,16 @@ class _Report:
         self.frames += n
         self.loudness.feed(y)
         self.tp.feed(y)
-        clipped = np.abs(y).max(axis=1) >= 1.0
         if gr is None or gr.shape[0] != n:
             gr = np.zeros(n, np.float32)
-        hard = gr > HARD_LIMIT_DB
-        self.hard_frames += int(np.count_nonzero(hard | clipped))
-        self.clipped_frames += int(np.count_nonzero(clipped))
-        if gr.size:
-            self.gr_max_db = max(self.gr_max_db, float(gr.max()))
+        gr_max = float(gr.max())
+        self.gr_max_db = max(self.gr_max_db, gr_max)
+        if float(y.max()) >= 1.0 or float(y.min()) <= -1.0:  # rare: only then look frame by frame
+            clipped = (np.abs(y) >= 1.0).any(axis=1)
+            self.clipped_frames += int(np.count_nonzero(clipped))
+            self.hard_frames += int(np.count_nonzero(clipped | (gr > HARD_LIMIT_DB)))
+        elif gr_max > HARD_LIMIT_DB:
+            self.hard_frames += int(np.count_nonzero(gr > HARD_LIMIT_DB))
         g = np.concatenate([self._gr_carry, gr])
         m = (g.size // self.hop_frames) * self.hop_frames
         if m:
@@ -312,20 +325,22 @@ def resolve_gain(source: str | os.PathLike | np.ndarray, style_params: dict[str,
             raise ParamsError("sample_rate_hz is required with an array source", where="sample_rate_hz")
         audio = _as_2d(source)
         channels, rate = audio.shape[1], int(sample_rate_hz)
+        total = audio.shape[0]
 
         def blocks() -> Iterator[np.ndarray]:
             return _array_blocks(audio, BLOCK_FRAMES)
     else:
         info = probe(source)
         channels, rate = info.channels, int(sample_rate_hz or info.sample_rate_hz)
+        total = int(info.frames * rate / info.sample_rate_hz)
 
         def blocks() -> Iterator[np.ndarray]:
             return iter_blocks(source, BLOCK_FRAMES, sample_rate_hz=rate)
     pre = ChainRunner(build_chain(style_params, rate, channels, stages=PRE_STAGES), channels)
-    cells = _CellModel(rate, channels)
+    cells = _CellModel(rate, channels, _cell_frames_for(total))
     for y in _run(pre, blocks()):
         cells.feed(y)
-    model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"))
+    model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"), cells.cell_frames)
     gain = model.solve(target)
     if verify:
         chain = ChainRunner(build_chain(_with_gain(style_params, gain), rate, channels), channels)
@@ -354,10 +369,10 @@ def render(audio: np.ndarray, style_params: dict[str, Any], *, sample_rate_hz: i
     if _needs_resolution(style_params):
         pre = ChainRunner(build_chain(style_params, rate, channels, stages=PRE_STAGES), channels)
         pre_out = np.concatenate(list(_run(pre, _array_blocks(x, block))), axis=0)
-        cells = _CellModel(rate, channels)
+        cells = _CellModel(rate, channels, _cell_frames_for(pre_out.shape[0]))
         for b in _array_blocks(pre_out, BLOCK_FRAMES):
             cells.feed(b)
-        model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"))
+        model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"), cells.cell_frames)
         params = _with_gain(style_params, model.solve(float(style_params["lufs"]["target_db"])))
         out, report = _render_post(pre_out, params, rate, channels, block)
         target = float(style_params["lufs"]["target_db"])
@@ -493,7 +508,7 @@ def _render_file_resolving(in_path, out_path, style_params, *, fmt, rate, channe
                            progress) -> dict[str, Any]:
     target = float(style_params["lufs"]["target_db"])
     pre = ChainRunner(build_chain(style_params, rate, channels, stages=PRE_STAGES), channels)
-    cells = _CellModel(rate, channels)
+    cells = _CellModel(rate, channels, _cell_frames_for(total_frames))
     out_dir = Path(out_path).parent if str(Path(out_path).parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=".tonematch-pre-", suffix=".f32", dir=out_dir)
     try:
@@ -505,7 +520,7 @@ def _render_file_resolving(in_path, out_path, style_params, *, fmt, rate, channe
                 done += y.shape[0]
                 if progress:
                     progress(min(0.5, 0.5 * done / max(1, total_frames)))
-        model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"))
+        model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"), cells.cell_frames)
         gain = model.solve(target)
         pre_frames = cells.frames
         report: dict[str, Any] = {}

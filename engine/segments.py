@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from engine.audio_io import AudioWriter, iter_blocks, probe
+from engine.chain import build_chain
 from engine.errors import ParamsError
 from engine.render import BLOCK_FRAMES, _Report, render_file
 
@@ -61,9 +62,13 @@ def render_segment(in_path: str | os.PathLike, out_path: str | os.PathLike, styl
     total_s = math.floor(info.frames * rate / info.sample_rate_hz) / rate
     stop = float(segment["stop_s"]) + float(segment.get("crossfade_s", 0.0))
     stop_s = None if stop >= total_s - 0.5 / rate else stop
+    # a reverb rings for its IR length: the pre-roll must cover it so the tail entering this segment
+    # is the same as in a whole-file render
+    chain = build_chain(style_params, rate, info.channels)
+    tail_s = sum(int(getattr(p, "tail_frames", 0) or 0) for p in chain) / rate
+    preroll_s = max(float(segment.get("preroll_s", 0.0)), tail_s + 1.0 if tail_s else 0.0)
     report = render_file(in_path, out_path, style_params, fmt="float32", sample_rate_hz=rate,
-                         start_s=float(segment["start_s"]), stop_s=stop_s,
-                         preroll_s=float(segment.get("preroll_s", 0.0)))
+                         start_s=float(segment["start_s"]), stop_s=stop_s, preroll_s=preroll_s)
     report["idx"] = segment.get("idx")
     return report
 

@@ -67,6 +67,7 @@ class TruePeakLimiter:
         self._beta = math.exp(-1.0 / tau)
         self._release_chunk = max(1, int(600 * tau))  # keeps beta**-j finite in float64
         self.last_gain_reduction_db = np.zeros(0, np.float32)
+        self._power_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def initial_state(self) -> State:
         L, H = self.lookahead_frames, self.hold
@@ -82,6 +83,15 @@ class TruePeakLimiter:
         det = TruePeakOversampler(self.channels)
         return det.state()
 
+    def _powers(self, m: int) -> tuple[np.ndarray, np.ndarray]:
+        cached = self._power_cache.get(m)
+        if cached is None:
+            powers = self._beta ** np.arange(m, dtype=np.float64)
+            cached = self._power_cache[m] = (powers, 1.0 / powers)
+            if len(self._power_cache) > 8:
+                self._power_cache.pop(next(iter(self._power_cache)))
+        return cached
+
     def _release(self, u: np.ndarray, v0: float) -> np.ndarray:
         """``v[n] = max(u[n], beta v[n-1])`` with ``v[-1] = v0`` (float64)."""
         n = u.size
@@ -96,8 +106,8 @@ class TruePeakLimiter:
                 out[s:s + m] = 0.0
                 v0 = 0.0
                 continue
-            powers = beta ** np.arange(m, dtype=np.float64)
-            acc = np.maximum.accumulate(seg / powers)
+            powers, inv = self._powers(m)
+            acc = np.maximum.accumulate(seg * inv)
             np.maximum(acc, v0 * beta, out=acc)
             acc *= powers
             acc[acc < _V_EPS_DB] = 0.0
