@@ -90,7 +90,6 @@ class FeatureAnalyzer:
         self.acc_lf_frames = np.zeros(_LEVEL_BINS)
         self.acc_lf_energy = np.zeros(_LEVEL_BINS)
         self._lf_buf = np.zeros((2, 0), dtype=np.float32)
-        self.sample_peak = 0.0
         self.sum_sq = 0.0
         # STFT
         self.window = np.hanning(STFT_WIN + 1)[:-1].astype(np.float32)  # periodic Hann
@@ -147,13 +146,15 @@ class FeatureAnalyzer:
             raise AudioInputError(f"NaN or Inf sample at {bad / self.fs:.3f} s", where="audio")
         self.loud.feed(x)
         self.tp.feed(x)
-        self.sample_peak = max(self.sample_peak, float(max(x.max(), -x.min())))
         if self.channels == 2:
-            mid = (x[:, 0] + x[:, 1]) * np.float32(0.5)
-            side = (x[:, 0] - x[:, 1]) * np.float32(0.5)
+            ms = np.empty((2, n), dtype=np.float32)
+            mid, side = ms[0], ms[1]
+            np.add(x[:, 0], x[:, 1], out=mid)
+            mid *= np.float32(0.5)
+            np.subtract(x[:, 0], x[:, 1], out=side)
+            side *= np.float32(0.5)
             sq = np.square(mid)
             sq += np.square(side)  # (L^2 + R^2) / 2 = M^2 + S^2
-            ms = np.stack([mid, side], axis=0)
         else:
             mid = x[:, 0]
             side = None
@@ -355,7 +356,8 @@ class FeatureAnalyzer:
         st_series = dynamics.energy_mean_db(np.where(np.isfinite(st_lufs), st_lufs, FLOOR_DB), factor)
         # true peak / sample peak
         tp = self.tp.true_peak_dbtp()
-        sp = 20.0 * math.log10(self.sample_peak) if self.sample_peak > 0 else None
+        sp_db = self.tp.sample_peak_dbfs()
+        sp = sp_db if math.isfinite(sp_db) else None
         # F0
         f0, voiced = self.yin.result()
         f0_doc = self._f0_doc(f0, voiced)

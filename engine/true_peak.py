@@ -117,7 +117,10 @@ def _max_phases_into(y: np.ndarray, out: np.ndarray, sel: np.ndarray) -> None:
 
 def _frame_abs_max(x: np.ndarray) -> np.ndarray:
     """max over channels of |x| per frame, without an |x| temporary of the whole array."""
-    return np.maximum(x.max(axis=1), -x.min(axis=1))
+    out = np.abs(x[:, 0])
+    for c in range(1, x.shape[1]):  # column-wise: a reduction over a length-2 axis is slow in numpy
+        np.maximum(out, np.abs(x[:, c]), out=out)
+    return out
 
 
 def _row_local_peaks(absx: np.ndarray, n_rows: int) -> np.ndarray:
@@ -229,7 +232,7 @@ class TruePeakMeter:
         """Measure one ``(frames, channels)`` block."""
         x = np.asarray(block, dtype=np.float32)
         if x.size:
-            self._sample_peak = max(self._sample_peak, float(np.abs(x).max()))
+            self._sample_peak = max(self._sample_peak, float(x.max()), -float(x.min()))
         # Rows that cannot beat the running max are not interpolated (exact, see module docstring).
         env = self._os.process(x, floor=max(self._peak, self._sample_peak))
         if env.size:
