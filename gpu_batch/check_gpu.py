@@ -37,10 +37,17 @@ def make_input(path: Path, duration_s: float = 60.0, rate_hz: int = 48000) -> No
 
 def style_params() -> dict:
     return {
-        "eq": [{"type": "low_shelf", "f_hz": 120.0, "q": 0.7, "gain_db": 2.0},
-               {"type": "peaking", "f_hz": 3000.0, "q": 1.0, "gain_db": -1.5}],
-        "compressor": {"threshold_db": -18.0, "ratio": 2.5, "attack_ms": 10.0, "release_ms": 120.0,
-                       "makeup_db": 1.0},
+        "eq": [
+            {"type": "low_shelf", "f_hz": 120.0, "q": 0.7, "gain_db": 2.0},
+            {"type": "peaking", "f_hz": 3000.0, "q": 1.0, "gain_db": -1.5},
+        ],
+        "compressor": {
+            "threshold_db": -18.0,
+            "ratio": 2.5,
+            "attack_ms": 10.0,
+            "release_ms": 120.0,
+            "makeup_db": 1.0,
+        },
         "reverb": {"ir_key": "ir/hall_2.0s.wav", "mix": 0.25, "pre_delay_ms": 12.0},
         "stereo": {"width": 1.1},
         "lufs": {"target_db": -12.0, "gain_db": 6.0},
@@ -93,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu, t_cpu = render(src, Path(tmp) / "cpu.wav", params, segment)
         cpu_again, t_cpu2 = render(src, Path(tmp) / "cpu2.wav", params, segment)
         with use_array_module(xp, fft_module) as backend:
-            gpu_warm, t_warm = render(src, Path(tmp) / "gpu0.wav", params, segment)
+            _, t_warm = render(src, Path(tmp) / "gpu0.wav", params, segment)
             gpu, t_gpu = render(src, Path(tmp) / "gpu.wav", params, segment)
         # FFT convolution micro-benchmark: 60 s stereo with a 2 s IR (what a long reverb costs).
         from scipy import signal
@@ -126,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(report, indent=2))
     ok = report["render_diff_db"] < LIMIT_DB and report["oaconvolve_60s_2s_ir_diff_db"] < LIMIT_DB
-    print(f"check_gpu: {'OK' if ok else 'FAILED'}: render differs by {report['render_diff_db']} dB, "
-          f"convolution by {report['oaconvolve_60s_2s_ir_diff_db']} dB (limit {LIMIT_DB} dB)")
+    print(
+        f"check_gpu: {'OK' if ok else 'FAILED'}: render differs by {report['render_diff_db']} dB, "
+        f"convolution by {report['oaconvolve_60s_2s_ir_diff_db']} dB (limit {LIMIT_DB} dB)"
+    )
     return 0 if ok else 1
 
 

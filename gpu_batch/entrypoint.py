@@ -58,9 +58,20 @@ def classify(exc: BaseException) -> int:
     """Exit code for an exception: transient faults 3, everything else 2."""
     from functions.pipeline.errors import TransientError
 
-    transient_names = {"TransientError", "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
-                       "ConnectionClosedError", "OperationalError", "CUDARuntimeError", "OutOfMemoryError"}
-    if isinstance(exc, TransientError | ConnectionError | TimeoutError) or type(exc).__name__ in transient_names:
+    transient_names = {
+        "TransientError",
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+        "OperationalError",
+        "CUDARuntimeError",
+        "OutOfMemoryError",
+    }
+    if (
+        isinstance(exc, TransientError | ConnectionError | TimeoutError)
+        or type(exc).__name__ in transient_names
+    ):
         return EXIT_TRANSIENT
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
@@ -109,8 +120,9 @@ def run_standalone(env: dict[str, str], s3: Any = None) -> dict:
             params = json.loads(s3.get_object(Bucket=bucket, Key=params_key)["Body"].read())
         except ValueError as exc:
             raise UsageError(f"{params_key} is not valid JSON: {exc}") from exc
-        report = render_segment(str(src), str(out), params, segment,
-                                sample_rate_hz=int(rate) if rate else None)
+        report = render_segment(
+            str(src), str(out), params, segment, sample_rate_hz=int(rate) if rate else None
+        )
         s3.upload_file(str(out), bucket, output_key, ExtraArgs={"ContentType": "audio/wav"})
     return {"idx": segment.get("idx"), "key": output_key, "report": report}
 
@@ -135,11 +147,21 @@ def main(env: dict[str, str] | None = None, s3: Any = None) -> int:
         return EXIT_PERMANENT
     except Exception as exc:
         code = classify(exc)
-        log.exception("render failed (%s, exit %d): %s: %s",
-                      "transient" if code == EXIT_TRANSIENT else "permanent", code, type(exc).__name__, exc)
+        log.exception(
+            "render failed (%s, exit %d): %s: %s",
+            "transient" if code == EXIT_TRANSIENT else "permanent",
+            code,
+            type(exc).__name__,
+            exc,
+        )
         return code
-    log.info("render done: mode=%s device=%s seconds=%.2f result=%s", mode, device,
-             time.perf_counter() - started, json.dumps(result, default=str)[:500])
+    log.info(
+        "render done: mode=%s device=%s seconds=%.2f result=%s",
+        mode,
+        device,
+        time.perf_counter() - started,
+        json.dumps(result, default=str)[:500],
+    )
     return EXIT_OK
 
 

@@ -23,8 +23,22 @@ from typing import Any
 
 import numpy as np
 
-_FFT_NAMES = ("fft", "ifft", "rfft", "irfft", "fftn", "ifftn", "rfftn", "irfftn", "fft2", "ifft2",
-              "rfft2", "irfft2", "hfft", "ihfft")
+_FFT_NAMES = (
+    "fft",
+    "ifft",
+    "rfft",
+    "irfft",
+    "fftn",
+    "ifftn",
+    "rfftn",
+    "irfftn",
+    "fft2",
+    "ifft2",
+    "rfft2",
+    "irfft2",
+    "hfft",
+    "ihfft",
+)
 _DROPPED_KWARGS = ("workers", "overwrite_x", "plan")
 
 
@@ -42,8 +56,12 @@ class ArrayFFTBackend:
     def __ua_function__(self, method: Any, args: tuple, kwargs: dict) -> Any:
         fn = getattr(self.fft_module, method.__name__, None) if method.__name__ in _FFT_NAMES else None
         x = args[0] if args else kwargs.get("x")
-        if fn is None or not isinstance(x, np.ndarray) or x.size < self.min_elements or \
-                x.dtype.kind not in "fc":
+        if (
+            fn is None
+            or not isinstance(x, np.ndarray)
+            or x.size < self.min_elements
+            or x.dtype.kind not in "fc"
+        ):
             self.fallbacks += 1
             return NotImplemented
         kw = {k: v for k, v in kwargs.items() if k not in _DROPPED_KWARGS and k != "x"}
@@ -58,7 +76,7 @@ def interp_peaks(xp: Any, x: np.ndarray, rows: np.ndarray, offset: int = 0) -> n
     from engine import true_peak as tp
 
     mat = xp.asarray(tp._MAT)
-    span, width = tp._MAT.shape
+    span = tp._MAT.shape[0]
     b = tp._ROW_FRAMES
     frames, channels = x.shape
     starts = rows.astype(np.int64) * b - offset
@@ -73,10 +91,10 @@ def interp_peaks(xp: Any, x: np.ndarray, rows: np.ndarray, offset: int = 0) -> n
     for c in range(channels):
         col = xd[:, c]
         for s in range(0, rows.size, step):
-            win = xp.where(valid_d[s:s + step], col[idx_d[s:s + step]], xp.float32(0))
+            win = xp.where(valid_d[s : s + step], col[idx_d[s : s + step]], xp.float32(0))
             y = xp.abs(win @ mat)
-            peak = xp.maximum(xp.maximum(y[:, :b], y[:, b:2 * b]), y[:, 2 * b:])
-            out[s:s + step] = xp.maximum(out[s:s + step], peak)
+            peak = xp.maximum(xp.maximum(y[:, :b], y[:, b : 2 * b]), y[:, 2 * b :])
+            out[s : s + step] = xp.maximum(out[s : s + step], peak)
     return xp.asnumpy(out) if hasattr(xp, "asnumpy") else np.asarray(out)
 
 
@@ -96,7 +114,9 @@ def cupy_or_none() -> Any:
 
 
 @contextlib.contextmanager
-def use_array_module(xp: Any, fft_module: Any, *, min_fft_elements: int = 1 << 15) -> Iterator[ArrayFFTBackend]:
+def use_array_module(
+    xp: Any, fft_module: Any, *, min_fft_elements: int = 1 << 15
+) -> Iterator[ArrayFFTBackend]:
     """Route the engine's FFTs and true-peak oversampling through ``xp`` inside the block."""
     import scipy.fft
 

@@ -36,22 +36,53 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
     app = cdk.App(context=merged, outdir=outdir)
     settings = Settings.from_scope(app)
     prefix = f"Tonematch-{settings.stage}"
-    env = cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
+    env = cdk.Environment(
+        account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
+    )
     storage = StorageStack(app, f"{prefix}-Storage", settings=settings, env=env)
     database = DatabaseStack(app, f"{prefix}-Database", settings=settings, env=env)
-    pipeline = PipelineStack(app, f"{prefix}-Pipeline", settings=settings, bucket=storage.data,
-                             database=database, env=env)
-    api = ApiStack(app, f"{prefix}-Api", settings=settings, bucket=storage.data, database=database,
-                   state_machine=pipeline.state_machine, env=env)
-    drop = DropFolderStack(app, f"{prefix}-DropFolder", settings=settings, bucket=storage.data,
-                           database=database, state_machine=pipeline.state_machine, env=env)
-    functions = {**pipeline.step_functions, "BatchResult": pipeline.result_loader,
-                 "Status": pipeline.status_function, "Api": api.function, "Starter": drop.starter,
-                 "Tagger": storage.tagger}
-    MonitoringStack(app, f"{prefix}-Monitoring", settings=settings, state_machine=pipeline.state_machine,
-                    functions=functions, job_queue_arn=pipeline.job_queue.job_queue_arn,
-                    dead_letter_queues={"PipelineDLQ": pipeline.dead_letter_queue,
-                                        "DropFolderDLQ": drop.dead_letter_queue}, env=env)
+    pipeline = PipelineStack(
+        app, f"{prefix}-Pipeline", settings=settings, bucket=storage.data, database=database, env=env
+    )
+    api = ApiStack(
+        app,
+        f"{prefix}-Api",
+        settings=settings,
+        bucket=storage.data,
+        database=database,
+        state_machine=pipeline.state_machine,
+        env=env,
+    )
+    drop = DropFolderStack(
+        app,
+        f"{prefix}-DropFolder",
+        settings=settings,
+        bucket=storage.data,
+        database=database,
+        state_machine=pipeline.state_machine,
+        env=env,
+    )
+    functions = {
+        **pipeline.step_functions,
+        "BatchResult": pipeline.result_loader,
+        "Status": pipeline.status_function,
+        "Api": api.function,
+        "Starter": drop.starter,
+        "Tagger": storage.tagger,
+    }
+    MonitoringStack(
+        app,
+        f"{prefix}-Monitoring",
+        settings=settings,
+        state_machine=pipeline.state_machine,
+        functions=functions,
+        job_queue_arn=pipeline.job_queue.job_queue_arn,
+        dead_letter_queues={
+            "PipelineDLQ": pipeline.dead_letter_queue,
+            "DropFolderDLQ": drop.dead_letter_queue,
+        },
+        env=env,
+    )
     for stack in app.node.children:
         if isinstance(stack, cdk.Stack):
             for key, value in (("project", "tonematch"), ("stage", settings.stage)):
@@ -59,6 +90,7 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
                 cdk.Tags.of(stack).add(key, value, exclude_resource_types=["AWS::RDS::DBProxyTargetGroup"])
     if settings.nag:
         from infra.nag import apply_nag
+
         apply_nag(app)
     return app
 

@@ -70,8 +70,16 @@ class LayerBundler:
 
     def try_bundle(self, output_dir: str, **_options: object) -> bool:
         tmp = Path(output_dir) / ".." / f"{Path(output_dir).name}-build"
-        cmd = [sys.executable, str(REPO / "layers" / "build.py"), "--layer", self.layer,
-               "--python-version", self.python_version, "--out", str(tmp)]
+        cmd = [
+            sys.executable,
+            str(REPO / "layers" / "build.py"),
+            "--layer",
+            self.layer,
+            "--python-version",
+            self.python_version,
+            "--out",
+            str(tmp),
+        ]
         subprocess.run(cmd, check=True)
         # The asset's root must hold ``python/`` (Lambda puts it on sys.path as /opt/python).
         shutil.copytree(tmp / self.layer, output_dir, dirs_exist_ok=True)
@@ -79,23 +87,34 @@ class LayerBundler:
         return True
 
 
-def layer(scope: Construct, layer_name: str, python_version: str, runtime: lambda_.Runtime,
-          construct_id: str | None = None) -> lambda_.LayerVersion:
+def layer(
+    scope: Construct,
+    layer_name: str,
+    python_version: str,
+    runtime: lambda_.Runtime,
+    construct_id: str | None = None,
+) -> lambda_.LayerVersion:
     """The ``dsp`` or ``service`` layer, bundled locally for the runtime's Python on x86_64."""
     inputs = [REPO / "layers" / "build.py"] + ([REPO / "engine"] if layer_name == "dsp" else [])
     code = lambda_.Code.from_asset(
-        str(REPO / "layers"), exclude=["build", "build/**", "__pycache__", "*.pyc"],
+        str(REPO / "layers"),
+        exclude=["build", "build/**", "__pycache__", "*.pyc"],
         asset_hash_type=AssetHashType.CUSTOM,
         asset_hash=tree_hash(*inputs, extra=f"{layer_name}:{python_version}"),
         bundling=BundlingOptions(
             image=DockerImage.from_registry(f"public.ecr.aws/sam/build-python{python_version}"),
             local=LayerBundler(layer_name, python_version),
             command=["false"],  # never used: local bundling always answers (or raises)
-        ))
+        ),
+    )
     return lambda_.LayerVersion(
-        scope, construct_id or f"{layer_name.capitalize()}Layer", code=code,
-        compatible_runtimes=[runtime], compatible_architectures=[lambda_.Architecture.X86_64],
-        description=f"tonematch {layer_name} dependencies (layers/build.py, Python {python_version})")
+        scope,
+        construct_id or f"{layer_name.capitalize()}Layer",
+        code=code,
+        compatible_runtimes=[runtime],
+        compatible_architectures=[lambda_.Architecture.X86_64],
+        description=f"tonematch {layer_name} dependencies (layers/build.py, Python {python_version})",
+    )
 
 
 def gpu_image_context() -> Path:

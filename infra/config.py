@@ -64,7 +64,9 @@ class Settings:
         """The Lambda runtime matching the layer build (``layers/build.py --python-version``)."""
         runtimes = {"3.11": lambda_.Runtime.PYTHON_3_11, "3.12": lambda_.Runtime.PYTHON_3_12}
         if self.lambda_python not in runtimes:
-            raise ValueError(f"context tonematch:lambdaPython must be 3.11 or 3.12, got {self.lambda_python!r}")
+            raise ValueError(
+                f"context tonematch:lambdaPython must be 3.11 or 3.12, got {self.lambda_python!r}"
+            )
         return runtimes[self.lambda_python]
 
     @classmethod
@@ -96,7 +98,11 @@ class Settings:
             alarm_email=str(get("alarmEmail", d.alarm_email)),
             nag=_bool(get("nag", d.nag)),
         )
-        bad = [t for t in settings.gpu_instance_types if not t.split(".")[0].startswith(("g4dn", "g5", "g6", "p"))]
+        bad = [
+            t
+            for t in settings.gpu_instance_types
+            if not t.split(".")[0].startswith(("g4dn", "g5", "g6", "p"))
+        ]
         if bad:
             raise ValueError(f"context tonematch:gpuInstanceTypes: {bad} are not GPU instance types")
         if settings.lambda_render_max_segments < 0:

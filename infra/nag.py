@@ -25,80 +25,140 @@ class Ack:
 
 _LAMBDA_ROLES = "*/ServiceRole/Resource"
 _LAMBDA_POLICIES = "*/ServiceRole/DefaultPolicy/Resource"
-_DATA_OBJECTS = ("Object keys are created per user and per job at run time ({user_id}/audio/raw/..., "
-                 "{user_id}/work/{job_id}/...), so object-level actions name this one bucket's objects "
-                 "(or a prefix pattern of it); actions are listed one by one, never wildcards.")
+_DATA_OBJECTS = (
+    "Object keys are created per user and per job at run time ({user_id}/audio/raw/..., "
+    "{user_id}/work/{job_id}/...), so object-level actions name this one bucket's objects "
+    "(or a prefix pattern of it); actions are listed one by one, never wildcards."
+)
 
 ACKNOWLEDGEMENTS: tuple[Ack, ...] = (
     # -- managed policies --------------------------------------------------------------------------
-    Ack(_LAMBDA_ROLES, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+    Ack(
+        _LAMBDA_ROLES,
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
         "AWSLambdaBasicExecutionRole]",
-        "AWS's minimal Lambda policy: writes the function's own CloudWatch log streams, nothing else."),
-    Ack(_LAMBDA_ROLES, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+        "AWS's minimal Lambda policy: writes the function's own CloudWatch log streams, nothing else.",
+    ),
+    Ack(
+        _LAMBDA_ROLES,
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
         "AWSLambdaVPCAccessExecutionRole]",
         "Needed for Lambdas in the VPC (to reach RDS Proxy): creates and removes the function's own "
-        "network interfaces, plus log writes; AWS keeps it in step with Lambda's networking."),
-    Ack("*/GpuCompute/InstanceProfileRole/Resource", "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:"
+        "network interfaces, plus log writes; AWS keeps it in step with Lambda's networking.",
+    ),
+    Ack(
+        "*/GpuCompute/InstanceProfileRole/Resource",
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:"
         "policy/service-role/AmazonEC2ContainerServiceforEC2Role]",
         "The ECS agent on AWS Batch GPU hosts needs this AWS-maintained policy to register with the "
-        "cluster and pull the render image; the job's own rights are in RenderJobRole."),
+        "cluster and pull the render image; the job's own rights are in RenderJobRole.",
+    ),
     # -- Resource::* that the services require ------------------------------------------------------
-    Ack(_LAMBDA_POLICIES, "AwsSolutions-IAM5[Resource::*]",
+    Ack(
+        _LAMBDA_POLICIES,
+        "AwsSolutions-IAM5[Resource::*]",
         "Only X-Ray tracing (xray:PutTraceSegments, xray:PutTelemetryRecords), which has no "
-        "resource-level permissions; every data action names its resource."),
-    Ack("*/StateMachine/Role/DefaultPolicy/Resource", "AwsSolutions-IAM5[Resource::*]",
+        "resource-level permissions; every data action names its resource.",
+    ),
+    Ack(
+        "*/StateMachine/Role/DefaultPolicy/Resource",
+        "AwsSolutions-IAM5[Resource::*]",
         "X-Ray tracing and CloudWatch Logs delivery for the state machine (logs:CreateLogDelivery and "
         "friends, xray:PutTraceSegments) and batch:DescribeJobs/TerminateJob for .sync jobs: none of "
-        "these support resource-level permissions."),
-    Ack("*/RenderContainer/ExecutionRole/DefaultPolicy/Resource", "AwsSolutions-IAM5[Resource::*]",
-        "ecr:GetAuthorizationToken has no resource-level permissions; image pulls name the repository."),
-    Ack("*/StateMachine/Role/DefaultPolicy/Resource",
+        "these support resource-level permissions.",
+    ),
+    Ack(
+        "*/RenderContainer/ExecutionRole/DefaultPolicy/Resource",
+        "AwsSolutions-IAM5[Resource::*]",
+        "ecr:GetAuthorizationToken has no resource-level permissions; image pulls name the repository.",
+    ),
+    Ack(
+        "*/StateMachine/Role/DefaultPolicy/Resource",
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job-definition/*]",
         "Granted by CDK's BatchSubmitJob task: SubmitJob names a job definition by name:revision, and the "
-        "revision changes on every image update; the queue is named exactly."),
-    Ack("*/StateMachine/Role/DefaultPolicy/Resource", "AwsSolutions-IAM5[Resource::<{function}.Arn>:*]",
-        "lambda:InvokeFunction on the pipeline's own step functions and their versions/aliases (ARN:*)."),
+        "revision changes on every image update; the queue is named exactly.",
+    ),
+    Ack(
+        "*/StateMachine/Role/DefaultPolicy/Resource",
+        "AwsSolutions-IAM5[Resource::<{function}.Arn>:*]",
+        "lambda:InvokeFunction on the pipeline's own step functions and their versions/aliases (ARN:*).",
+    ),
     # -- data bucket objects -------------------------------------------------------------------------
     Ack(_LAMBDA_POLICIES, "AwsSolutions-IAM5[Resource::{bucket}/*]", _DATA_OBJECTS),
     Ack(_LAMBDA_POLICIES, "AwsSolutions-IAM5[Resource::{bucket}/*/work/*/batch-results/*]", _DATA_OBJECTS),
     Ack("*/RenderJobRole/DefaultPolicy/Resource", "AwsSolutions-IAM5[Resource::{bucket}/*]", _DATA_OBJECTS),
     # -- constructs that CDK itself adds -------------------------------------------------------------
-    Ack("*/BucketNotificationsHandler*/Role/Resource", "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:"
+    Ack(
+        "*/BucketNotificationsHandler*/Role/Resource",
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:"
         "policy/service-role/AWSLambdaBasicExecutionRole]",
-        "CDK's own handler that turns on the bucket's EventBridge notifications at deploy time."),
-    Ack("*/LogRetention*/ServiceRole/Resource", "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:"
+        "CDK's own handler that turns on the bucket's EventBridge notifications at deploy time.",
+    ),
+    Ack(
+        "*/LogRetention*/ServiceRole/Resource",
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:"
         "policy/service-role/AWSLambdaBasicExecutionRole]",
-        "CDK's own log-retention handler for the RDS log groups (deploy time only)."),
-    Ack("*/LogRetention*/ServiceRole/DefaultPolicy/Resource", "AwsSolutions-IAM5[Resource::*]",
-        "CDK's own log-retention handler: logs:PutRetentionPolicy on log groups RDS creates at run time."),
-    Ack("*/MigrationsProvider/framework-onEvent/ServiceRole/Resource", "AwsSolutions-IAM4[Policy::arn:"
+        "CDK's own log-retention handler for the RDS log groups (deploy time only).",
+    ),
+    Ack(
+        "*/LogRetention*/ServiceRole/DefaultPolicy/Resource",
+        "AwsSolutions-IAM5[Resource::*]",
+        "CDK's own log-retention handler: logs:PutRetentionPolicy on log groups RDS creates at run time.",
+    ),
+    Ack(
+        "*/MigrationsProvider/framework-onEvent/ServiceRole/Resource",
+        "AwsSolutions-IAM4[Policy::arn:"
         "<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-        "CDK's custom-resource provider framework (runs the migration Lambda on deploy); log writes only."),
-    Ack("*/MigrationsProvider/framework-onEvent/ServiceRole/DefaultPolicy/Resource",
+        "CDK's custom-resource provider framework (runs the migration Lambda on deploy); log writes only.",
+    ),
+    Ack(
+        "*/MigrationsProvider/framework-onEvent/ServiceRole/DefaultPolicy/Resource",
         "AwsSolutions-IAM5[Resource::<{function}.Arn>:*]",
-        "The provider framework invokes the migration Lambda and its versions (ARN:*), nothing else."),
-    Ack("*/MigrationsProvider/framework-onEvent/Resource", "AwsSolutions-L1",
-        "CDK's provider framework picks its own Node.js runtime; it only forwards deploy events."),
-    Ack("*/AWS679f53fac002430cb0da5b7982bd2287/ServiceRole/Resource", "AwsSolutions-IAM4[Policy::arn:"
+        "The provider framework invokes the migration Lambda and its versions (ARN:*), nothing else.",
+    ),
+    Ack(
+        "*/MigrationsProvider/framework-onEvent/Resource",
+        "AwsSolutions-L1",
+        "CDK's provider framework picks its own Node.js runtime; it only forwards deploy events.",
+    ),
+    Ack(
+        "*/AWS679f53fac002430cb0da5b7982bd2287/ServiceRole/Resource",
+        "AwsSolutions-IAM4[Policy::arn:"
         "<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-        "CDK's AwsCustomResource handler that adds the EventBridge → CloudWatch Logs resource policy."),
-    Ack("*/EventsLogGroupPolicy*/CustomResourcePolicy/Resource", "AwsSolutions-IAM5[Resource::*]",
+        "CDK's AwsCustomResource handler that adds the EventBridge → CloudWatch Logs resource policy.",
+    ),
+    Ack(
+        "*/EventsLogGroupPolicy*/CustomResourcePolicy/Resource",
+        "AwsSolutions-IAM5[Resource::*]",
         "CDK-generated policy of the EventBridge → CloudWatch Logs target: logs:PutResourcePolicy and "
-        "logs:DeleteResourcePolicy have no resource-level permissions."),
+        "logs:DeleteResourcePolicy have no resource-level permissions.",
+    ),
     # -- design decisions ---------------------------------------------------------------------------------
-    Ack("*/Resource", "AwsSolutions-L1",
+    Ack(
+        "*/Resource",
+        "AwsSolutions-L1",
         "Runtime pinned to the Python the layers are built for (context tonematch:lambdaPython, 3.11 or "
-        "3.12, layers/build.py); wheels of scipy/onnxruntime decide it, so both move together."),
-    Ack("*/Postgres/Resource", "AwsSolutions-RDS11",
+        "3.12, layers/build.py); wheels of scipy/onnxruntime decide it, so both move together.",
+    ),
+    Ack(
+        "*/Postgres/Resource",
+        "AwsSolutions-RDS11",
         "Clients only reach PostgreSQL through RDS Proxy (which always listens on 5432 for PostgreSQL); "
         "the instance sits in isolated subnets and accepts only the proxy's security group, so a "
-        "non-default port would hide nothing."),
-    Ack("*/DeadLetterQueue/Resource", "AwsSolutions-SQS3",
+        "non-default port would hide nothing.",
+    ),
+    Ack(
+        "*/DeadLetterQueue/Resource",
+        "AwsSolutions-SQS3",
         "This queue IS the pipeline's dead-letter queue (failed jobs from the state machine and the "
-        "status watcher); it is read by operators, never redriven into another queue."),
-    Ack("*/HttpApi/DefaultRoute/Resource", "AwsSolutions-APIG4",
+        "status watcher); it is read by operators, never redriven into another queue.",
+    ),
+    Ack(
+        "*/HttpApi/DefaultRoute/Resource",
+        "AwsSolutions-APIG4",
         "The FastAPI app authorises every route itself with JWT bearer tokens (SPEC section 8); "
-        "/auth/login, /auth/refresh and /health are public by design, so no gateway authoriser."),
+        "/auth/login, /auth/refresh and /health are public by design, so no gateway authoriser.",
+    ),
 )
 
 
@@ -118,8 +178,9 @@ def _expand(rule: str, construct: IConstruct, stage: str) -> list[str]:
 
     ``{bucket}`` is the data bucket's ARN as cdk-nag prints it; ``{function}`` stands for each Lambda
     function of the construct's stack (rules about invoking a named function and its versions)."""
-    rule = rule.replace("{bucket}", f"arn:<AWS::Partition>:s3:::tonematch-{stage.lower()}-data-"
-                                    "<AWS::AccountId>-<AWS::Region>")
+    rule = rule.replace(
+        "{bucket}", f"arn:<AWS::Partition>:s3:::tonematch-{stage.lower()}-data-<AWS::AccountId>-<AWS::Region>"
+    )
     if "{function}" not in rule:
         return [rule]
     stack = cdk.Stack.of(construct)

@@ -54,8 +54,12 @@ def _state_id(name: str) -> str:
 
 
 def _add_retry(state: sfn.TaskStateBase | sfn.Parallel | sfn.Map, policy: RetryPolicy) -> None:
-    state.add_retry(errors=list(policy.errors), interval=Duration.seconds(int(policy.interval_s)),
-                    backoff_rate=policy.backoff_rate, max_attempts=policy.max_attempts)
+    state.add_retry(
+        errors=list(policy.errors),
+        interval=Duration.seconds(int(policy.interval_s)),
+        backoff_rate=policy.backoff_rate,
+        max_attempts=policy.max_attempts,
+    )
 
 
 class PipelineRenderer:
@@ -64,9 +68,16 @@ class PipelineRenderer:
     ``functions`` maps each Lambda-run task's name to its function; ``batch`` is required when the
     definition has ``compute="batch"`` tasks."""
 
-    def __init__(self, scope: Construct, pipeline: Pipeline, *, functions: dict[str, lambda_.IFunction],
-                 dead_letter_queue: sqs.IQueue, batch: BatchTarget | None = None,
-                 lambda_render_max_segments: int = 0) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        pipeline: Pipeline,
+        *,
+        functions: dict[str, lambda_.IFunction],
+        dead_letter_queue: sqs.IQueue,
+        batch: BatchTarget | None = None,
+        lambda_render_max_segments: int = 0,
+    ) -> None:
         self.scope = scope
         self.pipeline = pipeline
         self.functions = functions
@@ -81,17 +92,23 @@ class PipelineRenderer:
         on_error = self.pipeline.on_error
         mark_failed = self._lambda_task(on_error, state_name=on_error.name)
         send_dlq = tasks.SqsSendMessage(
-            self.scope, "SendToDeadLetterQueue", queue=self.dlq,
-            message_body=sfn.TaskInput.from_object({
-                "job_id": sfn.JsonPath.string_at("$.job_id"),
-                "failed_step": sfn.JsonPath.string_at("$.failed_step"),
-                "error": sfn.JsonPath.object_at("$.error"),
-                "execution_id": sfn.JsonPath.execution_id,
-                "input": sfn.JsonPath.object_at("$"),
-            }),
-            result_path=sfn.JsonPath.DISCARD)
-        send_dlq.add_retry(errors=["States.ALL"], interval=Duration.seconds(2), backoff_rate=2,
-                           max_attempts=5)
+            self.scope,
+            "SendToDeadLetterQueue",
+            queue=self.dlq,
+            message_body=sfn.TaskInput.from_object(
+                {
+                    "job_id": sfn.JsonPath.string_at("$.job_id"),
+                    "failed_step": sfn.JsonPath.string_at("$.failed_step"),
+                    "error": sfn.JsonPath.object_at("$.error"),
+                    "execution_id": sfn.JsonPath.execution_id,
+                    "input": sfn.JsonPath.object_at("$"),
+                }
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        send_dlq.add_retry(
+            errors=["States.ALL"], interval=Duration.seconds(2), backoff_rate=2, max_attempts=5
+        )
         # The execution fails with one fixed error name (error names starting "States." may not be
         # re-raised by a Fail state); the original error is in the cause, the job row and the dead letter.
         fail = sfn.Fail(self.scope, "JobFailed", error="TonematchJobFailed", cause_path="$.error.Cause")
@@ -104,8 +121,12 @@ class PipelineRenderer:
     def _failure_note(self, step_name: str) -> sfn.Pass:
         """One ``Pass`` per failing step that records its name, then joins the failure path."""
         if step_name not in self._notes:
-            note = sfn.Pass(self.scope, f"{step_name}Failed", result=sfn.Result.from_string(step_name),
-                            result_path="$.failed_step")
+            note = sfn.Pass(
+                self.scope,
+                f"{step_name}Failed",
+                result=sfn.Result.from_string(step_name),
+                result_path="$.failed_step",
+            )
             note.next(self._failure_entry)
             self._notes[step_name] = note
         return self._notes[step_name]
@@ -114,8 +135,9 @@ class PipelineRenderer:
         state.add_catch(self._failure_note(step_name), errors=["States.ALL"], result_path="$.error")
 
     # -- tasks -------------------------------------------------------------------------------
-    def _lambda_task(self, task: Task, *, state_name: str, result_path: str | None = None,
-                     as_item_result: bool = False) -> tasks.LambdaInvoke:
+    def _lambda_task(
+        self, task: Task, *, state_name: str, result_path: str | None = None, as_item_result: bool = False
+    ) -> tasks.LambdaInvoke:
         fn = self.functions.get(task.name)
         if fn is None:
             raise KeyError(f"no Lambda function given for pipeline task {task.name!r}")
@@ -126,33 +148,52 @@ class PipelineRenderer:
         else:
             path = f"$.{task.result_key}" if task.result_key else sfn.JsonPath.DISCARD
         invoke = tasks.LambdaInvoke(
-            self.scope, state_name, lambda_function=fn, payload_response_only=True,
-            retry_on_service_exceptions=False, result_path=path,
-            task_timeout=sfn.Timeout.duration(Duration.seconds(min(task.timeout_s, 900) + 60)))
+            self.scope,
+            state_name,
+            lambda_function=fn,
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            result_path=path,
+            task_timeout=sfn.Timeout.duration(Duration.seconds(min(task.timeout_s, 900) + 60)),
+        )
         _add_retry(invoke, task.retry)
         return invoke
 
     def _batch_task(self, task: Task, *, state_name: str) -> tuple[tasks.BatchSubmitJob, tasks.LambdaInvoke]:
         if self.batch is None:
             raise ValueError(f"task {task.name!r} runs on batch but no BatchTarget was given")
-        result_key = sfn.JsonPath.format(BATCH_RESULT_KEY_FORMAT, sfn.JsonPath.string_at("$.user_id"),
-                                         sfn.JsonPath.string_at("$.job_id"), task.name,
-                                         sfn.JsonPath.string_at("$.item_index"))
+        result_key = sfn.JsonPath.format(
+            BATCH_RESULT_KEY_FORMAT,
+            sfn.JsonPath.string_at("$.user_id"),
+            sfn.JsonPath.string_at("$.job_id"),
+            task.name,
+            sfn.JsonPath.string_at("$.item_index"),
+        )
         submit = tasks.BatchSubmitJob(
-            self.scope, state_name, job_name=f"tonematch-{task.name}",
-            job_queue_arn=self.batch.job_queue_arn, job_definition_arn=self.batch.job_definition_arn,
-            container_overrides=tasks.BatchContainerOverrides(environment={
-                ENV_EVENT: sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$")),
-                ENV_RESULT_KEY: result_key,
-                ENV_STEP_HANDLER: task.handler,
-            }),
+            self.scope,
+            state_name,
+            job_name=f"tonematch-{task.name}",
+            job_queue_arn=self.batch.job_queue_arn,
+            job_definition_arn=self.batch.job_definition_arn,
+            container_overrides=tasks.BatchContainerOverrides(
+                environment={
+                    ENV_EVENT: sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$")),
+                    ENV_RESULT_KEY: result_key,
+                    ENV_STEP_HANDLER: task.handler,
+                }
+            ),
             result_path=sfn.JsonPath.DISCARD,
-            task_timeout=sfn.Timeout.duration(Duration.seconds(task.timeout_s + 600)))
+            task_timeout=sfn.Timeout.duration(Duration.seconds(task.timeout_s + 600)),
+        )
         _add_retry(submit, task.retry)
         load = tasks.LambdaInvoke(
-            self.scope, f"{state_name}Result", lambda_function=self.batch.result_loader,
-            payload_response_only=True, retry_on_service_exceptions=False,
-            payload=sfn.TaskInput.from_object({"result_key": result_key, "step": task.name}))
+            self.scope,
+            f"{state_name}Result",
+            lambda_function=self.batch.result_loader,
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            payload=sfn.TaskInput.from_object({"result_key": result_key, "step": task.name}),
+        )
         _add_retry(load, task.retry)
         submit.next(load)
         return submit, load
@@ -163,8 +204,9 @@ class PipelineRenderer:
         merged = outputs[0]
         for out in outputs[1:]:
             merged = f"States.JsonMerge({merged}, {out}, false)"
-        par = sfn.Parallel(self.scope, node.name, result_selector={"merged.$": merged},
-                           output_path="$.merged")
+        par = sfn.Parallel(
+            self.scope, node.name, result_selector={"merged.$": merged}, output_path="$.merged"
+        )
         for branch in node.branches:
             chain: sfn.IChainable | None = None
             for task in branch:
@@ -182,11 +224,19 @@ class PipelineRenderer:
             # the whole item list is not repeated in each item's event, only a note of where it went.
             extra[head] = {"omitted": f"{node.items_key} (this event's item is in 'item')"}
         mapped = sfn.Map(
-            self.scope, state_name, items_path=items_path, max_concurrency=node.max_concurrency,
-            item_selector={"state.$": "$", "extra": extra}, result_path=f"$.{node.result_key}")
-        merge_event = sfn.Pass(self.scope, f"{state_name}Event",
-                               parameters={"merged.$": "States.JsonMerge($.state, $.extra, false)"},
-                               output_path="$.merged")
+            self.scope,
+            state_name,
+            items_path=items_path,
+            max_concurrency=node.max_concurrency,
+            item_selector={"state.$": "$", "extra": extra},
+            result_path=f"$.{node.result_key}",
+        )
+        merge_event = sfn.Pass(
+            self.scope,
+            f"{state_name}Event",
+            parameters={"merged.$": "States.JsonMerge($.state, $.extra, false)"},
+            output_path="$.merged",
+        )
         task = node.iterator
         if compute == "batch":
             body = self._batch_task(task, state_name=f"{state_name}Job")[0]
@@ -237,8 +287,12 @@ class PipelineRenderer:
                     self._catch_into_failure(on_lambda, node.name)
                     # More than N items (item N exists) → Batch; else the same step on Lambda.
                     choose = sfn.Choice(self.scope, f"{node.name}Where")
-                    choose.when(sfn.Condition.is_present(
-                        f"{'$.' + node.items_key}[{self.lambda_render_max_segments}]"), on_batch)
+                    choose.when(
+                        sfn.Condition.is_present(
+                            f"{'$.' + node.items_key}[{self.lambda_render_max_segments}]"
+                        ),
+                        on_batch,
+                    )
                     choose.otherwise(on_lambda)
                     append(choose, [on_batch, on_lambda])
                 else:

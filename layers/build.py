@@ -43,11 +43,25 @@ MAX_LAYERS_PER_FUNCTION = 5
 
 #: Pinned lower bounds match pyproject.toml; pip resolves the newest wheels built for the runtime.
 LAYERS: dict[str, list[str]] = {
-    "dsp": ["numpy>=1.26", "scipy>=1.11", "soundfile>=0.12", "pyloudnorm>=0.1.1", "soxr>=0.3",
-            "onnxruntime>=1.17"],
-    "service": ["fastapi>=0.110", "mangum>=0.17", "pydantic>=2.6", "python-multipart>=0.0.9",
-                "pyjwt>=2.8", "argon2-cffi>=23.1", "psycopg[binary]>=3.1",
-                "aws-lambda-powertools>=3.0", "aws-xray-sdk>=2.12"],
+    "dsp": [
+        "numpy>=1.26",
+        "scipy>=1.11",
+        "soundfile>=0.12",
+        "pyloudnorm>=0.1.1",
+        "soxr>=0.3",
+        "onnxruntime>=1.17",
+    ],
+    "service": [
+        "fastapi>=0.110",
+        "mangum>=0.17",
+        "pydantic>=2.6",
+        "python-multipart>=0.0.9",
+        "pyjwt>=2.8",
+        "argon2-cffi>=23.1",
+        "psycopg[binary]>=3.1",
+        "aws-lambda-powertools>=3.0",
+        "aws-xray-sdk>=2.12",
+    ],
 }
 #: Our own packages shipped in a layer (copied, not pip-installed, so the build needs no sdist step).
 LAYER_PACKAGES: dict[str, list[str]] = {"dsp": ["engine"], "service": []}
@@ -60,8 +74,16 @@ FUNCTION_LAYERS: dict[str, list[str]] = {
 }
 
 #: Already in the Lambda Python runtime; pip pulls them in as dependencies but the layer needs none.
-PROVIDED_BY_RUNTIME = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil",
-                       "python_dateutil", "six")
+PROVIDED_BY_RUNTIME = (
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "jmespath",
+    "urllib3",
+    "dateutil",
+    "python_dateutil",
+    "six",
+)
 
 STRIP_DIR_NAMES = {"__pycache__", "tests", "test", "testing", "benchmarks"}
 STRIP_SUFFIXES = (".pyc", ".pyo", ".pyi", ".c", ".h", ".cpp", ".pxd", ".pyx")
@@ -100,7 +122,7 @@ def strip_tree(site: Path) -> int:
     for path in sorted(site.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         rel = path.relative_to(site).parts
         if path.is_dir() and path.name in STRIP_DIR_NAMES:
-            if any(tuple(rel[i:i + len(k)]) == k for k in KEEP_DIRS for i in range(len(rel))):
+            if any(tuple(rel[i : i + len(k)]) == k for k in KEEP_DIRS for i in range(len(rel))):
                 continue
             shutil.rmtree(path, ignore_errors=True)
         elif path.is_file() and path.suffix in STRIP_SUFFIXES and "include" not in rel:
@@ -111,8 +133,9 @@ def strip_tree(site: Path) -> int:
     return before - dir_size_bytes(site)
 
 
-def check_limits(layers: list[SizeReport], function_code_bytes: int = 0,
-                 combos: dict[str, list[str]] | None = None) -> list[str]:
+def check_limits(
+    layers: list[SizeReport], function_code_bytes: int = 0, combos: dict[str, list[str]] | None = None
+) -> list[str]:
     """Problems with the given layer sizes against Lambda's quotas (empty list: everything fits).
 
     Checks each function kind's code + layers against 250 MB unzipped, the layer count, and flags
@@ -131,16 +154,20 @@ def check_limits(layers: list[SizeReport], function_code_bytes: int = 0,
             problems.append(
                 f"{kind}: function + layers {names} unzip to {total / 2**20:.1f} MiB, over Lambda's "
                 f"{UNZIPPED_LIMIT_BYTES / 2**20:.0f} MiB: split the function's dependencies, drop "
-                "packages it does not import, or deploy it as a container image (10 GB limit)")
+                "packages it does not import, or deploy it as a container image (10 GB limit)"
+            )
     return problems
 
 
 def upload_notes(layers: list[SizeReport]) -> list[str]:
     """Layers whose zip is over the 50 MB direct-upload limit (fine through S3, which CDK uses)."""
-    return [f"{layer.name}: zip is {layer.zipped_bytes / 2**20:.1f} MiB, over the "
-            f"{DIRECT_UPLOAD_ZIP_LIMIT_BYTES / 2**20:.0f} MiB direct-upload limit: publish it from S3 "
-            "(CDK assets are uploaded to the bootstrap bucket, so `cdk deploy` does this)"
-            for layer in layers if layer.zipped_bytes > DIRECT_UPLOAD_ZIP_LIMIT_BYTES]
+    return [
+        f"{layer.name}: zip is {layer.zipped_bytes / 2**20:.1f} MiB, over the "
+        f"{DIRECT_UPLOAD_ZIP_LIMIT_BYTES / 2**20:.0f} MiB direct-upload limit: publish it from S3 "
+        "(CDK assets are uploaded to the bootstrap bucket, so `cdk deploy` does this)"
+        for layer in layers
+        if layer.zipped_bytes > DIRECT_UPLOAD_ZIP_LIMIT_BYTES
+    ]
 
 
 #: glibc of each Lambda Python runtime's OS: 3.11 runs on Amazon Linux 2 (2.26), 3.12 on AL2023 (2.34).
@@ -153,17 +180,36 @@ def platform_tags(python_version: str, arch: str = "x86_64") -> list[str]:
     pip's ``--platform`` matches tags exactly, so ``manylinux2014`` alone misses wheels published only
     as ``manylinux_2_27``/``_2_28`` (onnxruntime) and would silently pick an old version or none."""
     newest = RUNTIME_GLIBC_MINOR[python_version]
-    return ([f"manylinux_2_{minor}_{arch}" for minor in range(newest, 16, -1)]
-            + [f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}"])
+    return [f"manylinux_2_{minor}_{arch}" for minor in range(newest, 16, -1)] + [
+        f"manylinux2014_{arch}",
+        f"manylinux2010_{arch}",
+        f"manylinux1_{arch}",
+    ]
 
 
 def pip_install(requirements: list[str], target: Path, python_version: str, platforms: list[str]) -> None:
     """Install wheels built for the Lambda runtime into ``target`` (never sdists, never this host's)."""
     platform_args = [arg for tag in platforms for arg in ("--platform", tag)]
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--no-cache-dir",
-           "--disable-pip-version-check", *platform_args, "--implementation", "cp",
-           "--python-version", python_version, "--only-binary=:all:", "--upgrade",
-           "--target", str(target), *requirements]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-compile",
+        "--no-cache-dir",
+        "--disable-pip-version-check",
+        *platform_args,
+        "--implementation",
+        "cp",
+        "--python-version",
+        python_version,
+        "--only-binary=:all:",
+        "--upgrade",
+        "--target",
+        str(target),
+        *requirements,
+    ]
     subprocess.run(cmd, check=True)
 
 
@@ -176,8 +222,7 @@ def build_layer(name: str, out_dir: Path, python_version: str, platforms: list[s
     site.mkdir(parents=True)
     pip_install(LAYERS[name], site, python_version, platforms)
     for package in LAYER_PACKAGES[name]:
-        shutil.copytree(REPO / package, site / package,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(REPO / package, site / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     strip_tree(site)
     return root
 
@@ -197,21 +242,39 @@ def measure(out_dir: Path, names: list[str]) -> list[SizeReport]:
 
 def function_code_size_bytes() -> int:
     """Size of the function code asset (the ``functions`` package), unzipped."""
-    return sum(p.stat().st_size for p in (REPO / "functions").rglob("*")
-               if p.is_file() and "__pycache__" not in p.parts)
+    return sum(
+        p.stat().st_size
+        for p in (REPO / "functions").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=REPO / "layers" / "build",
-                        help="output folder; each layer goes to OUT/<name>/python (default layers/build)")
-    parser.add_argument("--python-version", default=os.environ.get("TONEMATCH_LAMBDA_PYTHON", "3.12"),
-                        choices=["3.11", "3.12"], help="the Lambda runtime's Python (default 3.12)")
-    parser.add_argument("--platform", action="append",
-                        help="wheel platform tag (repeatable; default: every manylinux tag the runtime's "
-                             "glibc loads, x86_64)")
-    parser.add_argument("--layer", action="append", choices=sorted(LAYERS),
-                        help="build only this layer (repeatable; default: all)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "layers" / "build",
+        help="output folder; each layer goes to OUT/<name>/python (default layers/build)",
+    )
+    parser.add_argument(
+        "--python-version",
+        default=os.environ.get("TONEMATCH_LAMBDA_PYTHON", "3.12"),
+        choices=["3.11", "3.12"],
+        help="the Lambda runtime's Python (default 3.12)",
+    )
+    parser.add_argument(
+        "--platform",
+        action="append",
+        help="wheel platform tag (repeatable; default: every manylinux tag the runtime's "
+        "glibc loads, x86_64)",
+    )
+    parser.add_argument(
+        "--layer",
+        action="append",
+        choices=sorted(LAYERS),
+        help="build only this layer (repeatable; default: all)",
+    )
     parser.add_argument("--check-only", action="store_true", help="measure an existing build only")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
@@ -220,8 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.check_only:
         for name in names:
             try:
-                build_layer(name, args.out, args.python_version,
-                            args.platform or platform_tags(args.python_version))
+                build_layer(
+                    name, args.out, args.python_version, args.platform or platform_tags(args.python_version)
+                )
             except subprocess.CalledProcessError as exc:
                 print(f"layers/build.py: error: pip failed building layer {name!r}: {exc}", file=sys.stderr)
                 return 2
@@ -231,12 +295,23 @@ def main(argv: list[str] | None = None) -> int:
     problems = check_limits(reports, code_bytes, combos)
     notes = upload_notes(reports)
     if args.json:
-        print(json.dumps({"layers": [r.__dict__ for r in reports], "function_code_bytes": code_bytes,
-                          "problems": problems, "notes": notes}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "layers": [r.__dict__ for r in reports],
+                    "function_code_bytes": code_bytes,
+                    "problems": problems,
+                    "notes": notes,
+                },
+                indent=2,
+            )
+        )
     else:
         for r in reports:
-            print(f"layer {r.name}: {r.unzipped_bytes / 2**20:.1f} MiB unzipped, "
-                  f"{r.zipped_bytes / 2**20:.1f} MiB zipped")
+            print(
+                f"layer {r.name}: {r.unzipped_bytes / 2**20:.1f} MiB unzipped, "
+                f"{r.zipped_bytes / 2**20:.1f} MiB zipped"
+            )
         print(f"function code: {code_bytes / 2**20:.2f} MiB")
         for note in notes:
             print(f"note: {note}")

@@ -42,7 +42,8 @@ def refresh_db_credentials(now: float | None = None, rds_client=None) -> bool:
 
         rds_client = boto3.client("rds")
     os.environ["PGPASSWORD"] = rds_client.generate_db_auth_token(
-        DBHostname=url.hostname, Port=url.port or 5432, DBUsername=url.username)
+        DBHostname=url.hostname, Port=url.port or 5432, DBUsername=url.username
+    )
     os.environ.setdefault("PGSSLMODE", "require")
     _token_signed_at = now
     return True

@@ -29,8 +29,9 @@ def handler(event: dict, context: Any) -> Any:
     try:
         raw = objects().get_bytes(key)
     except ObjectNotFoundError:
-        raise StepFailed(f"the Batch job of step {event.get('step')} ended without writing its result "
-                         f"{key!r}") from None
+        raise StepFailed(
+            f"the Batch job of step {event.get('step')} ended without writing its result {key!r}"
+        ) from None
     except OSError as exc:
         raise TransientError(f"reading {key!r}: {exc}") from exc
     return json.loads(raw)

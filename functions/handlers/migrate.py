@@ -26,5 +26,7 @@ def on_event(event: dict, context: Any) -> dict:
     finally:
         store.close()
     logger.info("migrations applied", extra={"applied": applied, "schema_version": version})
-    return {"PhysicalResourceId": PHYSICAL_ID, "Data": {"SchemaVersion": str(version),
-                                                        "Applied": ",".join(map(str, applied))}}
+    return {
+        "PhysicalResourceId": PHYSICAL_ID,
+        "Data": {"SchemaVersion": str(version), "Applied": ",".join(map(str, applied))},
+    }

@@ -23,7 +23,7 @@ from functions.handlers._runtime import logger, metrics, step_context, tracer
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-class MalformedDropEvent(ValueError):
+class MalformedDropEventError(ValueError):
     """The SQS message is not an S3 Object Created event (it goes to the DLQ after its retries)."""
 
 
@@ -34,9 +34,9 @@ def object_of(body: str) -> tuple[str, int | None]:
         obj = event["detail"]["object"]
         key = obj["key"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise MalformedDropEvent(f"not an S3 Object Created event: {body[:200]!r}") from exc
+        raise MalformedDropEventError(f"not an S3 Object Created event: {body[:200]!r}") from exc
     if not isinstance(key, str) or not key:
-        raise MalformedDropEvent(f"event names no object key: {body[:200]!r}")
+        raise MalformedDropEventError(f"event names no object key: {body[:200]!r}")
     size = obj.get("size")
     return key, int(size) if isinstance(size, int | float) else None
 
@@ -44,8 +44,11 @@ def object_of(body: str) -> tuple[str, int | None]:
 def _refuse_oversized(ctx: Any, key: str, size_bytes: int) -> dict:
     limit = ctx.settings.max_upload_bytes
     folder = key.rsplit("/", 1)[0]
-    doc = {"code": "INVALID_INPUT", "message": f"{key.rsplit('/', 1)[-1]}: {size_bytes} bytes is over the "
-           f"limit of {limit} bytes", "detail": {"key": key, "size_bytes": size_bytes, "limit_bytes": limit}}
+    doc = {
+        "code": "INVALID_INPUT",
+        "message": f"{key.rsplit('/', 1)[-1]}: {size_bytes} bytes is over the limit of {limit} bytes",
+        "detail": {"key": key, "size_bytes": size_bytes, "limit_bytes": limit},
+    }
     if key.startswith("drop/"):
         ctx.objects.put_bytes(f"{folder}/error.json", json.dumps(doc, indent=2).encode(), "application/json")
     return {"action": "rejected", "key": key, **doc}
@@ -75,5 +78,6 @@ def record_handler(record: SQSRecord) -> dict:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict, context: Any) -> dict:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor,
-                                    context=context)
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -27,7 +27,9 @@ def handle(detail: dict, ctx: Any) -> dict:
     job_id = state.get("job_id")
     status = detail.get("status")
     if not job_id:
-        logger.error("ended execution has no job_id in its input", extra={"execution": detail.get("executionArn")})
+        logger.error(
+            "ended execution has no job_id in its input", extra={"execution": detail.get("executionArn")}
+        )
         return {"action": "ignored", "reason": "no job_id in the execution input"}
     job = ctx.status.get_job(job_id)
     if job is None:
@@ -36,8 +38,10 @@ def handle(detail: dict, ctx: Any) -> dict:
         return {"action": "ignored", "reason": f"job already {job['status']}", "job_id": job_id}
     if int(job.get("attempts") or 0) != int(state.get("attempt", job.get("attempts") or 0)):
         return {"action": "ignored", "reason": "a newer attempt of the job is running", "job_id": job_id}
-    error = {"Error": detail.get("error") or f"Execution{str(status).title().replace('_', '')}",
-             "Cause": detail.get("cause") or f"the Step Functions execution ended {status}"}
+    error = {
+        "Error": detail.get("error") or f"Execution{str(status).title().replace('_', '')}",
+        "Cause": detail.get("cause") or f"the Step Functions execution ended {status}",
+    }
     mark_failed({**state, "error": error, "failed_step": job.get("last_step")}, ctx)
     metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
     return {"action": "failed", "job_id": job_id, "status": status}

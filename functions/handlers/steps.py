@@ -79,8 +79,9 @@ def run_step(step: str, event: dict) -> dict:
         logger.error("step failed", extra={"error_type": type(exc).__name__, "error": str(exc)})
         raise
     finally:
-        metrics.add_metric(name="StepDuration", unit=MetricUnit.Milliseconds,
-                           value=(time.perf_counter() - started) * 1000.0)
+        metrics.add_metric(
+            name="StepDuration", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000.0
+        )
     if task.name == "Finalize":
         publish_quality(step_context(), job_id)
         metrics.add_metric(name="JobsCompleted", unit=MetricUnit.Count, value=1)

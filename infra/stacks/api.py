@@ -17,50 +17,91 @@ from infra.config import Settings
 from infra.stacks.common import DataBucket, grant_objects, python_function
 from infra.stacks.database import DatabaseStack
 
-ACCESS_LOG_FORMAT = json.dumps({
-    "requestId": "$context.requestId", "ip": "$context.identity.sourceIp",
-    "requestTime": "$context.requestTime", "method": "$context.httpMethod", "path": "$context.path",
-    "routeKey": "$context.routeKey", "status": "$context.status", "protocol": "$context.protocol",
-    "responseLength": "$context.responseLength", "latencyMs": "$context.responseLatency",
-    "integrationError": "$context.integrationErrorMessage",
-})
+ACCESS_LOG_FORMAT = json.dumps(
+    {
+        "requestId": "$context.requestId",
+        "ip": "$context.identity.sourceIp",
+        "requestTime": "$context.requestTime",
+        "method": "$context.httpMethod",
+        "path": "$context.path",
+        "routeKey": "$context.routeKey",
+        "status": "$context.status",
+        "protocol": "$context.protocol",
+        "responseLength": "$context.responseLength",
+        "latencyMs": "$context.responseLatency",
+        "integrationError": "$context.integrationErrorMessage",
+    }
+)
 
 
 class ApiStack(Stack):
     """HTTP API → Lambda (FastAPI via Mangum)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, bucket: DataBucket,
-                 database: DatabaseStack, state_machine: sfn.IStateMachine, **kwargs) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        bucket: DataBucket,
+        database: DatabaseStack,
+        state_machine: sfn.IStateMachine,
+        **kwargs,
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         dsp_layer = assets.layer(self, "dsp", settings.lambda_python, settings.python_runtime)
         service_layer = assets.layer(self, "service", settings.lambda_python, settings.python_runtime)
         self.function = python_function(
-            self, "ApiFunction", handler="functions.handlers.api.handler", settings=settings,
-            layers=[dsp_layer, service_layer], description="tonematch HTTPS API (FastAPI through Mangum)",
-            environment={"TONEMATCH_BUCKET": bucket.name,
-                         "TONEMATCH_STATE_MACHINE_ARN": state_machine.state_machine_arn,
-                         "TONEMATCH_RUNNER": "stepfunctions",
-                         **database.client_environment},
-            memory_mb=1024, timeout_s=29, vpc=database.vpc, security_groups=[database.app_security_group])
+            self,
+            "ApiFunction",
+            handler="functions.handlers.api.handler",
+            settings=settings,
+            layers=[dsp_layer, service_layer],
+            description="tonematch HTTPS API (FastAPI through Mangum)",
+            environment={
+                "TONEMATCH_BUCKET": bucket.name,
+                "TONEMATCH_STATE_MACHINE_ARN": state_machine.state_machine_arn,
+                "TONEMATCH_RUNNER": "stepfunctions",
+                **database.client_environment,
+            },
+            memory_mb=1024,
+            timeout_s=29,
+            vpc=database.vpc,
+            security_groups=[database.app_security_group],
+        )
         # presigned PUT/GET are signed with this role's rights; deleting is the service's own call
         grant_objects(self.function, bucket, read=True, write=True, delete=True, list_keys=True)
         state_machine.grant_start_execution(self.function)
         database.grant_client(self.function)
 
         self.api = apigw.HttpApi(
-            self, "HttpApi", description="tonematch HTTPS API",
+            self,
+            "HttpApi",
+            description="tonematch HTTPS API",
             default_integration=integrations.HttpLambdaIntegration("Lambda", self.function),
             cors_preflight=apigw.CorsPreflightOptions(
                 allow_origins=list(settings.cors_origins),
-                allow_methods=[apigw.CorsHttpMethod.GET, apigw.CorsHttpMethod.POST, apigw.CorsHttpMethod.PUT,
-                               apigw.CorsHttpMethod.DELETE, apigw.CorsHttpMethod.OPTIONS],
-                allow_headers=["authorization", "content-type"], max_age=Duration.hours(1)))
-        access_logs = logs.LogGroup(self, "AccessLogs", retention=logs.RetentionDays.ONE_MONTH,
-                                    removal_policy=RemovalPolicy.DESTROY)
+                allow_methods=[
+                    apigw.CorsHttpMethod.GET,
+                    apigw.CorsHttpMethod.POST,
+                    apigw.CorsHttpMethod.PUT,
+                    apigw.CorsHttpMethod.DELETE,
+                    apigw.CorsHttpMethod.OPTIONS,
+                ],
+                allow_headers=["authorization", "content-type"],
+                max_age=Duration.hours(1),
+            ),
+        )
+        access_logs = logs.LogGroup(
+            self, "AccessLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
+        )
         stage = self.api.default_stage.node.default_child  # CfnStage
         stage.access_log_settings = apigw.CfnStage.AccessLogSettingsProperty(
-            destination_arn=access_logs.log_group_arn, format=ACCESS_LOG_FORMAT)
+            destination_arn=access_logs.log_group_arn, format=ACCESS_LOG_FORMAT
+        )
         stage.default_route_settings = apigw.CfnStage.RouteSettingsProperty(
-            throttling_rate_limit=settings.api_rate_limit, throttling_burst_limit=settings.api_burst_limit,
-            detailed_metrics_enabled=True)
+            throttling_rate_limit=settings.api_rate_limit,
+            throttling_burst_limit=settings.api_burst_limit,
+            detailed_metrics_enabled=True,
+        )
         self.url = self.api.api_endpoint

@@ -25,14 +25,28 @@ def _staged_function_code_path() -> str:
     return code.path  # type: ignore[attr-defined]
 
 
-def python_function(scope: Construct, construct_id: str, *, handler: str, settings: Settings,
-                    layers: list[lambda_.ILayerVersion], description: str,
-                    environment: dict[str, str] | None = None, memory_mb: int = 512, timeout_s: int = 30,
-                    vpc: ec2.IVpc | None = None, security_groups: list[ec2.ISecurityGroup] | None = None,
-                    reserved_concurrency: int | None = None) -> lambda_.Function:
+def python_function(
+    scope: Construct,
+    construct_id: str,
+    *,
+    handler: str,
+    settings: Settings,
+    layers: list[lambda_.ILayerVersion],
+    description: str,
+    environment: dict[str, str] | None = None,
+    memory_mb: int = 512,
+    timeout_s: int = 30,
+    vpc: ec2.IVpc | None = None,
+    security_groups: list[ec2.ISecurityGroup] | None = None,
+    reserved_concurrency: int | None = None,
+) -> lambda_.Function:
     """A tonematch Lambda: shared code asset, Powertools settings, X-Ray, its own log group."""
-    log_group = logs.LogGroup(scope, f"{construct_id}Logs", retention=logs.RetentionDays.ONE_MONTH,
-                              removal_policy=RemovalPolicy.DESTROY)
+    log_group = logs.LogGroup(
+        scope,
+        f"{construct_id}Logs",
+        retention=logs.RetentionDays.ONE_MONTH,
+        removal_policy=RemovalPolicy.DESTROY,
+    )
     env = {
         "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
         "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
@@ -41,13 +55,24 @@ def python_function(scope: Construct, construct_id: str, *, handler: str, settin
         **(environment or {}),
     }
     return lambda_.Function(
-        scope, construct_id, runtime=settings.python_runtime, architecture=lambda_.Architecture.X86_64,
-        handler=handler, code=lambda_.Code.from_asset(_staged_function_code_path()), layers=layers,
-        environment=env, tracing=lambda_.Tracing.ACTIVE, memory_size=memory_mb,
-        timeout=Duration.seconds(timeout_s), description=description, log_group=log_group,
-        vpc=vpc, security_groups=security_groups,
+        scope,
+        construct_id,
+        runtime=settings.python_runtime,
+        architecture=lambda_.Architecture.X86_64,
+        handler=handler,
+        code=lambda_.Code.from_asset(_staged_function_code_path()),
+        layers=layers,
+        environment=env,
+        tracing=lambda_.Tracing.ACTIVE,
+        memory_size=memory_mb,
+        timeout=Duration.seconds(timeout_s),
+        description=description,
+        log_group=log_group,
+        vpc=vpc,
+        security_groups=security_groups,
         vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS) if vpc else None,
-        reserved_concurrent_executions=reserved_concurrency)
+        reserved_concurrent_executions=reserved_concurrency,
+    )
 
 
 def data_bucket_name(stage: str) -> str:
@@ -71,17 +96,31 @@ class DataBucket:
         return f"{self.arn}/{key_pattern}"
 
 
-def grant_objects(grantee: iam.IGrantable, bucket: DataBucket, *, read: bool = True, write: bool = False,
-                  delete: bool = False, list_keys: bool = False, key_pattern: str = "*") -> None:
+def grant_objects(
+    grantee: iam.IGrantable,
+    bucket: DataBucket,
+    *,
+    read: bool = True,
+    write: bool = False,
+    delete: bool = False,
+    list_keys: bool = False,
+    key_pattern: str = "*",
+) -> None:
     """Least privilege on the data bucket: named actions only (no ``s3:GetObject*``-style wildcards),
     on ``key_pattern`` objects of this one bucket, plus the KMS calls SSE-KMS needs on its key."""
-    actions = (["s3:GetObject"] if read else []) + (["s3:PutObject", "s3:AbortMultipartUpload"] if write else []) \
+    actions = (
+        (["s3:GetObject"] if read else [])
+        + (["s3:PutObject", "s3:AbortMultipartUpload"] if write else [])
         + (["s3:DeleteObject"] if delete else [])
-    grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(
-        actions=actions, resources=[bucket.arn_for_objects(key_pattern)]))
+    )
+    grantee.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(actions=actions, resources=[bucket.arn_for_objects(key_pattern)])
+    )
     if list_keys:
-        grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(
-            actions=["s3:ListBucket"], resources=[bucket.arn]))
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.arn])
+        )
     kms_actions = (["kms:Decrypt"] if read or write else []) + (["kms:GenerateDataKey"] if write else [])
-    grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(
-        actions=kms_actions, resources=[bucket.key_arn]))
+    grantee.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(actions=kms_actions, resources=[bucket.key_arn])
+    )

@@ -27,30 +27,59 @@ FIVE_MIN = Duration.minutes(5)
 
 
 def _app_metric(name: str, stat: str = "Sum", dims: dict[str, str] | None = None) -> cw.Metric:
-    return cw.Metric(namespace=METRICS_NAMESPACE, metric_name=name, statistic=stat, period=FIVE_MIN,
-                     dimensions_map={"service": SERVICE_NAME, **(dims or {})})
+    return cw.Metric(
+        namespace=METRICS_NAMESPACE,
+        metric_name=name,
+        statistic=stat,
+        period=FIVE_MIN,
+        dimensions_map={"service": SERVICE_NAME, **(dims or {})},
+    )
 
 
 class MonitoringStack(Stack):
     """Dashboard + alarms + alarm topic."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings,
-                 state_machine: sfn.IStateMachine, functions: dict[str, lambda_.IFunction],
-                 job_queue_arn: str, dead_letter_queues: dict[str, sqs.IQueue], **kwargs) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        state_machine: sfn.IStateMachine,
+        functions: dict[str, lambda_.IFunction],
+        job_queue_arn: str,
+        dead_letter_queues: dict[str, sqs.IQueue],
+        **kwargs,
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        key = kms.Key(self, "AlarmTopicKey", enable_key_rotation=True, removal_policy=RemovalPolicy.DESTROY,
-                      description="tonematch alarm topic")
-        self.topic = sns.Topic(self, "Alarms", master_key=key, enforce_ssl=True, display_name="tonematch alarms")
+        key = kms.Key(
+            self,
+            "AlarmTopicKey",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY,
+            description="tonematch alarm topic",
+        )
+        self.topic = sns.Topic(
+            self, "Alarms", master_key=key, enforce_ssl=True, display_name="tonematch alarms"
+        )
         if settings.alarm_email:
             self.topic.add_subscription(subs.EmailSubscription(settings.alarm_email))
         action = cw_actions.SnsAction(self.topic)
         self.alarms: list[cw.Alarm] = []
 
-        def alarm(cid: str, metric: cw.IMetric, threshold: float, description: str,
-                  periods: int = 1) -> cw.Alarm:
-            a = cw.Alarm(self, cid, metric=metric, threshold=threshold, evaluation_periods=periods,
-                         comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                         treat_missing_data=cw.TreatMissingData.NOT_BREACHING, alarm_description=description)
+        def alarm(
+            cid: str, metric: cw.IMetric, threshold: float, description: str, periods: int = 1
+        ) -> cw.Alarm:
+            a = cw.Alarm(
+                self,
+                cid,
+                metric=metric,
+                threshold=threshold,
+                evaluation_periods=periods,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description=description,
+            )
             a.add_alarm_action(action)
             self.alarms.append(a)
             return a
@@ -64,16 +93,29 @@ class MonitoringStack(Stack):
         queued = _app_metric("JobsQueued")
         retried = _app_metric("StepTransientErrors")
         # Executions started minus ended in the window: a flow measure of jobs still running.
-        running = cw.MathExpression(expression="MAX([0, started - (succeeded + failed + timedOut + aborted)])",
-                                    using_metrics={"started": started, "succeeded": succeeded, "failed": failed,
-                                                   "timedOut": timed_out, "aborted": aborted},
-                                    label="running (started - ended)", period=FIVE_MIN)
+        running = cw.MathExpression(
+            expression="MAX([0, started - (succeeded + failed + timedOut + aborted)])",
+            using_metrics={
+                "started": started,
+                "succeeded": succeeded,
+                "failed": failed,
+                "timedOut": timed_out,
+                "aborted": aborted,
+            },
+            label="running (started - ended)",
+            period=FIVE_MIN,
+        )
         duration = state_machine.metric_time(period=FIVE_MIN, statistic="p90")
         alarm("JobsFailed", failed, 1, "a tonematch job failed (see the pipeline dead-letter queue)")
         alarm("JobsTimedOut", timed_out, 1, "a tonematch execution timed out")
         alarm("JobsRetried", retried, 10, "many transient step errors (retries) in 5 minutes", periods=2)
-        alarm("JobDurationHigh", duration, Duration.hours(2).to_milliseconds(), "p90 job duration over 2 h",
-              periods=3)
+        alarm(
+            "JobDurationHigh",
+            duration,
+            Duration.hours(2).to_milliseconds(),
+            "p90 job duration over 2 h",
+            periods=3,
+        )
 
         # -- Lambda and Batch errors ------------------------------------------------------------
         lambda_errors = []
@@ -81,16 +123,33 @@ class MonitoringStack(Stack):
             metric = fn.metric_errors(period=FIVE_MIN)
             lambda_errors.append(metric)
             alarm(f"{name}Errors", metric, 3, f"Lambda {name} errors", periods=1)
-        batch_logs = logs.LogGroup(self, "BatchFailedJobs", retention=logs.RetentionDays.ONE_MONTH,
-                                   removal_policy=RemovalPolicy.DESTROY)
-        events.Rule(self, "BatchJobFailed", description="tonematch render jobs that failed",
-                    event_pattern=events.EventPattern(source=["aws.batch"], detail_type=["Batch Job State Change"],
-                                                      detail={"status": ["FAILED"], "jobQueue": [job_queue_arn]}),
-                    targets=[targets.CloudWatchLogGroup(batch_logs)])
+        batch_logs = logs.LogGroup(
+            self,
+            "BatchFailedJobs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        events.Rule(
+            self,
+            "BatchJobFailed",
+            description="tonematch render jobs that failed",
+            event_pattern=events.EventPattern(
+                source=["aws.batch"],
+                detail_type=["Batch Job State Change"],
+                detail={"status": ["FAILED"], "jobQueue": [job_queue_arn]},
+            ),
+            targets=[targets.CloudWatchLogGroup(batch_logs)],
+        )
         batch_failed = logs.MetricFilter(
-            self, "BatchFailedFilter", log_group=batch_logs, metric_namespace=METRICS_NAMESPACE,
-            metric_name="BatchJobsFailed", filter_pattern=logs.FilterPattern.literal('{ $.detail.status = "FAILED" }'),
-            metric_value="1", default_value=0).metric(statistic="Sum", period=FIVE_MIN)
+            self,
+            "BatchFailedFilter",
+            log_group=batch_logs,
+            metric_namespace=METRICS_NAMESPACE,
+            metric_name="BatchJobsFailed",
+            filter_pattern=logs.FilterPattern.literal('{ $.detail.status = "FAILED" }'),
+            metric_value="1",
+            default_value=0,
+        ).metric(statistic="Sum", period=FIVE_MIN)
         alarm("BatchJobsFailed", batch_failed, 1, "an AWS Batch segment render failed")
 
         # -- dead letters ------------------------------------------------------------------------
@@ -104,17 +163,36 @@ class MonitoringStack(Stack):
         self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=f"tonematch-{settings.stage}")
         self.dashboard.add_widgets(
             cw.GraphWidget(title="Jobs", left=[queued, started, succeeded, failed, timed_out], width=12),
-            cw.GraphWidget(title="Running, retried", left=[running, retried], width=12))
+            cw.GraphWidget(title="Running, retried", left=[running, retried], width=12),
+        )
         self.dashboard.add_widgets(
-            cw.GraphWidget(title="Job duration (ms)", left=[state_machine.metric_time(period=FIVE_MIN, statistic=s)
-                                                          for s in ("p50", "p90", "Maximum")], width=12),
-            cw.GraphWidget(title="Step duration (ms, p90)",
-                           left=[_app_metric("StepDuration", "p90", {"step": n}) for n in sorted(functions)
-                                 if n[0].isupper()][:10], width=12))
+            cw.GraphWidget(
+                title="Job duration (ms)",
+                left=[
+                    state_machine.metric_time(period=FIVE_MIN, statistic=s) for s in ("p50", "p90", "Maximum")
+                ],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Step duration (ms, p90)",
+                left=[
+                    _app_metric("StepDuration", "p90", {"step": n})
+                    for n in sorted(functions)
+                    if n[0].isupper()
+                ][:10],
+                width=12,
+            ),
+        )
         self.dashboard.add_widgets(
             cw.GraphWidget(title="Lambda errors", left=lambda_errors, width=12),
-            cw.GraphWidget(title="Batch failures, dead letters", left=[batch_failed, *dlq_metrics.values()],
-                           width=12))
+            cw.GraphWidget(
+                title="Batch failures, dead letters", left=[batch_failed, *dlq_metrics.values()], width=12
+            ),
+        )
         self.dashboard.add_widgets(
-            cw.GraphWidget(title="Quality of finished jobs (average)",
-                           left=[_app_metric(m, "Average") for m in QUALITY_METRICS], width=24))
+            cw.GraphWidget(
+                title="Quality of finished jobs (average)",
+                left=[_app_metric(m, "Average") for m in QUALITY_METRICS],
+                width=24,
+            )
+        )

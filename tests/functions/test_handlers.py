@@ -13,11 +13,19 @@ from functions.handlers.steps import task_named
 from tests.functions.conftest import add_user
 
 
-@pytest.mark.parametrize(("key", "cls"), [
-    ("u1/audio/raw/a.wav", "raw"), ("u1/audio/processed/j.flac", "processed"), ("u1/work/j/seg/00001.wav", "work"),
-    ("drop/u1/b/reference.wav", "drop"), ("u1/viz/j.json", None), ("u1/preset/p.json", None), ("ir/hall.wav", None),
-    ("u1/audio/raw", None),
-])
+@pytest.mark.parametrize(
+    ("key", "cls"),
+    [
+        ("u1/audio/raw/a.wav", "raw"),
+        ("u1/audio/processed/j.flac", "processed"),
+        ("u1/work/j/seg/00001.wav", "work"),
+        ("drop/u1/b/reference.wav", "drop"),
+        ("u1/viz/j.json", None),
+        ("u1/preset/p.json", None),
+        ("ir/hall.wav", None),
+        ("u1/audio/raw", None),
+    ],
+)
 def test_lifecycle_class_of_keys(key, cls):
     assert tagger.object_class(key) == cls
 
@@ -25,7 +33,11 @@ def test_lifecycle_class_of_keys(key, cls):
 def test_tagger_tags_and_keeps_existing_tags(monkeypatch):
     from moto import mock_aws
 
-    for k, v in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     with mock_aws():
@@ -39,7 +51,10 @@ def test_tagger_tags_and_keeps_existing_tags(monkeypatch):
         from tests.infra.moto_pipeline import FakeLambdaContext
 
         assert tagger.handler(event, FakeLambdaContext("tagger"))["class"] == "raw"
-        tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket="tm-bucket", Key="u1/audio/raw/a.wav")["TagSet"]}
+        tags = {
+            t["Key"]: t["Value"]
+            for t in s3.get_object_tagging(Bucket="tm-bucket", Key="u1/audio/raw/a.wav")["TagSet"]
+        }
         assert tags == {"owner": "me", "tonematch-class": "raw"}
         gone = {"detail": {"bucket": {"name": "tm-bucket"}, "object": {"key": "u1/audio/raw/deleted.wav"}}}
         assert tagger.handler(gone, FakeLambdaContext("tagger")).get("gone") is True
@@ -56,7 +71,9 @@ class FakeRds:
 
 def test_iam_db_token_signed_then_refreshed_before_expiry(monkeypatch):
     monkeypatch.setenv("TONEMATCH_DB_IAM_AUTH", "1")
-    monkeypatch.setenv("TONEMATCH_DATABASE_URL", "postgresql://tonematch@proxy.example:5432/tonematch?sslmode=require")
+    monkeypatch.setenv(
+        "TONEMATCH_DATABASE_URL", "postgresql://tonematch@proxy.example:5432/tonematch?sslmode=require"
+    )
     monkeypatch.setenv("PGPASSWORD", "")  # registered, so teardown restores the real environment
     monkeypatch.setenv("PGSSLMODE", "require")
     monkeypatch.setattr(_runtime, "_token_signed_at", 0.0)
@@ -74,12 +91,14 @@ def test_iam_db_token_signed_then_refreshed_before_expiry(monkeypatch):
 
 
 def test_malformed_drop_messages_are_refused_clearly():
-    with pytest.raises(starter.MalformedDropEvent, match="not an S3 Object Created event"):
+    with pytest.raises(starter.MalformedDropEventError, match="not an S3 Object Created event"):
         starter.object_of("{not json")
-    with pytest.raises(starter.MalformedDropEvent):
+    with pytest.raises(starter.MalformedDropEventError):
         starter.object_of(json.dumps({"detail": {"object": {}}}))
-    assert starter.object_of(json.dumps({"detail": {"object": {"key": "drop/u/b/t.wav", "size": 12}}})) == \
-        ("drop/u/b/t.wav", 12)
+    assert starter.object_of(json.dumps({"detail": {"object": {"key": "drop/u/b/t.wav", "size": 12}}})) == (
+        "drop/u/b/t.wav",
+        12,
+    )
 
 
 def test_unknown_step_name_is_a_configuration_error():
@@ -90,17 +109,26 @@ def test_unknown_step_name_is_a_configuration_error():
 
 def _job(ctx, status_value: str) -> dict:
     user = add_user(ctx)
-    job, _ = ctx.status.create_job(user_id=user["id"], mode="A", ref_key=f"{user['id']}/audio/raw/r.wav",
-                                   tgt_key=f"{user['id']}/audio/raw/t.wav", opts={},
-                                   idempotency_key=uuid.uuid4().hex, preset_id=None)
+    job, _ = ctx.status.create_job(
+        user_id=user["id"],
+        mode="A",
+        ref_key=f"{user['id']}/audio/raw/r.wav",
+        tgt_key=f"{user['id']}/audio/raw/t.wav",
+        opts={},
+        idempotency_key=uuid.uuid4().hex,
+        preset_id=None,
+    )
     ctx.status.advance_job(job["id"], status_value, 40, "RenderSegments")
     return ctx.status.get_job(job["id"])
 
 
 def test_status_watcher_fails_jobs_of_timed_out_executions(ctx):
     job = _job(ctx, "RENDERING")
-    detail = {"status": "TIMED_OUT", "executionArn": "arn:x",
-              "input": json.dumps({"job_id": job["id"], "user_id": job["user_id"], "attempt": 0})}
+    detail = {
+        "status": "TIMED_OUT",
+        "executionArn": "arn:x",
+        "input": json.dumps({"job_id": job["id"], "user_id": job["user_id"], "attempt": 0}),
+    }
     assert status.handle(detail, ctx)["action"] == "failed"
     row = ctx.status.get_job(job["id"])
     assert row["status"] == "FAILED" and "TIMED_OUT" in row["error"] and row["last_step"] == "RenderSegments"

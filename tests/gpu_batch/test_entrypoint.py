@@ -12,9 +12,12 @@ import soundfile as sf
 from gpu_batch import entrypoint
 from gpu_batch.entrypoint import EXIT_OK, EXIT_PERMANENT, EXIT_TRANSIENT, classify
 
-PARAMS = {"eq": [{"type": "peaking", "f_hz": 1000.0, "q": 1.0, "gain_db": 3.0}], "stereo": {"width": 1.1},
-          "lufs": {"target_db": -14.0, "gain_db": 4.0},
-          "limiter": {"tp_db": -1.0, "lookahead_ms": 5.0, "release_ms": 80.0}}
+PARAMS = {
+    "eq": [{"type": "peaking", "f_hz": 1000.0, "q": 1.0, "gain_db": 3.0}],
+    "stereo": {"width": 1.1},
+    "lufs": {"target_db": -14.0, "gain_db": 4.0},
+    "limiter": {"tp_db": -1.0, "lookahead_ms": 5.0, "release_ms": 80.0},
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +36,11 @@ def source(tmp_path_factory):
 def s3(monkeypatch):
     from moto import mock_aws
 
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(k, v)
     with mock_aws():
         import boto3
@@ -45,10 +51,17 @@ def s3(monkeypatch):
 
 
 def _env(tmp_path, segment, **kw):
-    return {"TONEMATCH_BUCKET": "renders", "TONEMATCH_JOB_ID": "job-1", "TONEMATCH_INPUT_KEY": "u/audio/raw/t.wav",
-            "TONEMATCH_PARAMS_KEY": "u/work/job-1/params.json", "TONEMATCH_SEGMENT": json.dumps(segment),
-            "TONEMATCH_OUTPUT_KEY": "u/work/job-1/seg/00001.wav", "TONEMATCH_SCRATCH_DIR": str(tmp_path),
-            "TONEMATCH_GPU": "off", **kw}
+    return {
+        "TONEMATCH_BUCKET": "renders",
+        "TONEMATCH_JOB_ID": "job-1",
+        "TONEMATCH_INPUT_KEY": "u/audio/raw/t.wav",
+        "TONEMATCH_PARAMS_KEY": "u/work/job-1/params.json",
+        "TONEMATCH_SEGMENT": json.dumps(segment),
+        "TONEMATCH_OUTPUT_KEY": "u/work/job-1/seg/00001.wav",
+        "TONEMATCH_SCRATCH_DIR": str(tmp_path),
+        "TONEMATCH_GPU": "off",
+        **kw,
+    }
 
 
 def test_standalone_render_s3_to_s3_matches_engine(s3, source, tmp_path):
@@ -80,8 +93,11 @@ def test_bad_params_are_permanent(s3, source, tmp_path):
     from engine.segments import plan_segments
 
     s3.upload_file(str(source), "renders", "u/audio/raw/t.wav")
-    s3.put_object(Bucket="renders", Key="u/work/job-1/params.json",
-                  Body=json.dumps({**PARAMS, "lufs": {"target_db": -14.0}}).encode())  # gain not resolved
+    s3.put_object(
+        Bucket="renders",
+        Key="u/work/job-1/params.json",
+        Body=json.dumps({**PARAMS, "lufs": {"target_db": -14.0}}).encode(),
+    )  # gain not resolved
     assert entrypoint.main(_env(tmp_path, plan_segments(12.0, segment_s=6.0)[0]), s3=s3) == EXIT_PERMANENT
 
 
@@ -92,15 +108,21 @@ def test_exit_codes_for_transient_faults():
 
     assert classify(TransientError("db busy")) == EXIT_TRANSIENT
     assert classify(EndpointConnectionError(endpoint_url="https://s3")) == EXIT_TRANSIENT
-    slow = ClientError({"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "GetObject")
+    slow = ClientError(
+        {"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "GetObject"
+    )
     assert classify(slow) == EXIT_TRANSIENT
-    missing = ClientError({"Error": {"Code": "404"}, "ResponseMetadata": {"HTTPStatusCode": 404}}, "HeadObject")
+    missing = ClientError(
+        {"Error": {"Code": "404"}, "ResponseMetadata": {"HTTPStatusCode": 404}}, "HeadObject"
+    )
     assert classify(missing) == EXIT_PERMANENT
     assert classify(ValueError("bad")) == EXIT_PERMANENT
 
 
 def _diff_db(a, b):
-    return 20 * np.log10(np.sqrt(np.mean((a.astype(np.float64) - b) ** 2)) / np.sqrt(np.mean(a.astype(np.float64) ** 2)))
+    return 20 * np.log10(
+        np.sqrt(np.mean((a.astype(np.float64) - b) ** 2)) / np.sqrt(np.mean(a.astype(np.float64) ** 2))
+    )
 
 
 def test_gpu_code_path_on_numpy_equals_cpu_render(source, tmp_path):

@@ -13,7 +13,11 @@ import pytest
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
 
 #: what the tests synthesise with: bundling skipped (no pip at synth), Lambda render for <= 1 segment
-TEST_CONTEXT = {"aws:cdk:bundling-stacks": [], "tonematch:stage": "test", "tonematch:lambdaRenderMaxSegments": 1}
+TEST_CONTEXT = {
+    "aws:cdk:bundling-stacks": [],
+    "tonematch:stage": "test",
+    "tonematch:lambdaRenderMaxSegments": 1,
+}
 
 
 @dataclass
@@ -32,7 +36,9 @@ class Synth:
         for name, tpl in self.templates.items():
             if suffix and not name.endswith(suffix):
                 continue
-            out.update({f"{name}/{k}": v for k, v in tpl.get("Resources", {}).items() if v["Type"] == type_name})
+            out.update(
+                {f"{name}/{k}": v for k, v in tpl.get("Resources", {}).items() if v["Type"] == type_name}
+            )
         return out
 
 
@@ -47,8 +53,10 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     app.synth()
     seconds = time.perf_counter() - started
     print(f"\nCDK synth of the whole app: {seconds:.1f} s")
-    templates = {p.name.removesuffix(".template.json"): json.loads(p.read_text())
-                 for p in outdir.glob("*.template.json")}
+    templates = {
+        p.name.removesuffix(".template.json"): json.loads(p.read_text())
+        for p in outdir.glob("*.template.json")
+    }
     report_path = outdir / "validation-report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else None
     return Synth(outdir, templates, seconds, report)

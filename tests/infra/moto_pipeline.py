@@ -83,7 +83,9 @@ def install_hooks(monkeypatch, hooks: Hooks, function_env: dict[str, dict[str, s
         service = boto_service_name or self._get_boto_service_name()
         action = service_action_name or self._get_boto_service_action()
         model = session.get_service_model(service)
-        op_name = next((o for o in model.operation_names if o.lower() == action.replace("_", "").lower()), None)
+        op_name = next(
+            (o for o in model.operation_names if o.lower() == action.replace("_", "").lower()), None
+        )
         if op_name is None:
             return
         converted = _to_member_names(dict(parameters), model.operation_model(op_name).input_shape)
@@ -126,7 +128,9 @@ def install_hooks(monkeypatch, hooks: Hooks, function_env: dict[str, dict[str, s
             hooks.invocations.append((name, event))
         env = function_env.get(name, {})
         try:
-            result = _run_handler(fn.handler, env, event, FakeLambdaContext(name, invoked_function_arn=fn.function_arn))
+            result = _run_handler(
+                fn.handler, env, event, FakeLambdaContext(name, invoked_function_arn=fn.function_arn)
+            )
         except Exception as exc:  # the Lambda runtime's error document
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
@@ -159,8 +163,9 @@ def _run_handler(handler_path: str, env: dict[str, str], event: dict, context: F
     if module_name == "functions.handlers.steps":
         from functions.handlers import steps
 
-        wrapped = steps.logger.inject_lambda_context(steps.metrics.log_metrics(
-            lambda e, c: steps.run_step(env["TONEMATCH_STEP"], e)))
+        wrapped = steps.logger.inject_lambda_context(
+            steps.metrics.log_metrics(lambda e, c: steps.run_step(env["TONEMATCH_STEP"], e))
+        )
         return wrapped(event, context)
     return getattr(importlib.import_module(module_name), attr)(event, context)
 
@@ -199,11 +204,19 @@ def deploy(template: dict, bucket: str) -> tuple[Deployed, dict[str, dict[str, s
     for lid, r in res.items():
         if r["Type"] == "AWS::Lambda::Function":
             props = r["Properties"]
-            env = {k: v for k, v in (props.get("Environment", {}).get("Variables") or {}).items()
-                   if isinstance(v, str)}
-            arn = lam.create_function(FunctionName=lid, Runtime="python3.12", Role=role_arn,
-                                      Handler=props["Handler"], Code={"ZipFile": _zip()},
-                                      Environment={"Variables": env})["FunctionArn"]
+            env = {
+                k: v
+                for k, v in (props.get("Environment", {}).get("Variables") or {}).items()
+                if isinstance(v, str)
+            }
+            arn = lam.create_function(
+                FunctionName=lid,
+                Runtime="python3.12",
+                Role=role_arn,
+                Handler=props["Handler"],
+                Code={"ZipFile": _zip()},
+                Environment={"Variables": env},
+            )["FunctionArn"]
             refs[(lid, "Arn")] = arn
             function_env[lid] = env
             names[env.get("TONEMATCH_STEP") or props["Handler"]] = lid
@@ -211,24 +224,32 @@ def deploy(template: dict, bucket: str) -> tuple[Deployed, dict[str, dict[str, s
             url = sqs.create_queue(QueueName=lid)["QueueUrl"]
             refs[(lid, "Ref")] = url
             refs[(lid, "Arn")] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
-                "Attributes"]["QueueArn"]
+                "Attributes"
+            ]["QueueArn"]
             if "DeadLetter" in lid:
                 dlq_url = url
     for lid, r in res.items():
         if r["Type"] == "AWS::Batch::ComputeEnvironment":
-            ce = batch.create_compute_environment(computeEnvironmentName=lid, type="UNMANAGED",
-                                                  state="ENABLED", serviceRole=role_arn)
+            ce = batch.create_compute_environment(
+                computeEnvironmentName=lid, type="UNMANAGED", state="ENABLED", serviceRole=role_arn
+            )
             refs[(lid, "Ref")] = ce["computeEnvironmentArn"]
     for lid, r in res.items():
         if r["Type"] == "AWS::Batch::JobQueue":
             ce_arn = next(v for (k, kind), v in refs.items() if kind == "Ref" and "Compute" in k)
-            q = batch.create_job_queue(jobQueueName=lid, state="ENABLED", priority=1,
-                                       computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce_arn}])
+            q = batch.create_job_queue(
+                jobQueueName=lid,
+                state="ENABLED",
+                priority=1,
+                computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce_arn}],
+            )
             refs[(lid, "JobQueueArn")] = q["jobQueueArn"]
         elif r["Type"] == "AWS::Batch::JobDefinition":
             jd = batch.register_job_definition(
-                jobDefinitionName=lid, type="container",
-                containerProperties={"image": "tonematch-render", "vcpus": 1, "memory": 512})
+                jobDefinitionName=lid,
+                type="container",
+                containerProperties={"image": "tonematch-render", "vcpus": 1, "memory": 512},
+            )
             refs[(lid, "Ref")] = jd["jobDefinitionArn"]
 
     def resolve(part: Any) -> str:
@@ -236,17 +257,22 @@ def deploy(template: dict, bucket: str) -> tuple[Deployed, dict[str, dict[str, s
             return part
         if "Ref" in part:
             name = part["Ref"]
-            pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT,
-                      "AWS::URLSuffix": "amazonaws.com"}
+            pseudo = {
+                "AWS::Partition": "aws",
+                "AWS::Region": REGION,
+                "AWS::AccountId": ACCOUNT,
+                "AWS::URLSuffix": "amazonaws.com",
+            }
             return pseudo.get(name) or refs[(name, "Ref")]
         lid, attr = part["Fn::GetAtt"]
         return refs[(lid, attr)]
 
-    (sm_lid, sm) = next((k, v) for k, v in res.items() if v["Type"] == "AWS::StepFunctions::StateMachine")
+    (_, sm) = next((k, v) for k, v in res.items() if v["Type"] == "AWS::StepFunctions::StateMachine")
     body = sm["Properties"]["DefinitionString"]
     definition = "".join(resolve(p) for p in body["Fn::Join"][1]) if isinstance(body, dict) else body
-    arn = sfn.create_state_machine(name="tonematch-job-test", definition=definition, roleArn=role_arn,
-                                   type="STANDARD")["stateMachineArn"]
+    arn = sfn.create_state_machine(
+        name="tonematch-job-test", definition=definition, roleArn=role_arn, type="STANDARD"
+    )["stateMachineArn"]
     return Deployed(arn, dlq_url, bucket, names), function_env
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("layer_build", Path(__file__).parents[2] / "layers" / "build.py")
+_spec = importlib.util.spec_from_file_location(
+    "layer_build", Path(__file__).parents[2] / "layers" / "build.py"
+)
 build = importlib.util.module_from_spec(_spec)
 sys.modules["layer_build"] = build  # dataclasses look their module up while the class is built
 _spec.loader.exec_module(build)
@@ -45,8 +47,13 @@ def test_missing_layer_and_too_many_layers():
     assert "6 layers" in build.check_limits(layers, 0, {"f": list("abcdef")})[0]
 
 
-@pytest.mark.parametrize(("python", "newest", "oldest_ok"), [("3.12", "manylinux_2_34_x86_64", "manylinux1_x86_64"),
-                                                             ("3.11", "manylinux_2_26_x86_64", "manylinux2014_x86_64")])
+@pytest.mark.parametrize(
+    ("python", "newest", "oldest_ok"),
+    [
+        ("3.12", "manylinux_2_34_x86_64", "manylinux1_x86_64"),
+        ("3.11", "manylinux_2_26_x86_64", "manylinux2014_x86_64"),
+    ],
+)
 def test_wheel_platforms_follow_the_runtime_glibc(python, newest, oldest_ok):
     tags = build.platform_tags(python)
     assert tags[0] == newest and oldest_ok in tags
@@ -55,8 +62,15 @@ def test_wheel_platforms_follow_the_runtime_glibc(python, newest, oldest_ok):
 
 def test_strip_keeps_what_imports_need_and_drops_tests(tmp_path):
     site = tmp_path / "python"
-    for rel in ("scipy/tests/test_x.py", "scipy/linalg/__init__.py", "numpy/testing/__init__.py",
-                "pkg/__pycache__/m.cpython-312.pyc", "pkg/mod.pyi", "boto3/__init__.py", "scipy/_lib/x.c"):
+    for rel in (
+        "scipy/tests/test_x.py",
+        "scipy/linalg/__init__.py",
+        "numpy/testing/__init__.py",
+        "pkg/__pycache__/m.cpython-312.pyc",
+        "pkg/mod.pyi",
+        "boto3/__init__.py",
+        "scipy/_lib/x.c",
+    ):
         (site / rel).parent.mkdir(parents=True, exist_ok=True)
         (site / rel).write_bytes(b"x" * 100)
     freed = build.strip_tree(site)

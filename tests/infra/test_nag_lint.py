@@ -47,6 +47,9 @@ def test_every_acknowledgement_is_justified_and_live(synth):
 def test_cfn_lint_clean(synth):
     templates = sorted(str(p) for p in synth.outdir.glob("*.template.json"))
     cfn_lint = Path(sys.executable).parent / "cfn-lint"
-    proc = subprocess.run([str(cfn_lint), "--format", "parseable", "--ignore-checks", "W3005", "--", *templates],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(cfn_lint), "--format", "parseable", "--ignore-checks", "W3005", "--", *templates],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -20,8 +20,14 @@ def _statements(synth, suffix=None):
 
 
 def test_six_stacks(synth):
-    assert sorted(n.split("-")[-1] for n in synth.templates) == \
-        ["Api", "Database", "DropFolder", "Monitoring", "Pipeline", "Storage"]
+    assert sorted(n.split("-")[-1] for n in synth.templates) == [
+        "Api",
+        "Database",
+        "DropFolder",
+        "Monitoring",
+        "Pipeline",
+        "Storage",
+    ]
     print(f"synth took {synth.seconds:.1f} s")
 
 
@@ -29,7 +35,11 @@ def test_data_bucket_is_private_encrypted_tls_only_with_lifecycle_and_eventbridg
     buckets = synth.resources("AWS::S3::Bucket", "Storage")
     data = next(b for k, b in buckets.items() if "Data" in k)["Properties"]
     assert data["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
     sse = data["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
     assert sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
     (notify,) = synth.resources("Custom::S3BucketNotifications", "Storage").values()
@@ -41,8 +51,13 @@ def test_data_bucket_is_private_encrypted_tls_only_with_lifecycle_and_eventbridg
     assert rules["work-files"]["ExpirationInDays"] == 7
     assert rules["abort-incomplete-uploads"]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 1
     policies = synth.resources("AWS::S3::BucketPolicy", "Storage")
-    denies = [st for p in policies.values() for st in p["Properties"]["PolicyDocument"]["Statement"]
-              if st["Effect"] == "Deny" and st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"]
+    denies = [
+        st
+        for p in policies.values()
+        for st in p["Properties"]["PolicyDocument"]["Statement"]
+        if st["Effect"] == "Deny"
+        and st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+    ]
     assert len(denies) == len(buckets), "every bucket refuses plain HTTP"
 
 
@@ -93,13 +108,25 @@ def test_state_machine_is_generated_from_the_pipeline_definition(synth):
     retry = states["Invert"]["Retry"][0]
     assert (retry["IntervalSeconds"], retry["BackoffRate"], retry["MaxAttempts"]) == (2, 2, 5)
     assert "TransientError" in retry["ErrorEquals"]
-    for name in ("Analyze", "Invert", "PlanSegments", "RenderSegments", "RenderSegmentsOnLambda", "Merge", "Finalize"):
+    for name in (
+        "Analyze",
+        "Invert",
+        "PlanSegments",
+        "RenderSegments",
+        "RenderSegmentsOnLambda",
+        "Merge",
+        "Finalize",
+    ):
         (catch,) = states[name]["Catch"]
         assert catch["ErrorEquals"] == ["States.ALL"] and states[catch["Next"]]["Next"] == "MarkFailed"
     assert states["MarkFailed"]["Next"] == "SendToDeadLetterQueue"
     assert states["SendToDeadLetterQueue"]["Next"] == "JobFailed" and states["JobFailed"]["Type"] == "Fail"
     choice = states["RenderSegmentsWhere"]
-    assert choice["Choices"][0] == {"Variable": "$.plan.segments[1]", "IsPresent": True, "Next": "RenderSegments"}
+    assert choice["Choices"][0] == {
+        "Variable": "$.plan.segments[1]",
+        "IsPresent": True,
+        "Next": "RenderSegments",
+    }
     batch = states["RenderSegments"]["ItemProcessor"]["States"]["RenderSegmentsJob"]
     assert batch["Resource"].endswith(":states:::batch:submitJob.sync")
     env = {e["Name"] for e in batch["Parameters"]["ContainerOverrides"]["Environment"]}
@@ -118,7 +145,10 @@ def test_batch_gpu_compute_queue_and_job_definition(synth):
     gpu = [r for r in props["ContainerProperties"]["ResourceRequirements"] if r["Type"] == "GPU"]
     assert gpu == [{"Type": "GPU", "Value": "1"}]
     on_exit = props["RetryStrategy"]["EvaluateOnExit"]
-    assert {"Action": "RETRY", "OnExitCode": "3"} in on_exit and {"Action": "EXIT", "OnExitCode": "2"} in on_exit
+    assert {"Action": "RETRY", "OnExitCode": "3"} in on_exit and {
+        "Action": "EXIT",
+        "OnExitCode": "2",
+    } in on_exit
     assert synth.resources("AWS::Batch::JobQueue", "Pipeline")
 
 
@@ -136,8 +166,17 @@ def test_monitoring_dashboard_and_alarms(synth):
     assert synth.resources("AWS::CloudWatch::Dashboard", "Monitoring")
     alarms = synth.resources("AWS::CloudWatch::Alarm", "Monitoring")
     names = " ".join(alarms)
-    for what in ("JobsFailed", "JobsTimedOut", "JobsRetried", "JobDurationHigh", "BatchJobsFailed",
-                 "PipelineDLQNotEmpty", "DropFolderDLQNotEmpty", "ApiErrors", "RenderSegmentErrors"):
+    for what in (
+        "JobsFailed",
+        "JobsTimedOut",
+        "JobsRetried",
+        "JobDurationHigh",
+        "BatchJobsFailed",
+        "PipelineDLQNotEmpty",
+        "DropFolderDLQNotEmpty",
+        "ApiErrors",
+        "RenderSegmentErrors",
+    ):
         assert what in names, what
     dash = next(iter(synth.resources("AWS::CloudWatch::Dashboard", "Monitoring").values()))
     body = json.dumps(dash["Properties"]["DashboardBody"])

@@ -25,8 +25,11 @@ from tests.infra.moto_pipeline import (
 pytestmark = [pytest.mark.cdk, pytest.mark.postgres, pytest.mark.slow]
 
 PG_URL = os.environ.get("TONEMATCH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False},
-               "batch": {"use_docker": False}}
+MOTO_CONFIG = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+    "batch": {"use_docker": False},
+}
 
 
 @dataclass
@@ -35,15 +38,7 @@ class Cloud:
     hooks: Hooks
     ctx: object
     user_id: str
-    audio: dict[str, str]
-
-    def upload_pair(self, prefix: str) -> tuple[str, str]:
-        keys = []
-        for role in ("reference", "target"):
-            key = f"{prefix}/{role}.wav"
-            self.ctx.objects.put_file(key, Path(self.audio[role]))
-            keys.append(key)
-        return keys[0], keys[1]
+    audio: dict[str, dict[str, str]]
 
     def job(self, job_id: str) -> dict:
         return self.ctx.status.get_job(job_id)
@@ -54,8 +49,10 @@ def audio(tmp_path_factory) -> dict[str, dict[str, str]]:
     from engine.examples import write_example_pair
 
     base = tmp_path_factory.mktemp("audio")
-    return {"short": write_example_pair(base / "short", duration_s=6.0, sample_rate_hz=16000),
-            "long": write_example_pair(base / "long", duration_s=21.0, sample_rate_hz=16000)}
+    return {
+        "short": write_example_pair(base / "short", duration_s=6.0, sample_rate_hz=16000),
+        "long": write_example_pair(base / "long", duration_s=21.0, sample_rate_hz=16000),
+    }
 
 
 @pytest.fixture
@@ -74,12 +71,20 @@ def cloud(synth, monkeypatch, tmp_path, audio):
     schema = f"tm_sfn_{uuid.uuid4().hex[:10]}"
     bucket = f"tm-sfn-{uuid.uuid4().hex[:8]}"
     for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION, "TONEMATCH_BUCKET": bucket, "TONEMATCH_DATABASE_URL": PG_URL,
-        "TONEMATCH_DATABASE_SCHEMA": schema, "TONEMATCH_SCRATCH_DIR": str(tmp_path / "scratch"),
-        "TONEMATCH_DATA_DIR": str(tmp_path / "data"), "TONEMATCH_JWT_SECRET": "test-secret",
-        "POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_METRICS_NAMESPACE": "Tonematch",
-        "POWERTOOLS_SERVICE_NAME": "tonematch", "TONEMATCH_GPU": "off",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "TONEMATCH_BUCKET": bucket,
+        "TONEMATCH_DATABASE_URL": PG_URL,
+        "TONEMATCH_DATABASE_SCHEMA": schema,
+        "TONEMATCH_SCRATCH_DIR": str(tmp_path / "scratch"),
+        "TONEMATCH_DATA_DIR": str(tmp_path / "data"),
+        "TONEMATCH_JWT_SECRET": "test-secret",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_METRICS_NAMESPACE": "Tonematch",
+        "POWERTOOLS_SERVICE_NAME": "tonematch",
+        "TONEMATCH_GPU": "off",
     }.items():
         monkeypatch.setenv(key, value)
     for key in ("TONEMATCH_DB_IAM_AUTH", "TONEMATCH_DLQ_URL", "TONEMATCH_S3_ENDPOINT_URL"):
@@ -105,7 +110,6 @@ def cloud(synth, monkeypatch, tmp_path, audio):
 def _start(cloud: Cloud, which: str = "short", opts: dict | None = None) -> dict:
     from functions import service
 
-    cloud.audio = cloud.audio if isinstance(cloud.audio, dict) and "reference" in cloud.audio else cloud.audio
     ref, tgt = _pair(cloud, which)
     job, created = service.create_job(cloud.ctx, cloud.user_id, mode="A", ref_key=ref, tgt_key=tgt, opts=opts)
     assert created
@@ -150,8 +154,15 @@ def test_happy_path_short_job_on_lambda_completes(cloud):
     outputs = row["outputs"] if isinstance(row["outputs"], dict) else json.loads(row["outputs"])
     assert cloud.ctx.objects.exists(outputs["result_key"])
     called = {name for name, _ in cloud.hooks.invocations}
-    for step in ("AnalyzeReference", "AnalyzeTarget", "Invert", "PlanSegments", "RenderSegment", "Merge",
-                 "Finalize"):
+    for step in (
+        "AnalyzeReference",
+        "AnalyzeTarget",
+        "Invert",
+        "PlanSegments",
+        "RenderSegment",
+        "Merge",
+        "Finalize",
+    ):
         assert cloud.deployed.function_names[step] in called, step
     assert cloud.hooks.batch_jobs == []  # one segment: the CPU path on Lambda
     assert cloud.hooks.retry_waits_s == [] and _dead_letters(cloud) == []
@@ -233,15 +244,33 @@ def test_resubmit_while_running_starts_nothing(cloud):
 
 
 def _sqs_event(bodies: list[str]) -> dict:
-    return {"Records": [{"messageId": f"m{i}", "receiptHandle": "r", "body": body, "attributes": {},
-                         "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-                         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:DropQueue", "awsRegion": REGION}
-                        for i, body in enumerate(bodies)]}
+    return {
+        "Records": [
+            {
+                "messageId": f"m{i}",
+                "receiptHandle": "r",
+                "body": body,
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:DropQueue",
+                "awsRegion": REGION,
+            }
+            for i, body in enumerate(bodies)
+        ]
+    }
 
 
 def _created(bucket: str, key: str, size: int = 1000) -> str:
-    return json.dumps({"version": "0", "source": "aws.s3", "detail-type": "Object Created",
-                       "detail": {"bucket": {"name": bucket}, "object": {"key": key, "size": size}}})
+    return json.dumps(
+        {
+            "version": "0",
+            "source": "aws.s3",
+            "detail-type": "Object Created",
+            "detail": {"bucket": {"name": bucket}, "object": {"key": key, "size": size}},
+        }
+    )
 
 
 def test_drop_folder_upload_to_completed_job_and_bad_input(cloud):
