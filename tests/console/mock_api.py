@@ -125,7 +125,7 @@ class MockApi:
             return route.fulfill(status=200, headers={"ETag": '"abc"'}, body="")
         if path.startswith("/mock-get/"):
             return route.fulfill(status=200, content_type="audio/wav", body=wav_bytes(
-                freq_hz={"ref": 660.0, "tgt": 440.0, "out": 550.0}[path.rsplit("/", 1)[1]]))
+                seconds=8.0, freq_hz={"ref": 660.0, "tgt": 440.0, "out": 550.0}[path.rsplit("/", 1)[1]]))
         if path == "/mock-viz":
             return self._json(route, self.viz)
         if auth not in ("Bearer a1", "Bearer a2"):

@@ -775,6 +775,12 @@ async function loadJobs() {
 let applyPreset = null;
 const modeOfPreset = (p) => p.mode || (p.style_params && ["compressor", "reverb", "pitch"].some((k) => p.style_params[k]) ? "B" : "A");
 
+/** The service keeps each finished job's settings as a preset named "job <id>": list those apart. */
+function isJobPreset(p) {
+  const j = p.source_job_id ? String(p.source_job_id) : "";
+  return Boolean(j) && (p.name === `job ${j.slice(0, 8)}` || p.name === `job ${j}`);
+}
+
 async function loadPresets() {
   const ul = $("#presets-list");
   ul.innerHTML = '<li class="muted">Loading…</li>';
@@ -783,8 +789,15 @@ async function loadPresets() {
     const presets = listOf(await api.get("/presets"), "presets", "items");
     ul.textContent = "";
     $("#view-presets").dataset.loaded = String(presets.length);
-    $("#presets-empty").hidden = presets.length > 0;
-    for (const p of presets) ul.appendChild(presetItem(p));
+    const auto = presets.filter(isJobPreset);
+    const mine = presets.filter((p) => !isJobPreset(p));
+    $("#presets-empty").hidden = mine.length > 0;
+    for (const p of mine) ul.appendChild(presetItem(p));
+    const al = $("#auto-list");
+    al.textContent = "";
+    for (const p of auto) al.appendChild(presetItem(p));
+    $("#auto-count").textContent = `(${auto.length})`;
+    $("#auto-presets").hidden = auto.length === 0;
   } catch (e) {
     ul.textContent = "";
     fail(e);
@@ -843,6 +856,7 @@ function presetItem(p) {
         showError(msg, "");
         say(`Renamed to ${p.name}.`);
         normal();
+        if (li.closest("#auto-list")) loadPresets(); // a named job preset becomes one of "your presets"
       } catch (ex) {
         if (ex instanceof SessionExpired) return;
         showError(msg, ex.code === "CONFLICT" ? `You already have a preset called “${name}”.` : generalMessage(ex));
@@ -861,6 +875,7 @@ function presetItem(p) {
         li.remove();
         say(`Deleted ${p.name}.`);
         if (!$("#presets-list li")) $("#presets-empty").hidden = false;
+        $("#auto-count").textContent = `(${$$("#auto-list li").length})`;
         if (applyPreset && (applyPreset.id || applyPreset.preset_id) === id) $("#apply-box").hidden = true;
       } catch (ex) { if (!(ex instanceof SessionExpired)) { showError(msg, generalMessage(ex)); normal(); } }
     }), no);
