@@ -164,7 +164,6 @@ def invert(event: dict, ctx: StepContext) -> dict:
     """Style parameters from the two feature sets (or the preset), with the make-up gain resolved
     on the target so every segment applies the same gain."""
     from engine.invert import invert_params
-    from engine.render import resolve_gain
 
     _enter(ctx, event, "Invert")
     opts = event.get("opts") or {}
@@ -180,13 +179,39 @@ def invert(event: dict, ctx: StepContext) -> dict:
             ref_feats = get_json(ctx, event["reference"]["features_key"])
             tgt_feats = get_json(ctx, tgt["features_key"])
             params = invert_params(ref_feats, tgt_feats, mode=event["mode"], opts=opts)
-        params = resolve_gain(
-            str(fetch(ctx, event["tgt_key"], "target")), params, sample_rate_hz=sample_rate_hz
-        )
+        params = _resolve_gain_like_match(ctx, event, params, sample_rate_hz)
         put_json(ctx, params_key, params)
     ctx.status.update_job(event["job_id"], params=params)
     _leave(ctx, event, "Invert")
     return {"params_key": params_key, "sample_rate_hz": sample_rate_hz}
+
+
+def _resolve_gain_like_match(ctx: StepContext, event: dict, params: dict, sample_rate_hz: int) -> dict:
+    """``params`` with ``lufs.gain_db`` resolved by the very code path ``tonematch match`` uses (a
+    whole-file render that solves the gain on the loudness model and corrects it once if the output
+    misses by more than the engine's tolerance), so the segmented result equals the CLI's sample for
+    sample. The probe render goes to scratch and is deleted."""
+    from engine.render import render_file
+
+    if (params.get("lufs") or {}).get("target_db") is None or (params.get("lufs") or {}).get(
+        "gain_db"
+    ) is not None:
+        return params
+    out = _job_scratch(ctx, event) / "gain-probe.wav"
+    try:
+        report = render_file(
+            str(fetch(ctx, event["tgt_key"], "target")),
+            str(out),
+            params,
+            fmt="float32",
+            sample_rate_hz=sample_rate_hz,
+        )
+    finally:
+        out.unlink(missing_ok=True)
+    resolved = report.get("style_params") or params
+    if (resolved.get("lufs") or {}).get("gain_db") is None:
+        resolved = {**resolved, "lufs": {**resolved["lufs"], "gain_db": report["gain_db"]}}
+    return resolved
 
 
 def plan_segments(event: dict, ctx: StepContext) -> dict:

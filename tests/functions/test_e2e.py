@@ -188,7 +188,7 @@ def test_failed_step_reports_error_and_retry_completes(service, pair, monkeypatc
     def broken(*a, **k):
         raise ParamsError("limiter needs lookahead_ms > 0", where="limiter.lookahead_ms")
 
-    monkeypatch.setattr(engine.render, "resolve_gain", broken)
+    monkeypatch.setattr(engine.render, "render_file", broken)  # the gain-resolving render of Invert
     job_id = client.post(
         "/jobs", json={"mode": "A", "ref_key": ref, "tgt_key": tgt, "opts": OPTS}, headers=h
     ).json()["job_id"]
