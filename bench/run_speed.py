@@ -249,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--pairs", type=int, default=2, choices=(1, 2))
+    ap.add_argument("--inproc-runs", type=int, default=3, help="timed in-process runs after the warm-up")
     ap.add_argument("--skip-long", action="store_true", help="skip the 3/16/60-minute memory runs")
     ap.add_argument("--skip-matchering", action="store_true")
     ap.add_argument("--long-timeout-s", type=float, default=1800.0,
@@ -270,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     res["whole_command"] = whole_command(prep["pairs"], a.runs, tm, mg)
     if tm:
         print("2. engine once loaded, one core (taskset -c 0), mode A", flush=True)
-        res["in_process"] = [engine_in_process(r, t, a.runs) for r, t in prep["pairs"]]
+        res["in_process"] = [engine_in_process(r, t, a.inproc_runs) for r, t in prep["pairs"]]
         for ip in res["in_process"]:
             print(f"  {json.dumps({k: v for k, v in ip.items() if k != 'times_s'})}", flush=True)
     if not a.skip_long:
