@@ -74,7 +74,7 @@ async function route() {
     case "login": setView("login"); $("#login-email").focus(); break;
     case "jobs":
       if (parts[1]) { setView("job"); showJob(decodeURIComponent(parts[1])); }
-      else { setView("jobs"); loadJobs(); focusHeading("jobs"); }
+      else { setView("jobs"); delete $("#view-jobs").dataset.loaded; loadJobs(); focusHeading("jobs"); }
       break;
     case "presets": setView("presets"); loadPresets(); focusHeading("presets"); break;
     default: setView("new"); loadOptions(); focusHeading("new");
@@ -113,6 +113,28 @@ $("#logout").addEventListener("click", () => {
   banner("You're logged out.");
   location.hash = "#/login";
 });
+
+// ---------- file names of uploads (the service keeps only keys) ----------
+const NAMES = "tm.names";
+function rememberName(key, name) {
+  try {
+    const m = JSON.parse(localStorage.getItem(NAMES) || "{}");
+    m[key] = name;
+    const keys = Object.keys(m);
+    for (const k of keys.slice(0, Math.max(0, keys.length - 300))) delete m[k];
+    localStorage.setItem(NAMES, JSON.stringify(m));
+  } catch { /* only a convenience */ }
+}
+function nameOf(key) {
+  if (!key) return "";
+  try { return JSON.parse(localStorage.getItem(NAMES) || "{}")[key] || ""; } catch { return ""; }
+}
+/** "my-mix.wav matched to reference.wav" / "verse.wav with a preset" from a job's keys. */
+function jobWords(j) {
+  const t = nameOf(j.tgt_key) || "Your recording";
+  if (j.ref_key) { const r = nameOf(j.ref_key); return r ? `${t} → ${r}` : t; }
+  return j.preset_id ? `${t} (preset)` : t;
+}
 
 // ---------- upload slots ----------
 class UploadSlot {
@@ -184,6 +206,7 @@ class UploadSlot {
     try {
       const r = await uploadAudio(api, file, { signal: this.ctrl.signal, onProgress: (f) => this.setPct(f) });
       this.kept = { key: r.key, name: file.name, size: file.size };
+      rememberName(r.key, file.name);
       sessionStorage.setItem(`tm.slot.${this.role}`, JSON.stringify(this.kept));
       this.showKept();
       this.root.dataset.state = "done";
@@ -477,6 +500,7 @@ newForm.addEventListener("submit", async (e) => {
 });
 
 // ---------- one job ----------
+const MODE_WORDS = { A: "Master match (A)", B: "Full style match (B)" };
 const STEPS = ["PENDING", "ANALYZING", "INVERTING", "RENDERING", "COMPLETED"];
 const player = new AbPlayer($("#player"), api);
 let currentJobId = null;
@@ -554,7 +578,8 @@ function showJob(id) {
         if (job.status === "COMPLETED") showResult(job);
         lastStatus = job.status;
       }
-      $("#job-sub").textContent = [job.mode ? `Mode ${job.mode}` : "", fmtDate(job.created_at)].filter(Boolean).join(" · ");
+      $("#job-sub").textContent = [jobWords(job), job.mode ? MODE_WORDS[job.mode] || `Mode ${job.mode}` : "",
+        fmtDate(job.created_at)].filter(Boolean).join(" · ");
       if (job.status === "COMPLETED" || job.status === "FAILED") return;
       delay = 700;
     } catch (e) {
@@ -742,17 +767,23 @@ $("#save-preset").addEventListener("submit", async (e) => {
 // ---------- jobs list ----------
 async function loadJobs() {
   const tb = $("#jobs-table tbody");
-  tb.innerHTML = '<tr><td colspan="4" class="muted">Loading…</td></tr>';
-  delete $("#view-jobs").dataset.loaded;
+  if (!$("#view-jobs").dataset.loaded) tb.innerHTML = '<tr><td colspan="5" class="muted">Loading…</td></tr>';
   try {
     const jobs = listOf(await api.get("/jobs"), "jobs", "items");
     tb.textContent = "";
     $("#view-jobs").dataset.loaded = String(jobs.length);
     $("#jobs-empty").hidden = jobs.length > 0;
+    // keep running jobs' status fresh while the list is on screen
+    if (jobs.some((j) => !["COMPLETED", "FAILED"].includes(j.status))) {
+      const t = setTimeout(() => { if (!$("#view-jobs").hidden) loadJobs(); }, 3000);
+      const prev = leaveView;
+      leaveView = () => { clearTimeout(t); prev(); };
+    }
     for (const j of jobs) {
       const id = j.job_id || j.id;
       const tr = document.createElement("tr");
       const c1 = document.createElement("td"); c1.textContent = fmtDate(j.created_at);
+      const cr = document.createElement("td"); cr.textContent = jobWords(j);
       const c2 = document.createElement("td"); c2.textContent = j.mode || "";
       const c3 = document.createElement("td");
       const b = document.createElement("span"); b.className = `badge ${j.status}`;
@@ -760,9 +791,9 @@ async function loadJobs() {
       c3.appendChild(b);
       const c4 = document.createElement("td");
       const a = document.createElement("a"); a.href = `#/jobs/${encodeURIComponent(id)}`; a.textContent = "Open";
-      a.setAttribute("aria-label", `Open job from ${fmtDate(j.created_at)}`);
+      a.setAttribute("aria-label", `Open ${jobWords(j)}, ${fmtDate(j.created_at)}`);
       c4.appendChild(a);
-      tr.append(c1, c2, c3, c4);
+      tr.append(c1, cr, c2, c3, c4);
       tb.appendChild(tr);
     }
   } catch (e) {
