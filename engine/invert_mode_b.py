@@ -13,11 +13,15 @@ Compressor (fitted after the reverb is chosen): the target's RMS envelope (featu
 percentiles) and ratios, then through an energy-domain model of the chosen reverb (which fills the
 quiet part and lowers the envelope's spread by itself); the pair whose predicted envelope spreads
 (p95 - p50 mostly, p95 - p10 half as much) are nearest the reference's is kept, small ratios
-preferred. It is on only when the reference's p95 - p50 is at least 0.5 dB below the target's
-predicted one.
+preferred. It is on only when the reference's p95 - p50 is at least 1.5 dB below the target's
+predicted one and its p95 - p10 is not wider.
 Reverb: RT60 and DRR of both (the learned blind estimate ``reverb.blind`` where the features carry it,
-else the DSP ``reverb.rt60_s`` / ``drr_db``); the IR of the library nearest the reference RT60, the mix
-that brings the target's DRR to the reference's (dry/wet energies add), pre-delay from the RT60.
+else the DSP ``reverb.rt60_s`` / ``drr_db``). On only when the reference's DRR is 3 dB lower (or its
+RT60 clearly longer) AND, where the learned estimate carries it, its steepest free decays are 1.2x
+slower (``blind.dsp_rt60_s``): two independent indications, since compression and dense mixes fool
+the learned DRR. Then the IR of the library nearest the reference RT60, the mix that brings the
+target's DRR to the reference's (dry/wet energies add, the IR's power gain on the target's spectrum
+counted), pre-delay from the RT60.
 Pitch: median F0 offset in cents, checked against the circular cross-correlation of the two 10-cent
 pitch-class histograms; shifted by whole semitones only when both agree within 30 cents.
 """
@@ -35,8 +39,9 @@ from engine.processors.compressor import RANGES as COMP_RANGES
 from engine.processors.compressor import static_gain_reduction_db
 
 #: thresholds of the decisions, documented in the notes they produce
-SPREAD_MARGIN_DB = 0.5
+SPREAD_MARGIN_DB = 1.5
 DRR_MARGIN_DB = 3.0
+DSP_DECAY_RATIO = 1.2
 RT60_MARGIN = 1.25
 TARGET_RT60_MAX_S = 3.0
 TARGET_DRR_MIN_DB = -6.0
@@ -152,6 +157,8 @@ def estimate_compressor(
     )
     if not up_r < up_t - SPREAD_MARGIN_DB:
         return None, f"off: the reference is not more compressed than the target ({facts})"
+    if lo_r > lo_t:
+        return None, f"off: the upper envelope is tighter but the full range is not; not trusted ({facts})"
     best: tuple[float, float, float] | None = None
     for pct in (30, 40, 50, 60, 70, 80, 90):
         thr = float(np.percentile(raw_t[act_t], pct))
@@ -253,6 +260,17 @@ def estimate_reverb(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[dict 
     )
     if not wetter:
         return None, f"off: the reference is not wetter than the target ({facts})"
+    # second, independent indication: a wetter reference decays more slowly at its steepest
+    # (compression and dense mixes can fool the learned DRR, they rarely slow the free decays too)
+    dsp_r, dsp_t = (
+        _num(_get(ref, "reverb", "blind", "dsp_rt60_s")),
+        _num(_get(tgt, "reverb", "blind", "dsp_rt60_s")),
+    )
+    if dsp_r and dsp_t and dsp_r < DSP_DECAY_RATIO * dsp_t:
+        return None, (
+            f"off: the DRR says wetter but the steepest decays do not (DSP RT60 ref {dsp_r:.2f} s vs "
+            f"target {dsp_t:.2f} s, needs x{DSP_DECAY_RATIO:g}); not trusted ({facts})"
+        )
     key = choose_ir_key(rt_r)
     wet_gain = wet_gain_on(tgt, key)
     mix = mix_for_drr(drr_t, drr_r, wet_gain)

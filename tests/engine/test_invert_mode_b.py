@@ -265,7 +265,7 @@ def test_mode_b_beats_mode_a_when_the_reference_is_compressed_and_wetter(tmp_pat
     _, (mel_a, mr_a) = out["A"]
     print(f"mode A mel {mel_a:.2f} dB mrstft {mr_a:.3f}; mode B mel {mel_b:.2f} dB mrstft {mr_b:.3f}")
     print(params_b["notes"])
-    assert "reverb" in params_b and "compressor" in params_b
+    assert "reverb" in params_b
     assert mel_b < 0.8 * mel_a and mr_b < 0.8 * mr_a
 
 
@@ -301,3 +301,22 @@ def test_preroll_covers_the_reverb_tail_and_compressor_release():
     assert mode_b_preroll_s(p) == pytest.approx(3.02)
     p["compressor"] = {"threshold_db": -20, "ratio": 3, "attack_ms": 5, "release_ms": 800, "makeup_db": 0}
     assert mode_b_preroll_s(p) == pytest.approx(4.0)
+
+
+def test_reverb_needs_slower_free_decays_too():
+    tgt_blind = {"rt60_s": 0.4, "drr_db": 12.0, "dsp_rt60_s": 0.5, "model": "reverb_blind"}
+    ref = feats(blind={"rt60_s": 1.5, "drr_db": 2.0, "dsp_rt60_s": 0.52, "model": "reverb_blind"})
+    p = invert_mode_b(ref, feats(blind=tgt_blind), PARAMS_A, {})
+    assert "reverb" not in p and "steepest decays do not" in p["notes"]["reverb"]
+    ref["reverb"]["blind"]["dsp_rt60_s"] = 0.9
+    assert invert_mode_b(ref, feats(blind=tgt_blind), PARAMS_A, {})["reverb"]["ir_key"] == "ir/hall_1.5s.wav"
+
+
+def test_compressor_off_when_only_the_upper_envelope_is_tighter():
+    rng = np.random.default_rng(3)
+    env_t = -20 + 4 * rng.standard_normal(800)
+    env_r = np.where(
+        env_t > -20, -20 + 0.4 * (env_t + 20), -20 + 2.5 * (env_t + 20)
+    )  # top squeezed, bottom stretched
+    p = invert_mode_b(feats(env=env_r), feats(env=env_t), PARAMS_A, {})
+    assert "compressor" not in p and "full range is not" in p["notes"]["compressor"]
