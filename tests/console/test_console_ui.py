@@ -71,6 +71,30 @@ def test_upload_refused_at_start_names_the_file_and_keeps_the_other(page, tmp_pa
     assert page.is_disabled("#start-btn")
 
 
+def test_mode_and_changed_options_are_sent(page, tmp_path):
+    """Only the options the user changed go to POST /jobs, with the mode chosen."""
+    api = MockApi()
+    mock_login(page, api)
+    ref, tgt = tmp_path / "ref.wav", tmp_path / "vocal.wav"
+    ref.write_bytes(wav_bytes(2.0))
+    tgt.write_bytes(wav_bytes(2.0, 300.0))
+    page.set_input_files("#ref-file", str(ref))
+    page.set_input_files("#tgt-file", str(tgt))
+    page.wait_for_selector("[data-role=target][data-state=done]")
+    page.wait_for_selector("[data-role=reference][data-state=done]")
+    page.get_by_label("B · Full style match").check()
+    page.click("#opts-box summary")
+    page.get_by_label("Intensity").fill("0.5")
+    page.locator("[data-opt=exclude]").get_by_label("Stereo width").check()
+    page.get_by_label("Output format").select_option("flac")
+    page.click("#start-btn")
+    page.wait_for_selector("#view-job:not([hidden])")
+    body = next(b for m, p, b in api.calls if m == "POST" and p == "/jobs")
+    assert body["mode"] == "B"
+    assert body["opts"] == {"intensity": 0.5, "exclude": ["stereo"], "output_format": "flac"}
+    assert body["ref_key"].endswith(".wav") and body["tgt_key"].endswith(".wav")
+
+
 def test_failed_job_words_and_retry(page):
     api = MockApi(fail_job=True, polls_to_finish=1)
     mock_login(page, api)

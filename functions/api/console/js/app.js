@@ -684,8 +684,11 @@ function downloadLink(label, url, filename) {
   a.textContent = label;
   a.setAttribute("download", filename);
   a.dataset.download = filename;
-  // Same-origin files may need the bearer token, which a plain link can't send.
-  if (new URL(url, location.href).origin === location.origin) {
+  // Signed URLs (local /objects/{token}, S3 X-Amz-Signature) download natively, streamed to disk.
+  // Anything else on our origin may need the bearer token, which a plain link can't send.
+  const u = new URL(url, location.href);
+  const signed = u.pathname.includes("/objects/") || u.searchParams.has("X-Amz-Signature");
+  if (u.origin === location.origin && !signed) {
     a.addEventListener("click", async (e) => {
       e.preventDefault();
       try {
