@@ -33,7 +33,7 @@ from scipy.optimize import least_squares
 from engine.errors import ParamsError
 from engine.options import validate_options
 from engine.params import LIMITER_DEFAULTS, validate_style_params
-from engine.processors.eq import eq_response_db
+from engine.processors.eq import eq_sos
 
 FIT_LO_HZ = 30.0
 FIT_HI_HZ = 16000.0
@@ -80,8 +80,28 @@ def _smooth(values: np.ndarray, f: np.ndarray, octaves: float) -> np.ndarray:
     return np.convolve(padded, kernel, mode="valid")
 
 
+_GRID_CACHE: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
 def _band_response(bands: list[dict[str, Any]], f: np.ndarray) -> np.ndarray:
-    return eq_response_db(bands, f, _FIT_RATE_HZ) if bands else np.zeros_like(f)
+    """Summed dB response of ``bands`` at ``f`` (vectorised over bands; the fit calls it thousands of
+    times). Same values as :func:`engine.processors.eq.eq_response_db` at the fit rate."""
+    if not bands:
+        return np.zeros_like(f)
+    key = f.tobytes()
+    grid = _GRID_CACHE.get(key)
+    if grid is None:
+        w = 2.0 * np.pi * f / _FIT_RATE_HZ
+        grid = _GRID_CACHE[key] = (np.cos(w), np.sin(w), np.cos(2 * w), np.sin(2 * w))
+        if len(_GRID_CACHE) > 16:
+            _GRID_CACHE.pop(next(iter(_GRID_CACHE)))
+    cw, sw, c2w, s2w = grid
+    sos = eq_sos(bands, _FIT_RATE_HZ)
+    b0, b1, b2, a0, a1, a2 = (sos[:, i:i + 1] for i in range(6))
+    # |b0 + b1 e^-jw + b2 e^-2jw|^2 over |a0 + a1 e^-jw + a2 e^-2jw|^2, per band
+    num = (b0 + b1 * cw + b2 * c2w) ** 2 + (b1 * sw + b2 * s2w) ** 2
+    den = (a0 + a1 * cw + a2 * c2w) ** 2 + (a1 * sw + a2 * s2w) ** 2
+    return 10.0 * np.log10(np.maximum(num, 1e-300) / den).sum(axis=0)
 
 
 def _q_from_width(f: np.ndarray, resid: np.ndarray, i: int) -> float:
@@ -111,11 +131,53 @@ def _unpack(theta: np.ndarray, kinds: list[str]) -> list[dict[str, Any]]:
              "gain_db": float(theta[3 * i + 2])} for i, k in enumerate(kinds)]
 
 
+_KIND_CODE = {"peaking": 0, "low_shelf": 1, "high_shelf": 2, "high_pass": 3, "low_pass": 4}
+
+
+def _batch_response(theta: np.ndarray, codes: np.ndarray, grid: tuple[np.ndarray, ...]) -> np.ndarray:
+    """dB response for a batch of parameter vectors ``theta`` ``(P, 3 n)`` (log f, log q, gain per
+    band) -> ``(P, F)``: the RBJ formulas of :mod:`engine.processors.eq`, vectorised over the batch."""
+    cw_f, sw_f, c2w_f, s2w_f = grid
+    lf, lq, g = theta[:, 0::3], theta[:, 1::3], theta[:, 2::3]
+    w0 = 2.0 * np.pi * np.exp(lf) / _FIT_RATE_HZ
+    c, sn = np.cos(w0), np.sin(w0)
+    alpha = sn / (2.0 * np.exp(lq))
+    A = 10.0 ** (g / 40.0)
+    sa = 2.0 * np.sqrt(A) * alpha
+    one = np.ones_like(c)
+    coeffs = {  # (b0, b1, b2, a0, a1, a2) per kind
+        0: (1 + alpha * A, -2 * c, 1 - alpha * A, 1 + alpha / A, -2 * c, 1 - alpha / A),
+        1: (A * ((A + 1) - (A - 1) * c + sa), 2 * A * ((A - 1) - (A + 1) * c),
+            A * ((A + 1) - (A - 1) * c - sa), (A + 1) + (A - 1) * c + sa, -2 * ((A - 1) + (A + 1) * c),
+            (A + 1) + (A - 1) * c - sa),
+        2: (A * ((A + 1) + (A - 1) * c + sa), -2 * A * ((A - 1) + (A + 1) * c),
+            A * ((A + 1) + (A - 1) * c - sa), (A + 1) - (A - 1) * c + sa, 2 * ((A - 1) - (A + 1) * c),
+            (A + 1) - (A - 1) * c - sa),
+        3: ((1 + c) / 2, -(1 + c), (1 + c) / 2, 1 + alpha, -2 * c, 1 - alpha),
+        4: ((1 - c) / 2, (1 - c) * one, (1 - c) / 2, 1 + alpha, -2 * c, 1 - alpha),
+    }
+    parts = []
+    for i in range(6):
+        v = np.zeros_like(c)
+        for code, vals in coeffs.items():
+            sel = codes == code
+            if sel.any():
+                v[:, sel] = vals[i][:, sel]
+        parts.append(v[:, :, None])
+    b0, b1, b2, a0, a1, a2 = parts
+    num = (b0 + b1 * cw_f + b2 * c2w_f) ** 2 + (b1 * sw_f + b2 * s2w_f) ** 2
+    den = (a0 + a1 * cw_f + a2 * c2w_f) ** 2 + (a1 * sw_f + a2 * s2w_f) ** 2
+    return 10.0 * np.log10(np.maximum(num, 1e-300) / den).sum(axis=1)
+
+
 def _refine(bands: list[dict[str, Any]], f: np.ndarray, target: np.ndarray,
-            w: np.ndarray) -> list[dict[str, Any]]:
+            w: np.ndarray, max_nfev: int = 40) -> list[dict[str, Any]]:
+    """Joint least-squares refinement of every band's log f, log Q and gain (bounded), with a
+    finite-difference Jacobian computed as one vectorised batch."""
     if not bands:
         return bands
     kinds = [b["type"] for b in bands]
+    codes = np.array([_KIND_CODE[k] for k in kinds])
     lo, hi = [], []
     for k in kinds:
         f_lo, f_hi = FIT_LO_HZ, FIT_HI_HZ
@@ -128,12 +190,26 @@ def _refine(bands: list[dict[str, Any]], f: np.ndarray, target: np.ndarray,
     theta0 = np.clip(_pack(bands), np.array(lo) + 1e-9, np.array(hi) - 1e-9)
     sw = np.sqrt(w)
     lam = 0.08
+    wgrid = 2.0 * np.pi * f / _FIT_RATE_HZ
+    grid = (np.cos(wgrid), np.sin(wgrid), np.cos(2 * wgrid), np.sin(2 * wgrid))
+    n = theta0.size
+    step = 1e-6
 
     def resid(theta: np.ndarray) -> np.ndarray:
-        r = sw * (_band_response(_unpack(theta, kinds), f) - target)
+        r = sw * (_batch_response(theta[None, :], codes, grid)[0] - target)
         return np.concatenate([r, lam * theta[2::3]])
 
-    sol = least_squares(resid, theta0, bounds=(lo, hi), method="trf", x_scale="jac", max_nfev=200)
+    def jac(theta: np.ndarray) -> np.ndarray:
+        batch = np.repeat(theta[None, :], n + 1, axis=0)
+        batch[1:] += step * np.eye(n)
+        resp = _batch_response(batch, codes, grid)
+        j = np.zeros((f.size + n // 3, n))
+        j[: f.size] = (sw[:, None] * (resp[1:] - resp[0]).T) / step
+        j[f.size + np.arange(n // 3), 2 + 3 * np.arange(n // 3)] = lam
+        return j
+
+    sol = least_squares(resid, theta0, jac=jac, bounds=(lo, hi), method="trf", x_scale="jac",
+                        max_nfev=max_nfev, ftol=1e-6, xtol=1e-6, gtol=1e-6)
     return _unpack(sol.x, kinds)
 
 
@@ -182,7 +258,7 @@ def fit_eq(freqs_hz: np.ndarray, target_db: np.ndarray, weights: np.ndarray,
                       "gain_db": float(np.clip(resid[i], -MAX_GAIN_DB, MAX_GAIN_DB))})
         bands = _refine(bands, f, d, w)
     bands = _merge(bands)
-    bands = _refine(bands, f, d, w)
+    bands = _refine(bands, f, d, w, max_nfev=200)
     bands = [b for b in bands if abs(b["gain_db"]) >= MIN_GAIN_DB]
     out = []
     for b in sorted(bands, key=lambda b: b["f_hz"]):
