@@ -82,6 +82,7 @@ class MockApi:
     presets: dict[str, dict] = field(default_factory=dict)
     objects: dict[str, bytes] = field(default_factory=dict)
     refresh_ok: bool = True
+    max_upload_bytes: int = 2048 * 1024 * 1024
     reject_target: str | None = None  # a reason: POST /jobs refuses the target as the service's probe would
     _n: int = 0
 
@@ -132,6 +133,10 @@ class MockApi:
             return self._err(route, 401, "UNAUTHORIZED", "token expired")
         if path == "/options":
             return self._json(route, OPTIONS)
+        if path == "/uploads/sign" and body.get("size_bytes", 0) > self.max_upload_bytes:
+            why = f"{body['size_bytes']} bytes is over the limit of {self.max_upload_bytes} bytes"
+            return self._err(route, 400, "INVALID_INPUT", f"size_bytes: {why}",
+                             {"field": "size_bytes", "reason": why})
         if path == "/uploads/sign":
             self._n += 1
             key = f"u1/audio/raw/{self._n}.{body['ext']}"

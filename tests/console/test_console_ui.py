@@ -95,6 +95,19 @@ def test_mode_and_changed_options_are_sent(page, tmp_path):
     assert body["ref_key"].endswith(".wav") and body["tgt_key"].endswith(".wav")
 
 
+def test_file_over_the_size_limit(page, tmp_path):
+    api = MockApi(max_upload_bytes=50_000)
+    mock_login(page, api)
+    big = tmp_path / "album-side-a.wav"
+    big.write_bytes(wav_bytes(4.0))
+    page.set_input_files("#ref-file", str(big))
+    page.wait_for_selector("[data-role=reference][data-state=error]")
+    msg = page.inner_text("#ref-msg")
+    assert msg.startswith("That file is too large to upload (the limit is 50 KB)."), msg
+    assert "FLAC" in msg
+    assert not any(m == "PUT" for m, _, _ in api.calls)  # nothing was sent
+
+
 def test_failed_job_words_and_retry(page):
     api = MockApi(fail_job=True, polls_to_finish=1)
     mock_login(page, api)

@@ -7,7 +7,7 @@ export function fmtBytes(n) {
   const u = ["bytes", "KB", "MB", "GB"];
   let i = 0;
   while (n >= 1000 && i < u.length - 1) { n /= 1000; i += 1; }
-  return `${n >= 100 || i === 0 ? Math.round(n) : n.toFixed(1)} ${u[i]}`;
+  return `${n >= 100 || i === 0 ? Math.round(n) : +n.toFixed(1)} ${u[i]}`;
 }
 
 // API field names in words.
