@@ -66,7 +66,7 @@ class FeatureAnalyzer:
     """Streaming analyser: :meth:`feed` consecutive blocks, then :meth:`result`."""
 
     def __init__(self, sample_rate_hz: int, channels: int, *, expected_frames: int | None = None,
-                 blind_reverb: bool = False) -> None:
+                 blind_reverb: bool = False, pitch: bool = True) -> None:
         if channels not in (1, 2):
             raise TonematchError(f"{channels} channels; only mono and stereo are supported", where="channels")
         fs = float(sample_rate_hz)
@@ -76,6 +76,7 @@ class FeatureAnalyzer:
         self.loud = LoudnessMeter(fs, channels)
         self.tp = TruePeakMeter(fs, channels)
         self.yin = YinTracker(fs)
+        self.pitch = pitch
         # Low band: a 1024-point STFT of mid/side decimated to ~5.5 kHz resolves 5-6 Hz, so 1/12-octave
         # bands below LF_CROSSOVER_HZ (narrower than a 2048-point bin) are measured, not smeared.
         self.dec_side = Decimator(fs)
@@ -162,7 +163,8 @@ class FeatureAnalyzer:
             ms = mid[None, :]
         self.sum_sq += float(np.sum(sq, dtype=np.float64))
         dec_mid = self.yin.decimator.process(mid)
-        self.yin.feed_decimated(dec_mid)
+        if self.pitch:
+            self.yin.feed_decimated(dec_mid)
         if self.lf:
             dec_side = self.dec_side.process(side) if self.channels == 2 else np.zeros_like(dec_mid)
             self._feed_lf(np.stack([dec_mid, dec_side[: dec_mid.size]]))
@@ -448,12 +450,15 @@ class FeatureAnalyzer:
             series_voiced = np.zeros(0, dtype=bool)
             series_f0 = np.zeros(0)
         vf = f0[voiced]
+        if not self.pitch:
+            factor = 1
         return {
             "algo": "yin",
             "frame_rate_hz": 100,
             "fmin_hz": FMIN_HZ,
             "fmax_hz": FMAX_HZ,
             "voiced_ratio": round(float(voiced.mean()), 4) if n else None,
+            "measured": self.pitch,
             "median_f0_hz": round(float(np.median(vf)), 3) if vf.size else None,
             "f0_hz": dynamics.rounded(series_f0, 2),
             "voiced": [bool(v) for v in series_voiced],
@@ -480,13 +485,15 @@ def _array_blocks(audio: np.ndarray) -> Iterator[np.ndarray]:
 
 
 def analyze_features(source: str | os.PathLike | np.ndarray, *, sample_rate_hz: int | None = None,
-                     blind_reverb: bool = False) -> dict[str, Any]:
+                     blind_reverb: bool = False, pitch: bool = True) -> dict[str, Any]:
     """Measure a recording: path (streamed in blocks, memory flat; resampled to ``sample_rate_hz``
     when given) or ``(frames, channels)`` / 1-D array at ``sample_rate_hz`` (required then).
 
     Returns the features document of docs/ARCHITECTURE.md (deterministic, JSON-serialisable,
     series reduced to <= 2000 points). ``blind_reverb=True`` adds ``reverb.blind`` from the learned
-    estimator on the middle <= 30 s (mode B uses it; costs an ONNX run).
+    estimator on the middle <= 30 s (mode B uses it; costs an ONNX run). ``pitch=False`` skips YIN
+    (about a quarter of the time; mode A's inversion does not use F0): the ``f0`` block is then
+    present with ``measured: false``, ``voiced_ratio``/``median_f0_hz`` None and empty series.
     """
     if isinstance(source, np.ndarray):
         if sample_rate_hz is None:
@@ -498,7 +505,7 @@ def analyze_features(source: str | os.PathLike | np.ndarray, *, sample_rate_hz: 
         if audio.shape[0] == 0:
             raise AudioInputError("audio has no frames", where="audio")
         analyzer = FeatureAnalyzer(int(sample_rate_hz), audio.shape[1], expected_frames=audio.shape[0],
-                                   blind_reverb=blind_reverb)
+                                   blind_reverb=blind_reverb, pitch=pitch)
         blocks: Iterator[np.ndarray] = _array_blocks(audio)
     else:
         from engine.audio_io import iter_blocks, probe
@@ -506,7 +513,8 @@ def analyze_features(source: str | os.PathLike | np.ndarray, *, sample_rate_hz: 
         info = probe(source)
         rate = int(sample_rate_hz or info.sample_rate_hz)
         expected = round(info.frames * rate / info.sample_rate_hz)
-        analyzer = FeatureAnalyzer(rate, info.channels, expected_frames=expected, blind_reverb=blind_reverb)
+        analyzer = FeatureAnalyzer(rate, info.channels, expected_frames=expected, blind_reverb=blind_reverb,
+                                   pitch=pitch)
         blocks = iter_blocks(source, BLOCK_FRAMES, sample_rate_hz=rate)
     for block in blocks:
         analyzer.feed(block)

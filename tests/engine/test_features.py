@@ -194,6 +194,17 @@ def test_yin_finds_220_hz_within_one_cent() -> None:
     np.testing.assert_allclose(np.array(f0["f0_hz"])[voiced], 220.0, rtol=2e-3)
 
 
+def test_pitch_can_be_skipped() -> None:
+    x = harmonic_tone(220.0, 3.0)
+    full = analyze_features(x, sample_rate_hz=FS)
+    fast = analyze_features(x, sample_rate_hz=FS, pitch=False)
+    assert fast["f0"]["measured"] is False and full["f0"]["measured"] is True
+    assert fast["f0"]["voiced_ratio"] is None and fast["f0"]["median_f0_hz"] is None
+    assert fast["f0"]["f0_hz"] == [] and sum(fast["f0"]["pitch_class_hist"]) == 0
+    for key in ("spectrum", "loudness", "stereo", "mel", "stft", "dynamics"):
+        assert fast[key] == full[key], key
+
+
 def test_noise_is_unvoiced(noise_features: tuple[np.ndarray, dict]) -> None:
     _, doc = noise_features
     assert doc["f0"]["voiced_ratio"] < 0.05
