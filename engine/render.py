@@ -348,7 +348,8 @@ def resolve_gain(source: str | os.PathLike | np.ndarray, style_params: dict[str,
         for y in _run(chain, blocks()):
             meter.feed(y)
         measured = meter.integrated_lufs()
-        if measured is not None and abs(measured - target) > 0.02:
+        # same rule as render_file's resolving path, so both give the same gain for the same file
+        if measured is not None and abs(measured - target) > LUFS_TOLERANCE_LU:
             gain += (target - measured) / model.slope(gain)
     return _with_gain(style_params, gain)
 
