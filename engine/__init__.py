@@ -100,7 +100,7 @@ def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLik
         from engine.viz import visualisation
         result_features = analyze_features(out)
         metrics = result_metrics(result_features, ref_features, ceiling_dbtp=o["ceiling_dbtp"],
-                                 render_report=report)
+                                 render_report=report, target_lufs=target_db)
         viz = visualisation(tgt_features, ref_features, result_features, report)
     if progress:
         progress(1.0)
