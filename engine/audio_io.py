@@ -241,16 +241,18 @@ def _quantize(block: np.ndarray, fmt: str, rng: np.random.Generator) -> np.ndarr
     if fmt == "wav16":
         scale, lo, hi = 32768.0, -32768, 32767
         # TPDF dither: the difference of two uniform variables, +-1 LSB peak.
-        x = block.astype(np.float32) * np.float32(scale)
+        x = np.multiply(block, np.float32(scale), dtype=np.float32)
         x += (rng.random(block.shape, dtype=np.float32) - rng.random(block.shape, dtype=np.float32))
         np.rint(x, out=x)
         np.clip(x, lo, hi, out=x)
         return x.astype(np.int16)
     # 24-bit: libsndfile takes the top 24 bits of int32 data.
-    x = block.astype(np.float32) * np.float32(8388608.0)
+    x = np.multiply(block, np.float32(8388608.0), dtype=np.float32)
     np.rint(x, out=x)
     np.clip(x, -8388608, 8388607, out=x)
-    return x.astype(np.int32) << 8
+    q = x.astype(np.int32)
+    np.left_shift(q, 8, out=q)
+    return q
 
 
 class AudioWriter:

@@ -144,3 +144,25 @@ def test_malformed_preset(tmp_path: Path, pair: dict[str, str], capsys: pytest.C
     rc = main(["apply", str(p), pair["target"], "-o", str(tmp_path / "o.wav")])
     _one_line_error(capsys, rc, "style_params.eq[0].q")
     assert not (tmp_path / "o.wav").exists()
+
+
+@pytest.mark.slow
+def test_other_rate_reference_mono_clipped_target(tmp_path: Path, pair: dict[str, str]) -> None:
+    """A 48 kHz reference, a mono clipped 44.1 kHz target: handled as documented (mono stays mono,
+    output at the target's rate unless asked, a warning about clipping)."""
+    import soxr
+
+    ref, fs = sf.read(pair["reference"], dtype="float32")
+    sf.write(tmp_path / "ref48.wav", soxr.resample(ref, fs, 48000), 48000, subtype="PCM_24")
+    tgt, _ = sf.read(pair["target"], dtype="float32")
+    mono = np.clip(tgt[:, :1] * 8.0, -1.0, 1.0)
+    sf.write(tmp_path / "mono.wav", mono, fs, subtype="PCM_16")
+    r = _run("match", str(tmp_path / "ref48.wav"), str(tmp_path / "mono.wav"), "-o", str(tmp_path / "o.wav"))
+    assert r.returncode == 0, r.stderr
+    assert "clipped" in r.stderr and "warning" in r.stderr
+    info = sf.info(tmp_path / "o.wav")
+    assert info.channels == 1 and info.samplerate == fs
+    r = _run("match", str(tmp_path / "ref48.wav"), str(tmp_path / "mono.wav"), "-o", str(tmp_path / "o2.wav"),
+             "--sample-rate", "48000")
+    assert r.returncode == 0, r.stderr
+    assert sf.info(tmp_path / "o2.wav").samplerate == 48000
