@@ -276,6 +276,9 @@ const CHOICE_WORDS = { wav16: "WAV 16-bit", wav24: "WAV 24-bit", flac: "FLAC", e
 const UNIT_OF = (name) => (name.match(/_(lufs|dbtp|db|hz|ms|s)$/) || [])[1];
 const UNIT_WORDS = { lufs: "LUFS", dbtp: "dBTP", db: "dB", hz: "Hz", ms: "ms", s: "s" };
 
+// Sentence case for the service's notes, leaving identifiers such as "wav16" alone.
+const capitalise = (s) => (s ? `${/^\w*\d/.test(s) ? s[0] : s[0].toUpperCase()}${s.slice(1)}${/[.!?]$/.test(s) ? "" : "."}` : s);
+
 function normaliseOptions(r) {
   let o = r && (r.options || r.opts || r.properties) ? (r.options || r.opts || r.properties) : r;
   if (Array.isArray(o)) o = Object.fromEntries(o.map((x) => [x.name || x.key, x]));
@@ -293,7 +296,7 @@ function normaliseOptions(r) {
       unit: spec.unit ?? spec.units ?? UNIT_WORDS[UNIT_OF(name)] ?? "",
       choices: spec.choices || spec.enum || spec.allowed || spec.values || (spec.items && spec.items.enum) || null,
       label: spec.label || spec.title || NICE[name] || name.replace(/_/g, " "),
-      description: spec.description || spec.help || spec.doc || "",
+      description: capitalise(spec.description || spec.note || spec.help || spec.doc || ""),
       modes: spec.modes || null,
     };
   }
