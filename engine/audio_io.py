@@ -122,7 +122,8 @@ def iter_blocks(path: str | os.PathLike, block_frames: int = DEFAULT_BLOCK_FRAME
     file's own rate). Resamples with soxr (streaming, VHQ) when ``sample_rate_hz`` differs from the
     file's rate; a seek into a resampled stream starts the resampler early on a grid point shared by
     both rates, so the samples equal those of a read from the start. Raises AudioInputError on
-    NaN/Inf samples or a file shorter than its header says (truncated)."""
+    NaN/Inf samples or undecodable data; a file shorter than its header says ends where its audio
+    ends."""
     info = probe(path)
     src_rate = info.sample_rate_hz
     out_rate = int(sample_rate_hz or src_rate)
@@ -155,9 +156,13 @@ def _iter_native(info: AudioInfo, block_frames: int, start: int, stop: int | Non
                 raise AudioInputError(f"file is corrupt or truncated at {pos / info.sample_rate_hz:.3f} s "
                                       f"({detail})", where=info.path) from None
             if block.shape[0] == 0:
-                raise AudioInputError(
-                    f"file is truncated: audio ends at {pos / info.sample_rate_hz:.3f} s but the header "
-                    f"says {info.duration_s:.3f} s", where=info.path)
+                # shorter than the header says (truncated, or an estimated MP3/OGG length): the audio
+                # that is there is used; nothing at all is an error
+                if pos == start:
+                    raise AudioInputError(
+                        f"file is truncated: no audio at {pos / info.sample_rate_hz:.3f} s although the "
+                        f"header says {info.duration_s:.3f} s", where=info.path)
+                return
             _check_finite(block, info.path, pos, info.sample_rate_hz)
             pos += block.shape[0]
             yield block
