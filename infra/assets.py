@@ -68,7 +68,7 @@ class LayerBundler:
         self.layer = layer
         self.python_version = python_version
 
-    def try_bundle(self, output_dir: str, **_options: object) -> bool:
+    def try_bundle(self, output_dir: str, *_options: object, **_kw: object) -> bool:
         tmp = Path(output_dir) / ".." / f"{Path(output_dir).name}-build"
         cmd = [
             sys.executable,

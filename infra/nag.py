@@ -74,7 +74,7 @@ ACKNOWLEDGEMENTS: tuple[Ack, ...] = (
     ),
     Ack(
         "*/StateMachine/Role/DefaultPolicy/Resource",
-        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job-definition/*]",
+        "AwsSolutions-IAM5[Resource::arn:{partition}:batch:{region}:{account}:job-definition/*]",
         "Granted by CDK's BatchSubmitJob task: SubmitJob names a job definition by name:revision, and the "
         "revision changes on every image update; the queue is named exactly.",
     ),
@@ -177,13 +177,24 @@ def _expand(rule: str, construct: IConstruct, stage: str) -> list[str]:
     """The exact finding ids a rule template stands for at ``construct`` (cdk-nag matches exactly).
 
     ``{bucket}`` is the data bucket's ARN as cdk-nag prints it; ``{function}`` stands for each Lambda
-    function of the construct's stack (rules about invoking a named function and its versions)."""
+    function of the construct's stack (rules about invoking a named function and its versions);
+    ``{partition}``, ``{region}``, ``{account}`` are the stack's, literal when its env is concrete."""
+    stack = cdk.Stack.of(construct)
+
+    def pseudo(value: str, name: str) -> str:
+        resolved = stack.resolve(value)  # a literal when the stack has a concrete env, else a Ref
+        return resolved if isinstance(resolved, str) else f"<AWS::{name}>"
+
+    rule = (
+        rule.replace("{partition}", pseudo(stack.partition, "Partition"))
+        .replace("{region}", pseudo(stack.region, "Region"))
+        .replace("{account}", pseudo(stack.account, "AccountId"))
+    )
     rule = rule.replace(
         "{bucket}", f"arn:<AWS::Partition>:s3:::tonematch-{stage.lower()}-data-<AWS::AccountId>-<AWS::Region>"
     )
     if "{function}" not in rule:
         return [rule]
-    stack = cdk.Stack.of(construct)
     functions = [c for c in _walk(stack) if isinstance(c, lambda_.CfnFunction)]
     return [rule.replace("{function}", _logical_id(fn)) for fn in functions]
 

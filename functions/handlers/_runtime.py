@@ -11,7 +11,7 @@ import os
 import time
 from urllib.parse import urlparse
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 
 from functions.pipeline.context import StepContext, context_from_env
 
@@ -19,7 +19,6 @@ SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "tonematch")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Tonematch")
 
 logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 #: re-sign the token well before its 15-minute life ends

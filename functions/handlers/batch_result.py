@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from functions.handlers._runtime import logger, tracer
+from functions.handlers._runtime import logger
+from functions.handlers._tracing import tracer
 from functions.pipeline.errors import StepFailed, TransientError
 from functions.settings import Settings
 from functions.stores.objects import ObjectNotFoundError, object_store_from_settings

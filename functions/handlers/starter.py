@@ -18,7 +18,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from functions.handlers._runtime import logger, metrics, step_context, tracer
+from functions.handlers._runtime import logger, metrics, step_context
+from functions.handlers._tracing import tracer
 
 processor = BatchProcessor(event_type=EventType.SQS)
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.handlers._runtime import logger, metrics, step_context, tracer
+from functions.handlers._runtime import logger, metrics, step_context
+from functions.handlers._tracing import tracer
 
 FINAL = ("FAILED", "COMPLETED")
 

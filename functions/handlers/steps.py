@@ -17,7 +17,8 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.handlers._runtime import logger, metrics, step_context, tracer
+from functions.handlers._runtime import logger, metrics, step_context
+from functions.handlers._tracing import tracer
 from functions.pipeline.definition import PIPELINE, Task
 from functions.pipeline.errors import TransientError
 

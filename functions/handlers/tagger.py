@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from functions.handlers._runtime import logger, tracer
+from functions.handlers._runtime import logger
+from functions.handlers._tracing import tracer
 
 TAG = os.environ.get("TONEMATCH_CLASS_TAG", "tonematch-class")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +146,37 @@ def test_status_watcher_ignores_unknown_and_newer_attempts(ctx):
     old = {"status": "ABORTED", "input": json.dumps({"job_id": job["id"], "attempt": 5})}
     assert status.handle(old, ctx)["reason"] == "a newer attempt of the job is running"
     assert ctx.status.get_job(job["id"])["status"] == "ANALYZING"
+
+
+def test_api_handler_serves_http_api_events_through_mangum(tmp_path):
+    """A cold process: import the Lambda module (app built from TONEMATCH_* env) and serve an HTTP API
+    (payload v2) request for /health and an unknown route."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import json
+from functions.handlers.api import handler
+from tests.infra.moto_pipeline import FakeLambdaContext
+def event(path):
+    return {"version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+            "headers": {"host": "api.example", "x-forwarded-proto": "https"},
+            "requestContext": {"http": {"method": "GET", "path": path, "sourceIp": "1.2.3.4",
+                                        "protocol": "HTTP/1.1", "userAgent": "t"}, "requestId": "rid-1",
+                               "stage": "$default", "domainName": "api.example"},
+            "isBase64Encoded": False}
+ok = handler(event("/health"), FakeLambdaContext("api"))
+missing = handler(event("/nope"), FakeLambdaContext("api"))
+print(json.dumps({"ok": ok["statusCode"], "body": json.loads(ok["body"]), "missing": missing["statusCode"],
+                  "missing_body": json.loads(missing["body"])}))
+"""
+    env = {**os.environ, "TONEMATCH_DATA_DIR": str(tmp_path / "data"), "POWERTOOLS_TRACE_DISABLED": "1",
+           "TONEMATCH_JWT_SECRET": "s"}
+    env.pop("TONEMATCH_STATE_MACHINE_ARN", None)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         cwd=str(Path(__file__).parents[2]), timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["ok"] == 200 and got["body"] == {"ok": True}
+    assert got["missing"] == 404 and got["missing_body"]["code"] == "NOT_FOUND"

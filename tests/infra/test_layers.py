@@ -85,3 +85,7 @@ def test_zip_size_is_deterministic(tmp_path):
     b = build.zip_dir(tmp_path / "layer", tmp_path / "b.zip")
     assert a == b and (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
     assert zipfile.ZipFile(tmp_path / "a.zip").namelist() == ["python/m.py"]
+
+
+def test_an_empty_combination_list_checks_nothing_rather_than_everything():
+    assert build.check_limits([build.SizeReport("dsp", 1, 1)], 0, {}) == []
