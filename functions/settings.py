@@ -58,6 +58,7 @@ class Settings:
     multipart_part_bytes: int = 32 * MIB
     workers: int | None = None
     job_threads: int = 2
+    render_nice: int = 10
     run_local_runner: bool = True
     extra: dict = field(default_factory=dict)
 

@@ -104,8 +104,9 @@ def _field(loc: tuple | list) -> str:
     return out or "body"
 
 
-def current_user(request: Request) -> dict:
-    """The user of the request's bearer access token (rate-limited per user)."""
+async def current_user(request: Request) -> dict:
+    """The user of the request's bearer access token (rate-limited per user). Async: the lookups
+    are sub-millisecond, cheaper than a hop to the thread pool."""
     ctx: StepContext = request.app.state.ctx
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -284,8 +285,10 @@ def create_app(
         return {"jobs": service.list_jobs(ctx, user["id"], limit, before)}
 
     @app.get("/jobs/{job_id}", response_model=S.JobStatus, tags=["jobs"])
-    def get_job(job_id: str, user: User) -> dict:
-        return service.job_view(ctx, service.get_job(ctx, user["id"], job_id))
+    async def get_job(job_id: str, user: User) -> Response:
+        # the hot polling path: async (no thread hop) and pre-serialised (no response re-validation)
+        view = service.job_view(ctx, service.get_job(ctx, user["id"], job_id))
+        return Response(json.dumps(view, separators=(",", ":")), media_type="application/json")
 
     @app.post("/jobs/{job_id}/retry", response_model=S.RetryResponse, tags=["jobs"])
     def retry_job(job_id: str, user: User) -> dict:

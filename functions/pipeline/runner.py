@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -64,6 +65,9 @@ _WORKER_CTX: StepContext | None = None
 
 def _worker_init(settings: Settings) -> None:
     global _WORKER_CTX
+    # renders are batch work: under CPU contention the API server in the parent answers first
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(int(settings.render_nice))
     _WORKER_CTX = context_from_settings(settings, migrate=False)
     for module in (
         "functions.pipeline.steps",
@@ -80,8 +84,6 @@ def _worker_init(settings: Settings) -> None:
 
 
 def _worker_ping() -> int:
-    import os
-
     return os.getpid()
 
 

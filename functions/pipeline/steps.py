@@ -310,6 +310,14 @@ def finalize(event: dict, ctx: StepContext) -> dict:
     from engine.viz import visualisation
 
     job_id, user_id = event["job_id"], event["user_id"]
+    done = ctx.status.get_job(job_id)
+    if done is not None and done["status"] == "COMPLETED":  # re-delivered after it finished
+        out = done.get("outputs") or {}
+        return {
+            "result_key": out.get("result_key"),
+            "viz_key": out.get("viz_key"),
+            "preset_id": out.get("preset_id"),
+        }
     _enter(ctx, event, "Finalize")
     opts = event.get("opts") or {}
     merged = event["merged"]
@@ -428,6 +436,13 @@ def mark_failed(event: dict, ctx: StepContext) -> dict:
     step = event.get("failed_step")
     message = f"{name}: {cause}" if cause else name
     job_id = event["job_id"]
+    job = ctx.status.get_job(job_id)
+    if job is not None and job["status"] == "COMPLETED":
+        # a late failure (e.g. of clean-up after the results were written) never un-completes a job
+        ctx.status.audit(
+            event.get("user_id"), "job.late_failure", job_id, {"step": step, "error": message[:500]}
+        )
+        return {"status": "COMPLETED", "error": message, "last_step": step}
     ctx.status.update_job(job_id, status="FAILED", error=message[:4000], last_step=step)
     record = {
         "job_id": job_id,

@@ -124,3 +124,21 @@ def test_real_pipeline_definition_is_walkable():
 
     for t in PIPELINE.tasks():
         assert callable(resolve_handler(t.handler)), t.handler
+
+
+def test_a_late_failure_never_uncompletes_a_job(ctx):
+    from functions.pipeline.steps import mark_failed
+
+    job = _job(ctx)
+    ctx.status.update_job(job["id"], status="COMPLETED", progress=100)
+    out = mark_failed(
+        {
+            "job_id": job["id"],
+            "user_id": job["user_id"],
+            "failed_step": "Finalize",
+            "error": {"Error": "TransientError", "Cause": "render process died"},
+        },
+        ctx,
+    )
+    assert out["status"] == "COMPLETED"
+    assert ctx.status.get_job(job["id"])["status"] == "COMPLETED" and ctx.status.dead_letters() == []
