@@ -157,6 +157,18 @@ def estimate_compressor(
     )
     if not up_r < up_t - SPREAD_MARGIN_DB:
         return None, f"off: the reference is not more compressed than the target ({facts})"
+    _, drr_r, src_r = _reverb_measures(ref)
+    _, drr_t, src_t = _reverb_measures(tgt)
+    if (
+        src_r == src_t == "learned"
+        and drr_r is not None
+        and drr_t is not None
+        and drr_r > drr_t + DRR_MARGIN_DB
+    ):
+        return None, (
+            f"off: the target is the wetter one (DRR {drr_t:.1f} dB vs reference {drr_r:.1f} dB): its "
+            f"envelope is shaped by its reverb, so the dynamics are not comparable ({facts})"
+        )
     if lo_r > lo_t:
         return None, f"off: the upper envelope is tighter but the full range is not; not trusted ({facts})"
     best: tuple[float, float, float] | None = None

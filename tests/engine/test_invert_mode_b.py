@@ -320,3 +320,13 @@ def test_compressor_off_when_only_the_upper_envelope_is_tighter():
     )  # top squeezed, bottom stretched
     p = invert_mode_b(feats(env=env_r), feats(env=env_t), PARAMS_A, {})
     assert "compressor" not in p and "full range is not" in p["notes"]["compressor"]
+
+
+def test_compressor_off_when_the_target_is_the_wetter_one():
+    rng = np.random.default_rng(1)
+    env_t = -20 + 6 * rng.standard_normal(800)
+    env_r = env_t - static_gain_reduction_db(env_t, -22.0, 4.0, 6.0)
+    dry = {"rt60_s": 0.3, "drr_db": 25.0, "dsp_rt60_s": 0.2, "model": "reverb_blind"}
+    wet = {"rt60_s": 1.2, "drr_db": 2.0, "dsp_rt60_s": 0.9, "model": "reverb_blind"}
+    p = invert_mode_b(feats(env=env_r, blind=dry), feats(env=env_t, blind=wet), PARAMS_A, {})
+    assert "compressor" not in p and "target is the wetter one" in p["notes"]["compressor"]
