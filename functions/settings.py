@@ -21,6 +21,8 @@ Environment variables read by :meth:`Settings.from_env` (all optional):
   ``http://127.0.0.1:8000``).
 * ``TONEMATCH_RATE_LIMIT_PER_S`` / ``TONEMATCH_RATE_BURST``: per-user API rate limit.
 * ``TONEMATCH_WORKERS``: render processes of the local runner (default: one per core).
+* ``TONEMATCH_RENDER_NICE``: niceness added to the render processes (default 0; raise it on a
+  machine where the API must stay snappy while other heavy work competes for the cores).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class Settings:
     multipart_part_bytes: int = 32 * MIB
     workers: int | None = None
     job_threads: int = 2
-    render_nice: int = 10
+    render_nice: int = 0
     run_local_runner: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -91,6 +93,8 @@ class Settings:
             kw["rate_limit_per_s"] = float(e["TONEMATCH_RATE_LIMIT_PER_S"])
         if e.get("TONEMATCH_RATE_BURST"):
             kw["rate_burst"] = int(e["TONEMATCH_RATE_BURST"])
+        if e.get("TONEMATCH_RENDER_NICE"):
+            kw["render_nice"] = int(e["TONEMATCH_RENDER_NICE"])
         if e.get("TONEMATCH_WORKERS"):
             kw["workers"] = int(e["TONEMATCH_WORKERS"])
         if url:

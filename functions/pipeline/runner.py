@@ -65,9 +65,9 @@ _WORKER_CTX: StepContext | None = None
 
 def _worker_init(settings: Settings) -> None:
     global _WORKER_CTX
-    # renders are batch work: under CPU contention the API server in the parent answers first
-    with contextlib.suppress(OSError, AttributeError):
-        os.nice(int(settings.render_nice))
+    if settings.render_nice:  # optional: let the API server in the parent win CPU contention
+        with contextlib.suppress(OSError, AttributeError):
+            os.nice(int(settings.render_nice))
     _WORKER_CTX = context_from_settings(settings, migrate=False)
     for module in (
         "functions.pipeline.steps",
