@@ -9,7 +9,7 @@ The local runner builds one :class:`StepContext` from its settings; the Lambda h
 ``TONEMATCH_STATE_MACHINE_ARN`` (new jobs start a Step Functions execution), ``TONEMATCH_DATA_DIR``,
 ``TONEMATCH_JWT_SECRET`` (or ``TONEMATCH_JWT_SECRET_ARN``), ``TONEMATCH_PUBLIC_URL``,
 ``TONEMATCH_RATE_LIMIT_PER_S``,
-``TONEMATCH_RATE_BURST``, ``TONEMATCH_WORKERS``.
+``TONEMATCH_RATE_BURST``, ``TONEMATCH_WORKERS``, ``TONEMATCH_RENDER_NICE``.
 """
 
 from __future__ import annotations
