@@ -141,6 +141,10 @@ def _build_parser() -> _Parser:
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--quiet", action="store_true")
 
+    for name, text in (("serve", "run the API, web console and local pipeline runner"),
+                       ("users", "manage service users"), ("drop", "drop-folder tools")):
+        sub.add_parser(name, help=f"{text} (see `tonematch {name} --help`)", add_help=False)
+
     e = sub.add_parser("example-audio", help="write example reference.wav and target.wav into DIR")
     e.add_argument("dir")
     e.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
