@@ -54,10 +54,11 @@ def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLik
     from engine.features import analyze_features
     from engine.invert import invert_params
     from engine.options import validate_options
-    from engine.render import render_file
+    from engine.render import _check_out_folder, render_file
 
     o = validate_options(opts)
     ref, tgt, out = str(reference_path), str(target_path), str(out_path)
+    _check_out_folder(out)
     probe(ref)
     tgt_info = probe(tgt)
     for p in (ref, tgt):

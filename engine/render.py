@@ -459,6 +459,14 @@ def _stream_to_writer(blocks: Iterable[np.ndarray], chain: ChainRunner, writer: 
                 break
 
 
+def _check_out_folder(out_path: str | os.PathLike) -> None:
+    folder = Path(out_path).parent if str(Path(out_path).parent) else Path(".")
+    if not folder.is_dir():
+        raise ParamsError(f"output folder {folder} does not exist", where=str(out_path))
+    if Path(out_path).is_dir():
+        raise ParamsError("output path is a folder; give a file name", where=str(out_path))
+
+
 def render_file(in_path: str | os.PathLike, out_path: str | os.PathLike, style_params: dict[str, Any], *,
                 fmt: str = "wav24", sample_rate_hz: int | None = None, start_s: float = 0.0,
                 stop_s: float | None = None, preroll_s: float = 0.0,
@@ -469,6 +477,7 @@ def render_file(in_path: str | os.PathLike, out_path: str | os.PathLike, style_p
     through the chain (settling filters and limiter) but is not written. If ``lufs.gain_db`` is
     missing it is resolved first (whole-file renders only). Output rate = ``sample_rate_hz`` or the
     input's. The output appears atomically (never a partial file)."""
+    _check_out_folder(out_path)
     info = probe(in_path)
     rate = int(sample_rate_hz or info.sample_rate_hz)
     channels = info.channels

@@ -131,6 +131,13 @@ def test_output_must_not_overwrite_the_target(pair: dict[str, str], capsys: pyte
     assert Path(pair["target"]).read_bytes() == before
 
 
+def test_missing_output_folder(tmp_path: Path, pair: dict[str, str], capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "no" / "o.wav"
+    rc = main(["match", pair["reference"], pair["target"], "-o", str(out)])
+    err = _one_line_error(capsys, rc, str(out))
+    assert "does not exist" in err
+
+
 def test_unknown_output_extension(tmp_path: Path, pair: dict[str, str],
                                   capsys: pytest.CaptureFixture) -> None:
     rc = main(["match", pair["reference"], pair["target"], "-o", str(tmp_path / "o.mp3")])
