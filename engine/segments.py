@@ -26,10 +26,21 @@ DEFAULT_CROSSFADE_S = 0.05
 
 
 def plan_segments(duration_s: float, segment_s: float = 60.0, preroll_s: float = DEFAULT_PREROLL_S,
-                  crossfade_s: float = DEFAULT_CROSSFADE_S) -> list[dict[str, Any]]:
+                  crossfade_s: float = DEFAULT_CROSSFADE_S,
+                  style_params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Cut ``duration_s`` into segments of about ``segment_s`` (the last absorbs a short remainder):
     ``[{idx, start_s, stop_s, preroll_s, crossfade_s}]``; segment ``i`` is written from ``start_s`` to
-    ``stop_s + crossfade_s`` (the last to the end of the audio)."""
+    ``stop_s + crossfade_s`` (the last to the end of the audio).
+
+    With ``style_params`` the pre-roll grows to cover the mode-B processors' memory (reverb tail,
+    compressor release), and a pitch shift keeps the file in ONE segment: the phase-locked shifter's
+    output phase depends on the whole history, so a shifter started mid-file cannot join inaudibly."""
+    if style_params:
+        from engine.invert_mode_b import mode_b_preroll_s
+
+        preroll_s = max(preroll_s, mode_b_preroll_s(style_params))
+        if (style_params.get("pitch") or {}).get("semitones"):
+            segment_s = max(segment_s, duration_s)
     if not (duration_s > 0):
         raise ParamsError(f"duration {duration_s} s must be positive", where="duration_s")
     if not (segment_s > 0):

@@ -36,6 +36,15 @@ def test_plan_covers_the_whole_duration() -> None:
         plan_segments(0.0)
 
 
+def test_plan_keeps_a_pitch_shift_in_one_segment_and_covers_reverb_tails() -> None:
+    pitched = {**PARAMS, "pitch": {"semitones": 2}}
+    assert len(plan_segments(600.0, 60.0, style_params=pitched)) == 1
+    assert len(plan_segments(600.0, 60.0, style_params={**pitched, "pitch": {"semitones": 0}})) == 10
+    wet = {**PARAMS, "reverb": {"ir_key": "ir/hall_3.0s.wav", "mix": 0.3, "pre_delay_ms": 20.0}}
+    plan = plan_segments(600.0, 60.0, style_params=wet)
+    assert all(s["preroll_s"] >= 4.5 for s in plan[1:])
+
+
 @pytest.mark.parametrize("rate", [None, 48000])
 def test_segmented_render_equals_whole_render(tmp_path: Path, rate: int | None) -> None:
     x = synth_music(16.0, FS, seed=5)
