@@ -179,7 +179,7 @@ def check_targets(summary: dict, results: list[dict]) -> list[dict]:
     """The targets of issues #2 and #5, each with its figure and met / not met."""
     checks: list[dict] = []
 
-    def add(name: str, value: float | None, limit: float, met: bool | None) -> None:
+    def add(name: str, value: float | None, limit: float | None, met: bool | None) -> None:
         checks.append({"target": name, "value": value, "limit": limit, "met": met})
 
     def tool(ctype: str, t: str, k: str) -> float | None:
@@ -205,7 +205,7 @@ def check_targets(summary: dict, results: list[dict]) -> list[dict]:
             max(tps), CEILING_DBTP, over == 0)
     a, b = tool("cross_song", "tonematch_A", "third_oct_vs_ref_db"), tool("cross_song", "matchering",
                                                                             "third_oct_vs_ref_db")
-    add("cross_song: 1/3-oct difference to reference <= Matchering's", a, b if b is not None else math.nan,
+    add("cross_song: 1/3-oct difference to reference <= Matchering's", a, b,
         None if a is None or b is None else a <= b)
     for ctype in ("b_ref_wetter", "voice_ref_wetter"):
         for k in ("mel_db", "mrstft"):
