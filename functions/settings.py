@@ -21,8 +21,9 @@ Environment variables read by :meth:`Settings.from_env` (all optional):
   ``http://127.0.0.1:8000``).
 * ``TONEMATCH_RATE_LIMIT_PER_S`` / ``TONEMATCH_RATE_BURST``: per-user API rate limit.
 * ``TONEMATCH_WORKERS``: render processes of the local runner (default: one per core).
-* ``TONEMATCH_RENDER_NICE``: niceness added to the render processes (default 0; raise it on a
-  machine where the API must stay snappy while other heavy work competes for the cores).
+* ``TONEMATCH_RENDER_NICE``: niceness added to the render processes (default 10: renders are batch
+  work, so under CPU contention the API in the parent process answers first; on an idle machine the
+  renders still get every free cycle). 0 turns it off.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class Settings:
     multipart_part_bytes: int = 32 * MIB
     workers: int | None = None
     job_threads: int = 2
-    render_nice: int = 0
+    render_nice: int = 10
     run_local_runner: bool = True
     extra: dict = field(default_factory=dict)
 

@@ -65,7 +65,7 @@ _WORKER_CTX: StepContext | None = None
 
 def _worker_init(settings: Settings) -> None:
     global _WORKER_CTX
-    if settings.render_nice:  # optional: let the API server in the parent win CPU contention
+    if settings.render_nice:  # renders are batch work: the API server in the parent wins contention
         with contextlib.suppress(OSError, AttributeError):
             os.nice(int(settings.render_nice))
     _WORKER_CTX = context_from_settings(settings, migrate=False)
