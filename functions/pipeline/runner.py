@@ -89,8 +89,10 @@ def _worker_ping() -> int:
 
 def _worker_call(handler: str, event: dict) -> dict:
     """Runs in a pool process; errors come back as data (engine exceptions need not pickle)."""
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     try:
-        return {"ok": resolve_handler(handler)(event, _WORKER_CTX)}
+        out = resolve_handler(handler)(event, _WORKER_CTX)
+        return {"ok": out, "cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - wall0}
     except Exception as exc:
         return {"error": type(exc).__name__, "message": str(exc), "trace": traceback.format_exc(limit=6)}
 
@@ -123,6 +125,7 @@ class LocalRunner:
         self._pool: ProcessPoolExecutor | None = None
         self._abandon = threading.Event()
         self.retries: list[tuple[str, str, float]] = []  # (step, error, wait_s), for tests/ops
+        self.timings: list[tuple[str, float, float]] = []  # (step, wall_s, cpu_s) of pool tasks
 
     # lifecycle
     def start(self, *, resume: bool = True) -> list[str]:
@@ -318,6 +321,7 @@ class LocalRunner:
                 self._reset_pool()
                 return "TransientError", f"render process died: {exc}"
             if "ok" in out:
+                self.timings.append((task.name, round(out["wall_s"], 3), round(out["cpu_s"], 3)))
                 return None, out["ok"]
             log.info("runner: %s failed in worker: %s", task.name, out.get("trace"))
             return out["error"], out["message"]
