@@ -174,10 +174,9 @@ def test_api_job_gives_the_same_audio_as_tonematch_match(service, pair, cli_resu
     assert listed == [view2["job_id"], job_id]
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # database-independent; both databases run the main e2e
 @pytest.mark.parametrize("service", [{"use_processes": False}], indirect=True)  # patches in-process
 def test_failed_step_reports_error_and_retry_completes(service, pair, monkeypatch):
-    if service["ctx"].status.dialect != "sqlite":
-        pytest.skip("the failure path is database-independent; covered on SQLite")
     import engine.render
     from engine.errors import ParamsError
 
@@ -207,10 +206,9 @@ def test_failed_step_reports_error_and_retry_completes(service, pair, monkeypatc
     assert state["reference"]["features_key"]  # analysis was kept, not redone from scratch
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # database-independent; both databases run the main e2e
 @pytest.mark.parametrize("service", [{"use_processes": False}], indirect=True)  # patches in-process
 def test_transient_store_faults_are_retried_with_backoff(service, pair):
-    if service["ctx"].status.dialect != "sqlite":
-        pytest.skip("covered on SQLite")
     client, ctx = service["client"], service["ctx"]
     _, h = login(service)
     ref, tgt = upload(client, h, pair["reference"]), upload(client, h, pair["target"])
