@@ -11,8 +11,6 @@ import pytest
 from functions.dropfolder import DropWatcher, handle_object_created
 from tests.functions.conftest import add_user, write_wav
 
-pytest.importorskip("engine.options", reason="needs the engine's option validation")
-
 
 @pytest.fixture
 def launched(ctx):
