@@ -3,11 +3,13 @@ PY=${PYTHON:-python3}
 VENV=${TONEMATCH_VENV:-.venv}
 
 ensure_venv() {
+  # $1: the extras to install, e.g. "[dev]" for the test suite; none for the quick start.
+  local extras=${1-}
   if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
   fi
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  "$VENV/bin/python" -m pip install -q -e ".$extras"
 }
 
 ensure_postgres() {

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_env.sh
-ensure_venv
+ensure_venv "[dev]"
 ensure_postgres
 ensure_chromium
 exec_pytest "$@"
