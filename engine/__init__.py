@@ -51,12 +51,13 @@ def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLik
     :class:`engine.errors.AudioInputError` / :class:`engine.errors.ParamsError`."""
     from engine.audio_io import FORMAT_EXTENSION, probe
     from engine.errors import ParamsError
-    from engine.features import analyze_features
+    from engine.features import analysis_options, analyze_features
     from engine.invert import invert_params
     from engine.options import validate_options
     from engine.render import _check_out_folder, render_file
 
     o = validate_options(opts)
+    analysis = analysis_options(mode)
     ref, tgt, out = str(reference_path), str(target_path), str(out_path)
     _check_out_folder(out)
     probe(ref)
@@ -72,11 +73,11 @@ def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLik
 
     if progress:
         progress(0.0)
-    ref_features = analyze_features(ref)
+    ref_features = analyze_features(ref, **analysis)
     _check_features(ref_features, ref)
     if progress:
         progress(0.15)
-    tgt_features = analyze_features(tgt)
+    tgt_features = analyze_features(tgt, **analysis)
     _check_features(tgt_features, tgt)
     if progress:
         progress(0.3)
@@ -99,7 +100,7 @@ def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLik
     if measure_result:
         from engine.metrics import result_metrics
         from engine.viz import visualisation
-        result_features = analyze_features(out)
+        result_features = analyze_features(out, pitch=analysis["pitch"])
         metrics = result_metrics(result_features, ref_features, ceiling_dbtp=o["ceiling_dbtp"],
                                  render_report=report, target_lufs=target_db)
         viz = visualisation(tgt_features, ref_features, result_features, report)

@@ -99,8 +99,15 @@ class ChainRunner:
         self.gain_reduction_db = None
         for i, p in enumerate(self.processors):
             y, self._states[i] = p.process(y, self._states[i])
-            if getattr(p, "name", "") == "limiter":
-                self.gain_reduction_db = p.last_gain_reduction_db  # type: ignore[attr-defined]
+            if getattr(p, "name", "") in ("compressor", "limiter"):
+                # total gain reduction = compressor's + limiter's (dB add); the compressor's curve is
+                # not delayed by the later stages' latency (a few ms, below the report's 100 ms hop)
+                gr = p.last_gain_reduction_db  # type: ignore[attr-defined]
+                cur = self.gain_reduction_db
+                if cur is None or cur.shape[0] != gr.shape[0]:
+                    self.gain_reduction_db = gr
+                else:
+                    self.gain_reduction_db = cur + gr
         return y
 
     def process(self, block: np.ndarray) -> np.ndarray:

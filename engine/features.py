@@ -484,6 +484,20 @@ def _array_blocks(audio: np.ndarray) -> Iterator[np.ndarray]:
         yield audio[i:i + BLOCK_FRAMES]
 
 
+def analysis_options(mode: str) -> dict[str, bool]:
+    """Keyword options of :func:`analyze_features` for reference/target analysis in ``mode``
+    (``"A"`` or ``"B"``); the one place that decides it, for the CLI, the facade and the service.
+
+    Mode A's inversion (EQ, width, loudness) uses neither F0 nor the learned reverb estimate, so it
+    skips YIN; mode B needs F0 (pitch) and ``reverb.blind`` (the ONNX RT60/DRR estimate)."""
+    m = str(mode).upper()
+    if m == "A":
+        return {"pitch": False, "blind_reverb": False}
+    if m == "B":
+        return {"pitch": True, "blind_reverb": True}
+    raise TonematchError(f"unknown mode {mode!r}; use 'A' or 'B'", where="mode")
+
+
 def analyze_features(source: str | os.PathLike | np.ndarray, *, sample_rate_hz: int | None = None,
                      blind_reverb: bool = False, pitch: bool = True) -> dict[str, Any]:
     """Measure a recording: path (streamed in blocks, memory flat; resampled to ``sample_rate_hz``

@@ -38,6 +38,7 @@ CELL_FRAMES = 64
 #: the final loudness may miss the target by this much before a corrective "post" pass runs.
 LUFS_TOLERANCE_LU = 0.1
 MAX_SERIES_POINTS = 2000
+GR_FINE_FRAMES = 1024
 PRE_STAGES = tuple(s for s in CHAIN_ORDER if s not in POST_STAGES)
 
 Progress = Callable[[float], None] | None
@@ -75,6 +76,50 @@ def _run(chain: ChainRunner, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarra
         if y.shape[0]:
             yield y
     for y in chain.finish():
+        if y.shape[0]:
+            yield y
+
+
+class _GrTrack:
+    """Max gain reduction (dB) per ``GR_FINE_FRAMES`` frames of a stream (the "pre" chain's compressor),
+    to be merged into the report's curve; 60 minutes at 48 kHz hold ~2800 floats per minute."""
+
+    def __init__(self) -> None:
+        self._bins: list[np.ndarray] = []
+        self._carry = np.zeros(0, np.float32)
+        self.frames = 0
+        self.any = False
+
+    def feed(self, gr: np.ndarray | None, n: int) -> None:
+        if n == 0:
+            return
+        if gr is None or gr.shape[0] != n:
+            gr = np.zeros(n, np.float32)
+        else:
+            self.any = self.any or bool(gr.any())
+        self.frames += n
+        g = np.concatenate([self._carry, gr]) if self._carry.size else gr
+        m = (g.size // GR_FINE_FRAMES) * GR_FINE_FRAMES
+        if m:
+            self._bins.append(g[:m].reshape(-1, GR_FINE_FRAMES).max(axis=1))
+        self._carry = g[m:].astype(np.float32)
+
+    def fine(self) -> np.ndarray:
+        bins = list(self._bins)
+        if self._carry.size:
+            bins.append(np.array([self._carry.max()], np.float32))
+        return np.concatenate(bins) if bins else np.zeros(0, np.float32)
+
+
+def _run_tracking(chain: ChainRunner, blocks: Iterable[np.ndarray], track: _GrTrack) -> Iterator[np.ndarray]:
+    """:func:`_run` that also records the chain's gain reduction into ``track``."""
+    for b in blocks:
+        y = chain.process(b)
+        track.feed(chain.gain_reduction_db, y.shape[0])
+        if y.shape[0]:
+            yield y
+    for y in chain.finish():
+        track.feed(None, y.shape[0])
         if y.shape[0]:
             yield y
 
@@ -259,6 +304,13 @@ class _Report:
         self.hard_frames = 0
         self.clipped_frames = 0
         self.gr_max_db = 0.0
+        self._pre_gr: _GrTrack | None = None
+
+    def add_pre_gain_reduction(self, track: _GrTrack) -> None:
+        """Add the "pre" chain's (compressor's) gain reduction to the curve, hop by hop (the curve is
+        then the sum of the two stages' per-hop maxima)."""
+        if track.any:
+            self._pre_gr = track
 
     def feed(self, y: np.ndarray, gr: np.ndarray | None) -> None:
         n = y.shape[0]
@@ -288,6 +340,16 @@ class _Report:
         if self._gr_carry.size:
             bins.append(np.array([self._gr_carry.max()], np.float32))
         gr = np.concatenate(bins) if bins else np.zeros(0, np.float32)
+        gr_max = self.gr_max_db
+        if self._pre_gr is not None and gr.size:
+            fine = self._pre_gr.fine()
+            starts = (np.arange(gr.size, dtype=np.int64) * self.hop_frames) // GR_FINE_FRAMES
+            ok = starts < fine.size
+            pre = np.zeros(gr.size, np.float32)
+            if ok.any():
+                pre[ok] = np.maximum.reduceat(fine, starts[ok])
+            gr = gr + pre
+            gr_max = max(gr_max, float(gr.max()))
         lufs = self.loudness.integrated_lufs()
         tp = self.tp.true_peak_dbtp()
         return {
@@ -301,7 +363,7 @@ class _Report:
                                  else round(self.tp.sample_peak_dbfs(), 3)),
             "gain_reduction_db": [round(float(v), 2) for v in gr],
             "gain_reduction_hop_s": self.hop_frames / self.sample_rate_hz,
-            "gain_reduction_max_db": round(self.gr_max_db, 3),
+            "gain_reduction_max_db": round(gr_max, 3),
             "artifacts_rate": self.hard_frames / max(1, self.frames),
             "clipped_frames": self.clipped_frames,
         }
@@ -369,20 +431,21 @@ def render(audio: np.ndarray, style_params: dict[str, Any], *, sample_rate_hz: i
     params = style_params
     if _needs_resolution(style_params):
         pre = ChainRunner(build_chain(style_params, rate, channels, stages=PRE_STAGES), channels)
-        pre_out = np.concatenate(list(_run(pre, _array_blocks(x, block))), axis=0)
+        pre_gr = _GrTrack()
+        pre_out = np.concatenate(list(_run_tracking(pre, _array_blocks(x, block), pre_gr)), axis=0)
         cells = _CellModel(rate, channels, _cell_frames_for(pre_out.shape[0]))
         for b in _array_blocks(pre_out, BLOCK_FRAMES):
             cells.feed(b)
         model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"), cells.cell_frames)
         params = _with_gain(style_params, model.solve(float(style_params["lufs"]["target_db"])))
-        out, report = _render_post(pre_out, params, rate, channels, block)
+        out, report = _render_post(pre_out, params, rate, channels, block, pre_gr)
         target = float(style_params["lufs"]["target_db"])
         miss = None if report["lufs_integrated"] is None else target - report["lufs_integrated"]
         passes = 1
         if miss is not None and abs(miss) > LUFS_TOLERANCE_LU:
             gain = params["lufs"]["gain_db"] + miss / model.slope(params["lufs"]["gain_db"])
             params = _with_gain(style_params, gain)
-            out, report = _render_post(pre_out, params, rate, channels, block)
+            out, report = _render_post(pre_out, params, rate, channels, block, pre_gr)
             passes = 2
         report["post_passes"] = passes
     else:
@@ -405,9 +468,11 @@ def render(audio: np.ndarray, style_params: dict[str, Any], *, sample_rate_hz: i
 
 
 def _render_post(pre_out: np.ndarray, params: dict[str, Any], rate: int, channels: int,
-                 block: int) -> tuple[np.ndarray, dict[str, Any]]:
+                 block: int, pre_gr: _GrTrack | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     chain = ChainRunner(build_chain(params, rate, channels, stages=POST_STAGES), channels)
     rep = _Report(rate, channels, pre_out.shape[0])
+    if pre_gr is not None:
+        rep.add_pre_gain_reduction(pre_gr)
     outs = []
     for b in _array_blocks(pre_out, block):
         y = chain.process(b)
@@ -524,7 +589,8 @@ def _render_file_resolving(in_path, out_path, style_params, *, fmt, rate, channe
     try:
         with os.fdopen(fd, "wb") as fh:
             done = 0
-            for y in _run(pre, iter_blocks(in_path, BLOCK_FRAMES, sample_rate_hz=rate)):
+            pre_gr = _GrTrack()
+            for y in _run_tracking(pre, iter_blocks(in_path, BLOCK_FRAMES, sample_rate_hz=rate), pre_gr):
                 cells.feed(y)
                 fh.write(np.ascontiguousarray(y, dtype=np.float32).tobytes())
                 done += y.shape[0]
@@ -540,6 +606,7 @@ def _render_file_resolving(in_path, out_path, style_params, *, fmt, rate, channe
                 params = _with_gain(style_params, gain)
                 post = ChainRunner(build_chain(params, rate, channels, stages=POST_STAGES), channels)
                 rep = _Report(rate, channels, pre_frames)
+                rep.add_pre_gain_reduction(pre_gr)
                 blocks = _read_f32(tmp, channels, BLOCK_FRAMES)
                 sub = None if not progress else (lambda f: progress(0.5 + 0.5 * f))
                 _stream_to_writer(blocks, post, writer, rep, progress=sub, total_frames=pre_frames)
