@@ -155,7 +155,8 @@ class LoudnessMeter:
         # float32 filtering (channel-major for a contiguous inner loop) is ~2x faster than float64 and
         # its round-off is far below what a loudness reading resolves (checked against pyloudnorm);
         # above 48 kHz the high-pass poles crowd z = 1 and float64 keeps the error < 0.001 LU.
-        xt = np.ascontiguousarray(x.T, dtype=self._dtype)
+        # sosfilt copies its input into a C-ordered working array anyway: pass the transposed view
+        xt = x.T if x.dtype == self._dtype else x.T.astype(self._dtype)
         y, self._zi = sosfilt(self._sos32, xt, axis=1, zi=self._zi)
         sq = np.square(y[0], dtype=np.float32)
         for c in range(1, self.channels):

@@ -126,10 +126,11 @@ def _frame_abs_max(x: np.ndarray) -> np.ndarray:
 def _row_local_peaks(absx: np.ndarray, n_rows: int) -> np.ndarray:
     """Per row, the sample peak over its window ``[r B, r B + span)`` of ``absx`` (silence beyond)."""
     need = (n_rows + 1) * _ROW_FRAMES
-    a = absx[:need]
-    if a.size < need:
-        a = np.pad(a, (0, need - a.size))
-    bmax = a.reshape(n_rows + 1, _ROW_FRAMES).max(axis=1)
+    full = min(absx.size, need) // _ROW_FRAMES
+    bmax = np.zeros(n_rows + 1, dtype=np.float32)  # silence beyond absx (no padded copy of it)
+    bmax[:full] = absx[:full * _ROW_FRAMES].reshape(full, _ROW_FRAMES).max(axis=1)
+    if full <= n_rows and full * _ROW_FRAMES < absx.size:
+        bmax[full] = absx[full * _ROW_FRAMES:need].max()
     return np.maximum(bmax[:-1], bmax[1:])  # span - 1 < 2 B: a window lies in blocks r and r + 1
 
 
@@ -231,12 +232,32 @@ class TruePeakMeter:
     def feed(self, block: np.ndarray) -> None:
         """Measure one ``(frames, channels)`` block."""
         x = np.asarray(block, dtype=np.float32)
-        if x.size:
-            self._sample_peak = max(self._sample_peak, float(x.max()), -float(x.min()))
-        # Rows that cannot beat the running max are not interpolated (exact, see module docstring).
-        env = self._os.process(x, floor=max(self._peak, self._sample_peak))
-        if env.size:
-            self._peak = max(self._peak, float(env.max()))
+        if x.ndim == 1:
+            x = x[:, None]
+        if x.ndim != 2 or x.shape[1] != self._os.channels:
+            raise TonematchError(f"block shaped {x.shape}, expected (frames, {self._os.channels})",
+                                 where="block")
+        n = x.shape[0]
+        if n == 0:
+            return
+        # The oversampler's envelope, reduced to its maximum without materialising it: one |x| pass
+        # gives the sample peak, the delayed sample envelope and the row bounds; only rows that can
+        # beat the running max are interpolated (exact, see module docstring).
+        os_ = self._os
+        buf = np.concatenate([os_._hist, x], axis=0)
+        os_._hist = buf[-(_BACK + _HALF):].copy()
+        absx = _frame_abs_max(buf)
+        self._sample_peak = max(self._sample_peak, float(absx[_BACK + _HALF:].max()))
+        peak = max(self._peak, float(absx[_BACK:_BACK + n].max()))
+        n_rows = -(-n // _ROW_FRAMES)
+        local = _row_local_peaks(absx, n_rows)
+        rows = np.nonzero(local > max(peak, self._sample_peak) / GAIN_BOUND)[0]
+        if rows.size:
+            interp = _interp_peaks(buf, rows)
+            if rows[-1] == n_rows - 1 and n % _ROW_FRAMES:  # output times past the block: not yet known
+                interp[-1, n % _ROW_FRAMES:] = 0.0
+            peak = max(peak, float(interp.max()))
+        self._peak = peak
 
     def true_peak(self) -> float:
         """Linear true peak so far (includes the frames still in the look-ahead)."""
