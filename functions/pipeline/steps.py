@@ -109,7 +109,7 @@ def _summary(feats: dict) -> dict:
 
 
 def _analyze(event: dict, ctx: StepContext, which: str, key_field: str, task: str) -> dict:
-    from engine.features import analyze_features
+    from engine.features import analysis_options, analyze_features
 
     _enter(ctx, event, task)
     out_key = f"{work_prefix(event)}/{which}.features.json"
@@ -117,7 +117,8 @@ def _analyze(event: dict, ctx: StepContext, which: str, key_field: str, task: st
         feats = get_json(ctx, out_key)
     else:
         path = fetch(ctx, event[key_field], which)
-        feats = analyze_features(str(path))
+        # the same per-mode choice as tonematch match: mode B needs F0 and the learned reverb estimate
+        feats = analyze_features(str(path), **analysis_options(event["mode"]))
         if (feats.get("loudness") or {}).get("integrated_lufs") is None:
             from engine.errors import AudioInputError
 
@@ -222,7 +223,8 @@ def plan_segments(event: dict, ctx: StepContext) -> dict:
     _enter(ctx, event, "PlanSegments")
     opts = event.get("opts") or {}
     duration_s = float(event["target"]["duration_s"])
-    segments = engine_plan(duration_s, segment_s=float(opts.get("segment_s") or 60.0))
+    params = get_json(ctx, event["params"]["params_key"])  # mode-B tails and pitch shape the plan
+    segments = engine_plan(duration_s, segment_s=float(opts.get("segment_s") or 60.0), style_params=params)
     segments = [{k: (round(v, 9) if isinstance(v, float) else v) for k, v in s.items()} for s in segments]
     ctx.status.init_segments(event["job_id"], len(segments))
     plan_key = put_json(ctx, f"{work_prefix(event)}/plan.json", segments)
@@ -345,6 +347,7 @@ def finalize(event: dict, ctx: StepContext) -> dict:
         ref_feats if ref_feats is not None else res_feats,
         ceiling_dbtp=ceiling,
         render_report=report,
+        target_lufs=(params.get("lufs") or {}).get("target_db"),
     )
     if ref_feats is None:  # preset applied: no reference to compare the result with
         metrics = {**metrics, "stft_dist": None, "mel_dist": None}
