@@ -148,7 +148,7 @@ class _CellModel:
         if y.shape[0] == 0:
             return
         self.frames += y.shape[0]
-        kw, self._zi = sosfilt(self._sos, np.ascontiguousarray(y.T), axis=1, zi=self._zi)
+        kw, self._zi = sosfilt(self._sos, y.T, axis=1, zi=self._zi)  # sosfilt makes its own C copy
         e = np.square(kw[0], dtype=np.float32)
         for c in range(1, self.channels):
             e += np.square(kw[c])

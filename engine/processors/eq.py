@@ -109,4 +109,6 @@ class ParametricEQ:
             return block, state or {}
         zi = decode_array(state["zi"]) if state and "zi" in state else self.initial_zi()
         y, zf = sosfilt(self.sos, block, axis=0, zi=zi)
-        return y.astype(np.float32), {"zi": encode_array(zf)}
+        # sosfilt returns a transposed (Fortran-ordered) array for axis=0: hand on C order, which the
+        # later stages and the writer read without copying
+        return np.ascontiguousarray(y, dtype=np.float32), {"zi": encode_array(zf)}
