@@ -34,6 +34,7 @@ import scipy.fft
 
 from engine.analysis import spectrum
 from engine.errors import TonematchError
+from engine.viz import nested as _get
 
 MRSTFT_SIZES = (512, 1024, 2048)
 _EPS = 1e-7
@@ -94,15 +95,6 @@ def mel_distance_db(x: np.ndarray, y: np.ndarray, sample_rate_hz: float) -> floa
     dx = spectrum.power_db(px @ w, -100.0)
     dy = spectrum.power_db(py @ w, -100.0)
     return float(np.mean(np.abs(dx - dy)))
-
-
-def _get(doc: dict | None, *keys: str) -> Any:
-    cur: Any = doc
-    for k in keys:
-        if not isinstance(cur, dict):
-            return None
-        cur = cur.get(k)
-    return cur
 
 
 def _num(v: Any) -> float | None:

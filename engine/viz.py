@@ -22,13 +22,17 @@ import numpy as np
 MAX_POINTS = 2000
 
 
-def _get(doc: dict | None, *keys: str) -> Any:
+def nested(doc: dict | None, *keys: str) -> Any:
+    """``doc[k1][k2]...``, or None where a level is missing (feature documents may lack blocks)."""
     cur: Any = doc
     for k in keys:
         if not isinstance(cur, dict):
             return None
         cur = cur.get(k)
     return cur
+
+
+_get = nested
 
 
 def _arr(v: Any) -> np.ndarray:
