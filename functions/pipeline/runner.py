@@ -192,15 +192,11 @@ class LocalRunner:
 
     # running one job
     def initial_state(self, job: dict) -> dict:
-        state = {
-            "job_id": job["id"],
-            "user_id": job["user_id"],
-            "mode": job["mode"],
-            "ref_key": job["ref_key"],
-            "tgt_key": job["tgt_key"],
-            "opts": job["opts"] or {},
-            "preset_id": job.get("preset_id"),
-        }
+        """The job's pipeline event (the same one the AWS launcher sends), plus what earlier steps
+        saved in ``job["state"]`` so a resumed job skips finished work."""
+        from functions.service import job_event
+
+        state = job_event(job)
         state.update(job.get("state") or {})
         return state
 
