@@ -28,6 +28,7 @@ import scipy.fft
 
 from engine.analysis import dynamics, reverb, spectrum, stereo
 from engine.analysis.f0 import FMAX_HZ, FMIN_HZ, Decimator, YinTracker, pitch_class_histogram
+from engine.blocks import as_float32_block
 from engine.errors import AudioInputError, TonematchError
 from engine.loudness import LoudnessMeter, k_weighting_sos
 from engine.true_peak import TruePeakMeter
@@ -133,11 +134,7 @@ class FeatureAnalyzer:
     # -- streaming -------------------------------------------------------------------------
     def feed(self, block: np.ndarray) -> None:
         """Analyse the next ``(frames, channels)`` float32 block."""
-        x = np.asarray(block, dtype=np.float32)
-        if x.ndim == 1:
-            x = x[:, None]
-        if x.ndim != 2 or x.shape[1] != self.channels:
-            raise TonematchError(f"block shaped {x.shape}, expected (frames, {self.channels})", where="audio")
+        x = as_float32_block(block, self.channels, where="audio")
         n = x.shape[0]
         if n == 0:
             return

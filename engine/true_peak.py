@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from engine.blocks import as_float32_block
 from engine.errors import TonematchError
 
 OVERSAMPLING = 4
@@ -179,11 +180,7 @@ class TruePeakOversampler:
         With ``floor`` (linear), values are exact wherever the true peak can exceed ``floor``;
         elsewhere the cheaper sample envelope is returned (also below ``floor``).
         """
-        x = np.asarray(block, dtype=np.float32)
-        if x.ndim == 1:
-            x = x[:, None]
-        if x.ndim != 2 or x.shape[1] != self.channels:
-            raise TonematchError(f"block shaped {x.shape}, expected (frames, {self.channels})", where="block")
+        x = as_float32_block(block, self.channels)
         n = x.shape[0]
         if n == 0:
             return np.zeros(0, dtype=np.float32)
@@ -231,12 +228,7 @@ class TruePeakMeter:
 
     def feed(self, block: np.ndarray) -> None:
         """Measure one ``(frames, channels)`` block."""
-        x = np.asarray(block, dtype=np.float32)
-        if x.ndim == 1:
-            x = x[:, None]
-        if x.ndim != 2 or x.shape[1] != self._os.channels:
-            raise TonematchError(f"block shaped {x.shape}, expected (frames, {self._os.channels})",
-                                 where="block")
+        x = as_float32_block(block, self._os.channels)
         n = x.shape[0]
         if n == 0:
             return
