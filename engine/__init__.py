@@ -39,6 +39,42 @@ def _check_features(features: dict[str, Any], path: str) -> None:
                               where=path)
 
 
+def _analyze_pair(ref: str, tgt: str, analysis: dict[str, bool],
+                  progress: Callable[[float], None] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Features of the reference and the target; on two or more cores in two threads (decoding,
+    filtering and FFTs release the GIL). Errors are raised for the reference first, as in order.
+    ``progress`` gets the mean fraction done of the two."""
+    from engine.features import analyze_features
+    from engine.threads import usable_cores
+
+    done = [0.0, 0.0]
+
+    def tracker(i: int) -> Callable[[float], None] | None:
+        if progress is None:
+            return None
+
+        def report(f: float) -> None:
+            done[i] = f
+            progress(0.5 * (done[0] + done[1]))
+        return report
+
+    if usable_cores() < 2:
+        ref_features = analyze_features(ref, **analysis, progress=tracker(0))
+        _check_features(ref_features, ref)
+        tgt_features = analyze_features(tgt, **analysis, progress=tracker(1))
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="analyse") as pool:
+            ref_job = pool.submit(analyze_features, ref, **analysis, progress=tracker(0))
+            tgt_job = pool.submit(analyze_features, tgt, **analysis, progress=tracker(1))
+            ref_features = ref_job.result()
+            _check_features(ref_features, ref)
+            tgt_features = tgt_job.result()
+    _check_features(tgt_features, tgt)
+    return ref_features, tgt_features
+
+
 def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLike,
                 out_path: str | os.PathLike, *, mode: str = "A", opts: dict[str, Any] | None = None,
                 progress: Callable[[float], None] | None = None,
@@ -73,14 +109,7 @@ def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLik
 
     if progress:
         progress(0.0)
-    ref_features = analyze_features(ref, **analysis)
-    _check_features(ref_features, ref)
-    if progress:
-        progress(0.15)
-    tgt_features = analyze_features(tgt, **analysis)
-    _check_features(tgt_features, tgt)
-    if progress:
-        progress(0.3)
+    ref_features, tgt_features = _analyze_pair(ref, tgt, analysis, stage(0.0, 0.3))
     warnings = []
     for label, feats, path in (("reference", ref_features, ref), ("target", tgt_features, tgt)):
         peak = feats.get("sample_peak_dbfs")
@@ -89,7 +118,8 @@ def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLik
     params = invert_params(ref_features, tgt_features, mode=mode, opts=o)
     rate = int(o["output_sample_rate_hz"] or tgt_info.sample_rate_hz)
     report = render_file(tgt, out, params, fmt=o["output_format"], sample_rate_hz=rate,
-                         progress=stage(0.3, 0.85 if measure_result else 1.0))
+                         progress=stage(0.3, 1.0),
+                         output_features={"pitch": analysis["pitch"]} if measure_result else None)
     params = report.pop("style_params", params)
     target_db = (params.get("lufs") or {}).get("target_db")
     if target_db is not None and report.get("lufs_integrated") is not None and \
@@ -100,7 +130,7 @@ def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLik
     if measure_result:
         from engine.metrics import result_metrics
         from engine.viz import visualisation
-        result_features = analyze_features(out, pitch=analysis["pitch"])
+        result_features = report.pop("features", None) or analyze_features(out, pitch=analysis["pitch"])
         metrics = result_metrics(result_features, ref_features, ceiling_dbtp=o["ceiling_dbtp"],
                                  render_report=report, target_lufs=target_db)
         viz = visualisation(tgt_features, ref_features, result_features, report)

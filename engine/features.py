@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -496,7 +496,8 @@ def analysis_options(mode: str) -> dict[str, bool]:
 
 
 def analyze_features(source: str | os.PathLike | np.ndarray, *, sample_rate_hz: int | None = None,
-                     blind_reverb: bool = False, pitch: bool = True) -> dict[str, Any]:
+                     blind_reverb: bool = False, pitch: bool = True,
+                     progress: Callable[[float], None] | None = None) -> dict[str, Any]:
     """Measure a recording: path (streamed in blocks, memory flat; resampled to ``sample_rate_hz``
     when given) or ``(frames, channels)`` / 1-D array at ``sample_rate_hz`` (required then).
 
@@ -505,6 +506,7 @@ def analyze_features(source: str | os.PathLike | np.ndarray, *, sample_rate_hz: 
     estimator on the middle <= 30 s (mode B uses it; costs an ONNX run). ``pitch=False`` skips YIN
     (about a quarter of the time; mode A's inversion does not use F0): the ``f0`` block is then
     present with ``measured: false``, ``voiced_ratio``/``median_f0_hz`` None and empty series.
+    ``progress`` is called with the fraction (0..1) of frames analysed after every block.
     """
     if isinstance(source, np.ndarray):
         if sample_rate_hz is None:
@@ -515,7 +517,8 @@ def analyze_features(source: str | os.PathLike | np.ndarray, *, sample_rate_hz: 
                                  where="audio")
         if audio.shape[0] == 0:
             raise AudioInputError("audio has no frames", where="audio")
-        analyzer = FeatureAnalyzer(int(sample_rate_hz), audio.shape[1], expected_frames=audio.shape[0],
+        expected = audio.shape[0]
+        analyzer = FeatureAnalyzer(int(sample_rate_hz), audio.shape[1], expected_frames=expected,
                                    blind_reverb=blind_reverb, pitch=pitch)
         blocks: Iterator[np.ndarray] = _array_blocks(audio)
     else:
@@ -529,6 +532,8 @@ def analyze_features(source: str | os.PathLike | np.ndarray, *, sample_rate_hz: 
         blocks = iter_blocks(source, BLOCK_FRAMES, sample_rate_hz=rate)
     for block in blocks:
         analyzer.feed(block)
+        if progress is not None:
+            progress(min(1.0, analyzer.frames / max(1, expected)))
     if analyzer.frames == 0:
         raise AudioInputError("audio has no frames", where=str(source) if not isinstance(source, np.ndarray)
                               else "audio")

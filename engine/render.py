@@ -29,8 +29,10 @@ from scipy.signal import sosfilt
 from engine.audio_io import AudioWriter, iter_blocks, probe
 from engine.chain import CHAIN_ORDER, POST_STAGES, ChainRunner, build_chain
 from engine.errors import AudioInputError, ParamsError
+from engine.features import FeatureAnalyzer
 from engine.loudness import LoudnessMeter, gated_integrated_lufs, k_weighting_sos
 from engine.processors.limiter import DEFAULT_RELEASE_MS, HARD_LIMIT_DB, MARGIN_DB
+from engine.threads import BackgroundSink, prefetch, usable_cores
 from engine.true_peak import TruePeakMeter
 
 BLOCK_FRAMES = 65536
@@ -291,11 +293,14 @@ class LoudnessModel:
 class _Report:
     """Streams output statistics: loudness, true peak, downsampled gain reduction, artifacts."""
 
-    def __init__(self, sample_rate_hz: int, channels: int, expected_frames: int) -> None:
+    def __init__(self, sample_rate_hz: int, channels: int, expected_frames: int,
+                 analyzer: FeatureAnalyzer | None = None) -> None:
         self.sample_rate_hz = int(sample_rate_hz)
         self.channels = channels
-        self.loudness = LoudnessMeter(sample_rate_hz, channels)
-        self.tp = TruePeakMeter(sample_rate_hz, channels)
+        # with an analyzer the output's features come from this same pass, and its meters are ours
+        self.analyzer = analyzer
+        self.loudness = analyzer.loud if analyzer is not None else LoudnessMeter(sample_rate_hz, channels)
+        self.tp = analyzer.tp if analyzer is not None else TruePeakMeter(sample_rate_hz, channels)
         hop = max(int(0.1 * sample_rate_hz), -(-max(1, expected_frames) // MAX_SERIES_POINTS))
         self.hop_frames = hop
         self._gr_bins: list[np.ndarray] = []
@@ -317,8 +322,11 @@ class _Report:
         if n == 0:
             return
         self.frames += n
-        self.loudness.feed(y)
-        self.tp.feed(y)
+        if self.analyzer is not None:
+            self.analyzer.feed(y)
+        else:
+            self.loudness.feed(y)
+            self.tp.feed(y)
         if gr is None or gr.shape[0] != n:
             gr = np.zeros(n, np.float32)
         gr_max = float(gr.max())
@@ -352,6 +360,7 @@ class _Report:
             gr_max = max(gr_max, float(gr.max()))
         lufs = self.loudness.integrated_lufs()
         tp = self.tp.true_peak_dbtp()
+        features = None if self.analyzer is None or not self.analyzer.frames else self.analyzer.result()
         return {
             "duration_s": self.frames / self.sample_rate_hz,
             "frames": self.frames,
@@ -366,6 +375,7 @@ class _Report:
             "gain_reduction_max_db": round(gr_max, 3),
             "artifacts_rate": self.hard_frames / max(1, self.frames),
             "clipped_frames": self.clipped_frames,
+            **({"features": features} if features is not None else {}),
         }
 
 
@@ -492,6 +502,10 @@ def _stream_to_writer(blocks: Iterable[np.ndarray], chain: ChainRunner, writer: 
     done = 0
     kept = 0
 
+    def consume(y: np.ndarray, gr: np.ndarray | None) -> None:
+        writer.write(y)
+        rep.feed(y, gr)
+
     def emit(y: np.ndarray, gr: np.ndarray | None) -> bool:
         nonlocal skip_frames, kept
         if skip_frames:
@@ -506,22 +520,23 @@ def _stream_to_writer(blocks: Iterable[np.ndarray], chain: ChainRunner, writer: 
             y = y[:room]
             gr = None if gr is None else gr[:room]
         if y.shape[0]:
-            writer.write(y)
-            rep.feed(y, gr)
+            sink.put(y, gr)
             kept += y.shape[0]
         return True
 
-    for b in blocks:
-        y = chain.process(b)
-        done += b.shape[0]
-        if not emit(y, chain.gain_reduction_db):
-            break
-        if progress and total_frames:
-            progress(min(1.0, done / total_frames))
-    else:
-        for y in chain.finish():
-            if not emit(y, None):
+    # writing and measuring block k overlaps processing block k+1 (on two cores)
+    with BackgroundSink(consume, threaded=usable_cores() >= 2) as sink:
+        for b in blocks:
+            y = chain.process(b)
+            done += b.shape[0]
+            if not emit(y, chain.gain_reduction_db):
                 break
+            if progress and total_frames:
+                progress(min(1.0, done / total_frames))
+        else:
+            for y in chain.finish():
+                if not emit(y, None):
+                    break
 
 
 def _check_out_folder(out_path: str | os.PathLike) -> None:
@@ -535,13 +550,18 @@ def _check_out_folder(out_path: str | os.PathLike) -> None:
 def render_file(in_path: str | os.PathLike, out_path: str | os.PathLike, style_params: dict[str, Any], *,
                 fmt: str = "wav24", sample_rate_hz: int | None = None, start_s: float = 0.0,
                 stop_s: float | None = None, preroll_s: float = 0.0,
-                progress: Progress = None) -> dict[str, Any]:
+                progress: Progress = None, output_features: dict[str, bool] | None = None) -> dict[str, Any]:
     """Render ``in_path`` (``start_s..stop_s``) to ``out_path`` streaming, memory flat; returns the
     report ``{duration_s, lufs_integrated, true_peak_dbtp, gain_reduction_db[], gain_reduction_hop_s,
     artifacts_rate, gain_db, style_params, ...}``. ``preroll_s`` of audio before ``start_s`` runs
     through the chain (settling filters and limiter) but is not written. If ``lufs.gain_db`` is
     missing it is resolved first (whole-file renders only). Output rate = ``sample_rate_hz`` or the
-    input's. The output appears atomically (never a partial file)."""
+    input's. The output appears atomically (never a partial file).
+
+    ``output_features`` (:class:`engine.features.FeatureAnalyzer` options such as
+    ``analysis_options(mode)``) measures the written audio in the same pass: the report then carries
+    its features document under ``"features"`` (what ``analyze_features(out_path)`` returns, before
+    the output's dither/quantisation), sharing the report's loudness and true-peak meters."""
     _check_out_folder(out_path)
     info = probe(in_path)
     rate = int(sample_rate_hz or info.sample_rate_hz)
@@ -559,17 +579,21 @@ def render_file(in_path: str | os.PathLike, out_path: str | os.PathLike, style_p
             raise ParamsError("a partial (segment) render needs the resolved gain; call resolve_gain on the "
                               "whole file first", where="lufs.gain_db")
         return _render_file_resolving(in_path, out_path, style_params, fmt=fmt, rate=rate, channels=channels,
-                                      total_frames=stop_frame, progress=progress)
+                                      total_frames=stop_frame, progress=progress,
+                                      output_features=output_features)
     chain = ChainRunner(build_chain(style_params, rate, channels), channels)
     keep = (stop_frame - start_frame) + (chain.tail_frames if stop_frame >= total_out else 0)
-    rep = _Report(rate, channels, keep)
+    rep = _Report(rate, channels, keep, _output_analyzer(output_features, rate, channels, keep))
     # read past stop by the chain latency so the limiter's lookahead sees the real future audio
     read_to = min(total_out, stop_frame + chain.latency_frames)
-    blocks = iter_blocks(in_path, BLOCK_FRAMES, sample_rate_hz=rate, start_frame=read_from,
-                         stop_frame=read_to)
+    blocks = prefetch(iter_blocks(in_path, BLOCK_FRAMES, sample_rate_hz=rate, start_frame=read_from,
+                                  stop_frame=read_to), threaded=usable_cores() >= 2)
     with AudioWriter(out_path, rate, channels, fmt) as writer:
-        _stream_to_writer(blocks, chain, writer, rep, skip_frames=pre_frames, keep_frames=keep,
-                          progress=progress, total_frames=stop_frame - read_from)
+        try:
+            _stream_to_writer(blocks, chain, writer, rep, skip_frames=pre_frames, keep_frames=keep,
+                              progress=progress, total_frames=stop_frame - read_from)
+        finally:
+            blocks.close()  # stops the read-ahead when the range ended before the file
     report = rep.result()
     report.update({"gain_db": (style_params.get("lufs") or {}).get("gain_db"), "style_params": style_params,
                    "format": fmt, "out_path": str(out_path), "start_s": start_frame / rate,
@@ -579,23 +603,38 @@ def render_file(in_path: str | os.PathLike, out_path: str | os.PathLike, style_p
     return report
 
 
+def _output_analyzer(options: dict[str, bool] | None, rate: int, channels: int,
+                     frames: int) -> FeatureAnalyzer | None:
+    if options is None:
+        return None
+    return FeatureAnalyzer(rate, channels, expected_frames=frames, **options)
+
+
 def _render_file_resolving(in_path, out_path, style_params, *, fmt, rate, channels, total_frames,
-                           progress) -> dict[str, Any]:
+                           progress, output_features=None) -> dict[str, Any]:
     target = float(style_params["lufs"]["target_db"])
     pre = ChainRunner(build_chain(style_params, rate, channels, stages=PRE_STAGES), channels)
     cells = _CellModel(rate, channels, _cell_frames_for(total_frames))
     out_dir = Path(out_path).parent if str(Path(out_path).parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=".tonematch-pre-", suffix=".f32", dir=out_dir)
     try:
+        threaded = usable_cores() >= 2
         with os.fdopen(fd, "wb") as fh:
             done = 0
             pre_gr = _GrTrack()
-            for y in _run_tracking(pre, iter_blocks(in_path, BLOCK_FRAMES, sample_rate_hz=rate), pre_gr):
+
+            def keep(y: np.ndarray) -> None:
                 cells.feed(y)
                 fh.write(np.ascontiguousarray(y, dtype=np.float32).tobytes())
-                done += y.shape[0]
-                if progress:
-                    progress(min(0.5, 0.5 * done / max(1, total_frames)))
+
+            # decoding, the "pre" chain and (measure + spill) run as three overlapping stages
+            source = prefetch(iter_blocks(in_path, BLOCK_FRAMES, sample_rate_hz=rate), threaded=threaded)
+            with BackgroundSink(keep, threaded=threaded) as sink:
+                for y in _run_tracking(pre, source, pre_gr):
+                    sink.put(y)
+                    done += y.shape[0]
+                    if progress:
+                        progress(min(0.5, 0.5 * done / max(1, total_frames)))
         model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"), cells.cell_frames)
         gain = model.solve(target)
         pre_frames = cells.frames
@@ -605,7 +644,8 @@ def _render_file_resolving(in_path, out_path, style_params, *, fmt, rate, channe
             for _attempt in range(2):
                 params = _with_gain(style_params, gain)
                 post = ChainRunner(build_chain(params, rate, channels, stages=POST_STAGES), channels)
-                rep = _Report(rate, channels, pre_frames)
+                rep = _Report(rate, channels, pre_frames,
+                              _output_analyzer(output_features, rate, channels, pre_frames))
                 rep.add_pre_gain_reduction(pre_gr)
                 blocks = _read_f32(tmp, channels, BLOCK_FRAMES)
                 sub = None if not progress else (lambda f: progress(0.5 + 0.5 * f))

@@ -14,6 +14,7 @@ import soundfile as sf
 from engine.chain import build_chain
 from engine.errors import AudioInputError, ParamsError
 from engine.examples import synth_music
+from engine.features import analyze_features
 from engine.loudness import integrated_loudness_lufs
 from engine.render import render, render_file, resolve_gain
 from engine.true_peak import true_peak_dbtp
@@ -97,6 +98,40 @@ def test_render_file_streams_and_reports(tmp_path: Path, music: np.ndarray) -> N
     assert seen and seen[-1] == 1.0 and seen == sorted(seen)
     in_mem, _ = render(music, rep["style_params"], sample_rate_hz=FS)
     assert np.max(np.abs(in_mem - y)) <= 3.0 / 2 ** 23  # the same audio, to 24-bit rounding
+
+
+def _assert_close_docs(a: object, b: object, atol: float, where: str = "features") -> None:
+    """Nested JSON documents equal, numbers within ``atol`` (block sizes change float32 sum order)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_close_docs(a[k], b[k], atol, f"{where}.{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_close_docs(x, y, atol, f"{where}[{i}]")
+    elif isinstance(a, float | int) and isinstance(b, float | int) and not isinstance(a, bool):
+        assert a == pytest.approx(b, abs=atol), where
+    else:
+        assert a == b, where
+
+
+def test_output_features_measured_in_the_render_pass_equal_a_second_analysis(
+        tmp_path: Path, music: np.ndarray) -> None:
+    """The report's features (same pass, shared meters) are what analysing the written file gives:
+    exactly for float output; for 24-bit only the quantisation noise differs."""
+    src = tmp_path / "in.wav"
+    sf.write(src, music, FS, subtype="FLOAT")
+    out = tmp_path / "out.wav"
+    rep = render_file(src, out, PARAMS, fmt="float32", output_features={"pitch": False})
+    _assert_close_docs(rep["features"], analyze_features(out, pitch=False), atol=0.02)
+    assert rep["features"]["loudness"]["integrated_lufs"] == pytest.approx(rep["lufs_integrated"], abs=1e-3)
+    rep24 = render_file(src, out, PARAMS, fmt="wav24", output_features={"pitch": False})
+    again = analyze_features(out, pitch=False)
+    assert rep24["features"]["loudness"]["integrated_lufs"] == pytest.approx(
+        again["loudness"]["integrated_lufs"], abs=0.01)
+    assert rep24["features"]["true_peak_dbtp"] == pytest.approx(again["true_peak_dbtp"], abs=0.01)
+    assert "features" not in render_file(src, out, rep["style_params"], fmt="wav24")
 
 
 def test_render_file_resamples_to_the_requested_rate(tmp_path: Path, music: np.ndarray) -> None:
