@@ -502,10 +502,6 @@ def _stream_to_writer(blocks: Iterable[np.ndarray], chain: ChainRunner, writer: 
     done = 0
     kept = 0
 
-    def consume(y: np.ndarray, gr: np.ndarray | None) -> None:
-        writer.write(y)
-        rep.feed(y, gr)
-
     def emit(y: np.ndarray, gr: np.ndarray | None) -> bool:
         nonlocal skip_frames, kept
         if skip_frames:
@@ -520,12 +516,15 @@ def _stream_to_writer(blocks: Iterable[np.ndarray], chain: ChainRunner, writer: 
             y = y[:room]
             gr = None if gr is None else gr[:room]
         if y.shape[0]:
-            sink.put(y, gr)
+            write.put(y)
+            measure.put(y, gr)
             kept += y.shape[0]
         return True
 
-    # writing and measuring block k overlaps processing block k+1 (on two cores)
-    with BackgroundSink(consume, threaded=usable_cores() >= 2) as sink:
+    # writing and measuring block k run in two threads while block k+1 is processed (on 2+ cores)
+    threaded = usable_cores() >= 2
+    with BackgroundSink(writer.write, threaded=threaded) as write, \
+            BackgroundSink(rep.feed, threaded=threaded) as measure:
         for b in blocks:
             y = chain.process(b)
             done += b.shape[0]
