@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import os
+import queue
+import threading
 from typing import Any
 
 import numpy as np
@@ -84,11 +86,62 @@ def render_segment(in_path: str | os.PathLike, out_path: str | os.PathLike, styl
     return report
 
 
+class _BackgroundAnalyzer:
+    """Feeds blocks to :class:`engine.features.FeatureAnalyzer` on a worker thread (numpy and the
+    FFTs release the GIL, so the analysis overlaps the merge's reading and writing). The queue is
+    bounded (``max_blocks`` blocks in flight), so memory stays flat in the file's length."""
+
+    def __init__(self, sample_rate_hz: int, channels: int, expected_frames: int, options: dict[str, Any],
+                 max_blocks: int = 4) -> None:
+        from engine.features import FeatureAnalyzer
+
+        self._analyzer = FeatureAnalyzer(sample_rate_hz, channels, expected_frames=expected_frames,
+                                         **options)
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=max_blocks)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="merge-analysis", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            block = self._queue.get()
+            if block is None:
+                return
+            if self._error is None:
+                try:
+                    self._analyzer.feed(block)
+                except BaseException as exc:  # re-raised in result(); keep draining so feed never blocks
+                    self._error = exc
+
+    def feed(self, block: np.ndarray) -> None:
+        """Queue the next block (not modified afterwards by the caller)."""
+        self._queue.put(block)
+
+    def close(self) -> None:
+        """Stop the thread (idempotent); call on every exit path."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def result(self) -> dict[str, Any]:
+        """The features document of everything fed."""
+        self.close()
+        if self._error is not None:
+            raise self._error
+        return self._analyzer.result()
+
+
 def merge_segments(segment_paths: list[str | os.PathLike], plan: list[dict[str, Any]],
                    out_path: str | os.PathLike, *, fmt: str = "wav24",
-                   sample_rate_hz: int | None = None) -> dict[str, Any]:
+                   sample_rate_hz: int | None = None,
+                   analysis: dict[str, Any] | None = None) -> dict[str, Any]:
     """Join rendered segments (in plan order) with linear cross-fades over each overlap, write
-    ``out_path`` in ``fmt`` atomically, and measure the result (loudness, true peak)."""
+    ``out_path`` in ``fmt`` atomically, and measure the result (loudness, true peak).
+
+    With ``analysis`` (keyword options of :class:`engine.features.FeatureAnalyzer`, e.g.
+    ``{"pitch": False}``) the written blocks are also analysed as they go, and the report carries
+    the result's features document under ``"features"`` (what :func:`engine.features.analyze_features`
+    would give on the float output, without decoding the file again)."""
     if len(segment_paths) != len(plan) or not plan:
         raise ParamsError(f"{len(segment_paths)} segment files for a plan of {len(plan)} segments",
                           where="segments")
@@ -104,6 +157,24 @@ def merge_segments(segment_paths: list[str | os.PathLike], plan: list[dict[str, 
     total = sum(round((s["stop_s"] - s["start_s"]) * rate) for s in plan) + max(
         0, infos[-1].frames - round((plan[-1]["stop_s"] - plan[-1]["start_s"]) * rate))
     rep = _Report(rate, channels, total)
+    analyzer = None if analysis is None else _BackgroundAnalyzer(rate, channels, total, analysis)
+    try:
+        features = _merge_into(segment_paths, plan, out_path, fmt, rate, channels, rep, analyzer)
+    finally:
+        if analyzer is not None:
+            analyzer.close()
+    report = rep.result()
+    report.update({"format": fmt, "out_path": str(out_path), "segments": len(plan)})
+    if features is not None:
+        report["features"] = features
+    return report
+
+
+def _merge_into(segment_paths: list[str | os.PathLike], plan: list[dict[str, Any]],
+                out_path: str | os.PathLike, fmt: str, rate: int, channels: int, rep: _Report,
+                analyzer: _BackgroundAnalyzer | None) -> dict[str, Any] | None:
+    """The merge loop of :func:`merge_segments`; returns the features when ``analyzer`` is given
+    (computed before the writer renames the file into place, so an analysis error leaves no output)."""
     with AudioWriter(out_path, rate, channels, fmt) as writer:
         fade_in: np.ndarray | None = None  # tail of the previous segment to cross-fade into this one
         for k, (path, seg) in enumerate(zip(segment_paths, plan, strict=True)):
@@ -123,6 +194,8 @@ def merge_segments(segment_paths: list[str | os.PathLike], plan: list[dict[str, 
                 if keep:
                     writer.write(block[:keep])
                     rep.feed(block[:keep], None)
+                    if analyzer is not None:
+                        analyzer.feed(block[:keep])
                 if k < len(plan) - 1 and pos + n > body:
                     lo = max(0, body - pos)
                     hi = min(n, body + xf - pos)
@@ -138,6 +211,4 @@ def merge_segments(segment_paths: list[str | os.PathLike], plan: list[dict[str, 
                                           where="segments")
             else:
                 fade_in = None
-    report = rep.result()
-    report.update({"format": fmt, "out_path": str(out_path), "segments": len(plan)})
-    return report
+        return None if analyzer is None else analyzer.result()

@@ -273,8 +273,21 @@ def render_segment(event: dict, ctx: StepContext) -> dict:
     return {"idx": idx, "key": key, "report_key": report_key}
 
 
+def result_features_key(event: dict) -> str:
+    return f"{work_prefix(event)}/result.features.json"
+
+
+def _result_analysis(mode: str) -> dict:
+    """How the result is analysed: as ``tonematch match`` does (the mode's F0 choice, no blind
+    reverb estimate), so the service's metrics and visualisation equal the CLI's."""
+    from engine.features import analysis_options
+
+    return {"pitch": analysis_options(mode)["pitch"], "blind_reverb": False}
+
+
 def merge(event: dict, ctx: StepContext) -> dict:
-    """Join the rendered segments (crossfades, tail protection, final true-peak check)."""
+    """Join the rendered segments (crossfades, tail protection, final true-peak check) and analyse
+    the result on the way (its features go next to the merge report, so Finalize reads JSON only)."""
     from engine.segments import merge_segments
 
     _enter(ctx, event, "Merge")
@@ -283,7 +296,8 @@ def merge(event: dict, ctx: StepContext) -> dict:
     ext = FORMAT_EXT.get(fmt, "wav")
     merged_key = f"{work_prefix(event)}/merged.{ext}"
     report_key = f"{work_prefix(event)}/merged.report.json"
-    if not (ctx.objects.exists(merged_key) and ctx.objects.exists(report_key)):
+    features_key = result_features_key(event)
+    if not all(ctx.objects.exists(k) for k in (merged_key, report_key, features_key)):
         segs = sorted(event["segments"], key=lambda s: s["idx"])
         paths = [str(fetch(ctx, s["key"], f"segment {s['idx']}")) for s in segs]
         out = _job_scratch(ctx, event) / f"merged.{ext}"
@@ -294,19 +308,20 @@ def merge(event: dict, ctx: StepContext) -> dict:
                 str(out),
                 fmt=fmt,
                 sample_rate_hz=int(event["params"]["sample_rate_hz"]),
+                analysis=_result_analysis(event["mode"]),
             )
             ctx.objects.put_file(merged_key, out, CONTENT_TYPES[ext])
         finally:
             out.unlink(missing_ok=True)
+        put_json(ctx, features_key, report.pop("features"))
         put_json(ctx, report_key, report)
     _leave(ctx, event, "Merge")
-    return {"key": merged_key, "report_key": report_key, "format": fmt}
+    return {"key": merged_key, "report_key": report_key, "features_key": features_key, "format": fmt}
 
 
 def finalize(event: dict, ctx: StepContext) -> dict:
     """Write the result (processed audio, metrics row, visualisation JSON, preset + EQ text, preset
     row, billing row) and mark the job COMPLETED."""
-    from engine.features import analyze_features
     from engine.metrics import result_metrics
     from engine.preset import eq_to_equalizer_apo, export_preset
     from engine.viz import visualisation
@@ -335,8 +350,7 @@ def finalize(event: dict, ctx: StepContext) -> dict:
     tgt_feats = get_json(ctx, event["target"]["features_key"])
     ref_key = (event.get("reference") or {}).get("features_key")
     ref_feats = get_json(ctx, ref_key) if ref_key else None
-    res_feats = analyze_features(str(fetch(ctx, result_key, "result")))
-    put_json(ctx, f"{work_prefix(event)}/result.features.json", res_feats)
+    res_feats = _result_features(event, ctx, result_key)
 
     ceiling = opts.get("ceiling_dbtp")
     ceiling = (
@@ -389,6 +403,19 @@ def finalize(event: dict, ctx: StepContext) -> dict:
     ctx.status.audit(user_id, "job.completed", job_id, {"audio_s": duration_s})
     _cleanup(ctx, event)
     return {"result_key": result_key, "viz_key": viz_key, "preset_id": preset_id}
+
+
+def _result_features(event: dict, ctx: StepContext, result_key: str) -> dict:
+    """The result's features: written by Merge; a job whose Merge ran before Merge analysed (resumed
+    across an upgrade) gets them from the result file instead."""
+    key = (event.get("merged") or {}).get("features_key") or result_features_key(event)
+    if ctx.objects.exists(key):
+        return get_json(ctx, key)
+    from engine.features import analyze_features
+
+    feats = analyze_features(str(fetch(ctx, result_key, "result")), **_result_analysis(event["mode"]))
+    put_json(ctx, key, feats)
+    return feats
 
 
 def _ensure_job_preset(ctx: StepContext, user_id: str, job_id: str, params: dict) -> str:

@@ -74,3 +74,49 @@ def test_segment_render_refuses_unresolved_gain(tmp_path: Path) -> None:
     with pytest.raises(ParamsError) as e:
         render_segment(tmp_path / "in.wav", tmp_path / "s.wav", PARAMS, plan_segments(4.0, 2.0)[1])
     assert e.value.where == "lufs.gain_db"
+
+
+def test_merge_analyses_the_result_as_analyze_features_would(tmp_path: Path) -> None:
+    from engine.features import analyze_features
+
+    x = synth_music(12.0, FS, seed=3)
+    src = tmp_path / "in.wav"
+    sf.write(src, x, FS, subtype="FLOAT")
+    params = resolve_gain(src, PARAMS)
+    plan = plan_segments(12.0, 5.0)
+    paths = []
+    for seg in plan:
+        p = tmp_path / f"seg{seg['idx']}.wav"
+        render_segment(src, p, params, seg)
+        paths.append(p)
+    out = tmp_path / "merged.wav"
+    rep = merge_segments(paths, plan, out, fmt="float32", analysis={"pitch": True})
+    got = rep["features"]
+    want = analyze_features(out)  # the written float32 file holds exactly the analysed blocks
+    assert got["duration_s"] == want["duration_s"] and got["channels"] == want["channels"]
+    assert got["loudness"]["integrated_lufs"] == pytest.approx(want["loudness"]["integrated_lufs"], abs=1e-3)
+    assert got["true_peak_dbtp"] == pytest.approx(want["true_peak_dbtp"], abs=1e-3)
+    for block, field in (("spectrum", "mid_db"), ("spectrum", "side_db"), ("mel", "mean_db"),
+                         ("stft", "mag_db_mean")):
+        np.testing.assert_allclose(got[block][field], want[block][field], atol=1e-2)
+    assert got["f0"]["median_f0_hz"] == pytest.approx(want["f0"]["median_f0_hz"], rel=1e-3)
+    assert "features" not in merge_segments(paths, plan, tmp_path / "m2.wav", fmt="wav24")
+
+
+def test_merge_analysis_error_leaves_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.errors import AudioInputError
+    from engine.features import FeatureAnalyzer
+
+    def broken(self, block):
+        raise AudioInputError("analysis broke", where="audio")
+
+    monkeypatch.setattr(FeatureAnalyzer, "feed", broken)
+    x = synth_music(4.0, FS, seed=4)
+    src = tmp_path / "in.wav"
+    sf.write(src, x, FS, subtype="FLOAT")
+    params = resolve_gain(src, PARAMS)
+    plan = plan_segments(4.0, 4.0)
+    render_segment(src, tmp_path / "s.wav", params, plan[0])
+    with pytest.raises(AudioInputError, match="analysis broke"):
+        merge_segments([tmp_path / "s.wav"], plan, tmp_path / "m.wav", analysis={"pitch": False})
+    assert not list(tmp_path.glob("m*"))  # no output, no temp file left behind
