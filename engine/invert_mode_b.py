@@ -9,21 +9,27 @@ target) switch it off, never raise. ``opts["exclude"]`` may name ``compressor``,
 ``opts["intensity"]`` (0..1) scales ratio - 1, the reverb mix and the semitones.
 
 Compressor (fitted after the reverb is chosen): the target's RMS envelope (features
-``dynamics.rms_envelope_db``) is run through the static curve for a grid of thresholds (target envelope
-percentiles) and ratios, then through an energy-domain model of the chosen reverb (which fills the
-quiet part and lowers the envelope's spread by itself); the pair whose predicted envelope spreads
-(p95 - p50 mostly, p95 - p10 half as much) are nearest the reference's is kept, small ratios
-preferred. It is on only when the reference's p95 - p50 is at least 1.5 dB below the target's
-predicted one and its p95 - p10 is not wider.
+``dynamics.rms_envelope_db``), moved by the EQ's power gain on its spectrum (the compressor follows
+the EQ), is run through the processor's own gain-reduction model (static curve, instant-attack /
+exponential-release peak hold, attack smoother) for a grid of thresholds (envelope percentiles) and
+ratios, then through an energy-domain model of the chosen reverb; the pair whose predicted envelope
+quantiles (p10..p98 relative to the median, upper ones weighted double) are nearest the reference's
+is kept. On only when the reference's p95 - p50 is at least 1.5 dB below the target's, its p95 - p10
+is not wider, and the best fit removes at least 20 % of the quantile mismatch.
 Reverb: RT60 and DRR of both (the learned blind estimate ``reverb.blind`` where the features carry it,
 else the DSP ``reverb.rt60_s`` / ``drr_db``). On only when the reference's DRR is 3 dB lower (or its
 RT60 clearly longer) AND, where the learned estimate carries it, its steepest free decays are 1.2x
 slower (``blind.dsp_rt60_s``): two independent indications, since compression and dense mixes fool
 the learned DRR. Then the IR of the library nearest the reference RT60, the mix that brings the
 target's DRR to the reference's (dry/wet energies add, the IR's power gain on the target's spectrum
-counted), pre-delay from the RT60.
+counted), pre-delay from the RT60; mode A's EQ is then fitted again with the reverb's colouring
+of the long-term spectrum counted (the reference carries it already). Off when the reference's
+level range (p95 - p10) is over 3 dB wider than the target's: the target is then the more
+compressed one, and compression lowers a blind DRR as reverb does.
 Pitch: median F0 offset in cents, checked against the circular cross-correlation of the two 10-cent
-pitch-class histograms; shifted by whole semitones only when both agree within 30 cents.
+pitch-class histograms and against content: the per-second median F0s of the two recordings must
+differ by 3 standard errors of their phrase-to-phrase variation (and agree with the median); shifted
+by whole semitones only when all agree.
 """
 
 from __future__ import annotations
@@ -33,14 +39,17 @@ import math
 from typing import Any
 
 import numpy as np
+from scipy.signal import lfilter
 
-from engine.ir_library import choose_ir_key, parse_ir_key
+from engine.errors import ParamsError
+from engine.ir_library import choose_ir_key, ir_band_power_gain, parse_ir_key
 from engine.processors.compressor import RANGES as COMP_RANGES
 from engine.processors.compressor import static_gain_reduction_db
 
 #: thresholds of the decisions, documented in the notes they produce
 SPREAD_MARGIN_DB = 1.5
 DRR_MARGIN_DB = 3.0
+RANGE_MARGIN_DB = 3.0
 DSP_DECAY_RATIO = 1.2
 RT60_MARGIN = 1.25
 TARGET_RT60_MAX_S = 3.0
@@ -50,6 +59,10 @@ MIX_MAX = 0.8
 MIN_EVENT_SPREAD_DB = 3.0
 VOICED_MIN = 0.2
 PITCH_AGREE_CENTS = 30.0
+PITCH_BLOCK_S = 1.0
+PITCH_BLOCK_VOICED = 0.3
+PITCH_MIN_BLOCKS = 4
+PITCH_Z = 3.0
 MODE_B_PROCESSORS = ("compressor", "reverb", "pitch")
 
 
@@ -119,14 +132,79 @@ def _with_reverb(env_db: np.ndarray, hop_s: float, sim: dict | None) -> np.ndarr
 
 
 # -- compressor --------------------------------------------------------------------------------
+#: envelope quantiles (percent) compared between the reference and the predicted target, and their
+#: weights: the upper part is where a compressor acts, the lower part is shared with pauses and noise
+SHAPE_PCTS = (10.0, 25.0, 75.0, 90.0, 95.0, 98.0)
+SHAPE_WEIGHTS = (0.5, 0.5, 1.0, 1.0, 1.0, 1.0)
+ATTACK_MS = {"voice": 5.0, "music": 10.0}
+RELEASE_MS = {"voice": 120.0, "music": 150.0}
+
+
+def _shape_db(env: np.ndarray) -> np.ndarray:
+    """Envelope quantiles ``SHAPE_PCTS`` relative to the median (dB): the level distribution's shape,
+    independent of the overall level (the gain stage sets that)."""
+    q = np.percentile(env, (50.0, *SHAPE_PCTS))
+    return q[1:] - q[0]
+
+
+def _shape_cost(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.average(np.abs(a - b), weights=SHAPE_WEIGHTS))
+
+
+def dynamic_gain_reduction_db(
+    level_db: np.ndarray,
+    hop_s: float,
+    threshold_db: float,
+    ratio: float,
+    attack_ms: float,
+    release_ms: float,
+    knee_db: float = 6.0,
+) -> np.ndarray:
+    """Gain reduction (dB) the compressor processor applies, modelled on an envelope of hop ``hop_s``:
+    its static curve, then its instant-attack / exponential-release peak hold (a log-domain
+    cumulative max, as in the processor) and its one-pole attack smoother, at the envelope's rate."""
+    gr = static_gain_reduction_db(level_db, threshold_db, ratio, knee_db)
+    if gr.size == 0:
+        return gr
+    log_a_rel = -hop_s * 1000.0 / max(release_ms, 1e-3)
+    ramp = np.arange(gr.size, dtype=np.float64) * log_a_rel
+    with np.errstate(divide="ignore"):
+        peak = np.exp(np.maximum.accumulate(np.log(gr) - ramp) + ramp)
+    b = math.exp(-hop_s * 1000.0 / max(attack_ms, 1e-3))
+    return lfilter([1.0 - b], [1.0, -b], peak)
+
+
+def eq_level_gain_db(features: dict, bands: list | None) -> float:
+    """Power gain (dB) of the EQ ``bands`` on the long-term spectrum of ``features``: how much the
+    level at the compressor (which follows the EQ) differs from the measured one (0 when unknown)."""
+    if not bands:
+        return 0.0
+    f = np.asarray(_get(features, "spectrum", "freqs_hz") or [], dtype=np.float64)
+    db = np.asarray(_get(features, "spectrum", "mid_db") or [], dtype=np.float64)
+    if f.size == 0 or f.size != db.size:
+        return 0.0
+    from engine.processors.eq import eq_response_db
+
+    fs = float(_num(features.get("sample_rate_hz")) or 48000.0)
+    ok = f < 0.49 * fs
+    weight = 10 ** (db[ok] / 10) * f[ok]
+    if not np.isfinite(weight).all() or weight.sum() <= 0:
+        return 0.0
+    resp = 10 ** (eq_response_db(bands, f[ok], fs) / 10)
+    return float(10 * math.log10(np.sum(weight * resp) / np.sum(weight)))
+
+
 def estimate_compressor(
-    ref: dict, tgt: dict, intensity: float = 1.0, reverb_sim: dict | None = None
+    ref: dict, tgt: dict, intensity: float = 1.0, reverb_sim: dict | None = None, eq_bands: list | None = None
 ) -> tuple[dict | None, str]:
     """``(compressor params or None, note)`` from the two feature documents.
 
     ``reverb_sim`` ({rt60_s, mix, wet_gain}) is the reverb mode B adds after the compressor: the
     target's envelope is predicted through it, so the reverb's own smoothing is not mistaken for
-    compression.
+    compression. ``eq_bands`` (the EQ before the compressor) moves the level the compressor sees.
+    The fit: thresholds (target-envelope percentiles) x ratios, each through the processor's own
+    gain-reduction dynamics (:func:`dynamic_gain_reduction_db`) and the reverb; the pair whose
+    predicted envelope quantiles (relative to the median) are nearest the reference's is kept.
     """
     raw_t, hop_t = _raw_envelope(tgt)
     env_r = _envelope(ref)
@@ -139,6 +217,10 @@ def estimate_compressor(
     if not hop_t or hop_t <= 0:
         reverb_sim = None
         hop_t = 0.05
+    voice = (_num(_get(tgt, "f0", "voiced_ratio")) or 0.0) >= 0.3
+    kind = "voice" if voice else "music"
+    attack_ms, release_ms = ATTACK_MS[kind], RELEASE_MS[kind]
+    level_t = raw_t + eq_level_gain_db(tgt, eq_bands)
 
     def predicted(gr_db: np.ndarray | float) -> np.ndarray:
         return _with_reverb(raw_t - gr_db, hop_t, reverb_sim)[act_t]
@@ -171,31 +253,40 @@ def estimate_compressor(
         )
     if lo_r > lo_t:
         return None, f"off: the upper envelope is tighter but the full range is not; not trusted ({facts})"
+    shape_r = _shape_db(env_r)
+    cost0 = _shape_cost(_shape_db(base), shape_r)
     best: tuple[float, float, float] | None = None
     for pct in (30, 40, 50, 60, 70, 80, 90):
-        thr = float(np.percentile(raw_t[act_t], pct))
+        thr = float(np.percentile(level_t[act_t], pct))
         for ratio in (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0):
-            out = predicted(static_gain_reduction_db(raw_t, thr, ratio, 6.0))
-            cost = abs(_upper_spread_db(out) - up_r) + 0.5 * abs(_spread_db(out) - lo_r) + 0.05 * ratio
+            gr = dynamic_gain_reduction_db(level_t, hop_t, thr, ratio, attack_ms, release_ms)
+            cost = _shape_cost(_shape_db(predicted(gr)), shape_r) + 0.01 * ratio
             if best is None or cost < best[0]:
                 best = (cost, thr, ratio)
     assert best is not None
-    _, thr, ratio = best
+    cost, thr, ratio = best
+    if cost > 0.8 * cost0:
+        return None, (
+            f"off: no compressor setting brings the target's level distribution clearly nearer the "
+            f"reference's (quantile mismatch {cost0:.2f} dB, best {cost:.2f} dB; {facts})"
+        )
     ratio = 1.0 + (ratio - 1.0) * intensity
     thr = float(np.clip(thr, *COMP_RANGES["threshold_db"]))
-    gr = static_gain_reduction_db(raw_t, thr, ratio, 6.0)
+    gr = dynamic_gain_reduction_db(level_t, hop_t, thr, ratio, attack_ms, release_ms)
     makeup = float(np.clip(np.median(gr[act_t]), *COMP_RANGES["makeup_db"]))
-    voice = (_num(_get(tgt, "f0", "voiced_ratio")) or 0.0) >= 0.3
     params = {
         "threshold_db": round(thr, 2),
         "ratio": round(ratio, 2),
-        "attack_ms": 5.0 if voice else 10.0,
-        "release_ms": 100.0 if voice else 150.0,
+        "attack_ms": attack_ms,
+        "release_ms": release_ms,
         "makeup_db": round(makeup, 2),
         "knee_db": 6.0,
     }
     after = _upper_spread_db(predicted(gr))
-    return params, f"on: reference more compressed ({facts}); predicted target p95-p50 after {after:.1f} dB"
+    return params, (
+        f"on: reference more compressed ({facts}); envelope-quantile mismatch {cost0:.2f} dB -> "
+        f"{cost:.2f} dB, predicted target p95-p50 after {after:.1f} dB"
+    )
 
 
 # -- reverb ------------------------------------------------------------------------------------
@@ -235,8 +326,6 @@ def wet_gain_on(features: dict, key: str) -> float:
     db = np.asarray(_get(features, "spectrum", "mid_db") or [], dtype=np.float64)
     if f.size == 0 or f.size != db.size:
         return 1.0
-    from engine.ir_library import ir_band_power_gain
-
     weight = 10 ** (db / 10) * f
     if not np.isfinite(weight).all() or weight.sum() <= 0:
         return 1.0
@@ -266,6 +355,16 @@ def estimate_reverb(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[dict 
         return None, (
             f"off: the reference ({ref_dur:.1f} s) is shorter than the impulse response its reverb "
             f"implies ({ir_s:.1f} s), so its RT60 cannot be trusted ({facts})"
+        )
+    # compression narrows a recording's level range and lowers a learned DRR, reverb fills the gaps
+    # and narrows the range too: a reference whose range is clearly WIDER than the target's is not
+    # the wetter one, whatever the DRR says (the target is the more compressed one)
+    env_r, env_t = _envelope(ref), _envelope(tgt)
+    if env_r.size >= 20 and env_t.size >= 20 and _spread_db(env_r) > _spread_db(env_t) + RANGE_MARGIN_DB:
+        return None, (
+            f"off: the reference's level range is wider than the target's (envelope p95-p10 "
+            f"{_spread_db(env_r):.1f} vs {_spread_db(env_t):.1f} dB): the target is the more compressed "
+            f"one and its DRR reading is not comparable ({facts})"
         )
     wetter = drr_r < drr_t - DRR_MARGIN_DB or (
         rt_r > RT60_MARGIN * rt_t + 0.1 and drr_r <= drr_t + DRR_MARGIN_DB
@@ -302,6 +401,45 @@ def estimate_reverb(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[dict 
 
 
 # -- pitch -------------------------------------------------------------------------------------
+def _voiced_block_medians_cents(features: dict) -> np.ndarray:
+    """Median F0 (cents re 1 Hz) of each ``PITCH_BLOCK_S`` block of the F0 series that holds at
+    least ``PITCH_BLOCK_VOICED`` of voiced frames: one value per phrase-sized stretch of content."""
+    f0 = _get(features, "f0", "f0_hz") or []
+    voiced = _get(features, "f0", "voiced") or []
+    hop = _num(_get(features, "f0", "series_hop_s"))
+    if not f0 or not hop or len(voiced) != len(f0):
+        return np.zeros(0)
+    f = np.array([v if v is not None else 0.0 for v in f0], dtype=np.float64)
+    ok = np.asarray(voiced, dtype=bool) & (f > 0)
+    step = max(1, round(PITCH_BLOCK_S / hop))
+    n = f.size // step
+    if n == 0:
+        return np.zeros(0)
+    cents = np.where(ok, 1200.0 * np.log2(np.maximum(f, 1e-9)), np.nan)[: n * step].reshape(n, step)
+    keep = np.sum(ok[: n * step].reshape(n, step), axis=1) >= PITCH_BLOCK_VOICED * step
+    if not keep.any():
+        return np.zeros(0)
+    return np.nanmedian(cents[keep], axis=1)
+
+
+def _offset_is_stable(ref: dict, tgt: dict, offset_cents: float) -> tuple[bool, str]:
+    """Whether the F0 offset is larger than what different content explains: the block medians
+    of each recording vary from phrase to phrase (intonation, melody); their mean difference must
+    be ``PITCH_Z`` standard errors from zero and agree with ``offset_cents``. Series with too few
+    blocks (short or sparse voicing) pass unchecked, with the median and histogram checks only."""
+    b_r, b_t = _voiced_block_medians_cents(ref), _voiced_block_medians_cents(tgt)
+    if b_r.size < PITCH_MIN_BLOCKS or b_t.size < PITCH_MIN_BLOCKS:
+        return True, ""
+    diff = float(np.mean(b_r) - np.mean(b_t))
+    se = math.sqrt(float(np.var(b_r, ddof=1)) / b_r.size + float(np.var(b_t, ddof=1)) / b_t.size)
+    if abs(diff) < PITCH_Z * max(se, 1.0) or abs(diff - offset_cents) > 50.0:
+        return False, (
+            f"phrase-level F0 differs by {diff:+.0f} +- {se:.0f} cents over {b_r.size} / {b_t.size} "
+            f"voiced blocks, within what different content explains"
+        )
+    return True, ""
+
+
 def estimate_pitch(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[dict | None, str]:
     """``({"semitones": n} or None, note)``: a whole-semitone shift where the F0 offset is stable."""
     vr_r, vr_t = _num(_get(ref, "f0", "voiced_ratio")), _num(_get(tgt, "f0", "voiced_ratio"))
@@ -332,6 +470,9 @@ def estimate_pitch(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[dict |
             f"off: F0 offset not stable (median {offset:+.0f} cents, pitch-class histogram "
             f"{hist_cents:+.0f} cents)"
         )
+    stable, why = _offset_is_stable(ref, tgt, offset)
+    if not stable:
+        return None, f"off: F0 offset {offset:+.0f} cents not stable: {why}"
     semis_i = round(semis * intensity)
     if semis_i == 0:
         return None, f"off: intensity {intensity} rounds the {semis:+d} semitone shift to 0"
@@ -343,6 +484,30 @@ def _reverb_sim(block: dict | None, tgt: dict) -> dict | None:
         return None
     _, rt60_s = parse_ir_key(block["ir_key"])
     return {"rt60_s": rt60_s, "mix": float(block["mix"]), "wet_gain": wet_gain_on(tgt, block["ir_key"])}
+
+
+def refit_eq_for_reverb(ref: dict, tgt: dict, reverb: dict, intensity: float = 1.0) -> tuple[list, str]:
+    """Mode A's EQ fitted again for a chain that adds ``reverb`` after it: the reverb colours the
+    long-term spectrum by ``(1 - mix)^2 + mix^2 g(f)`` (``g``: the IR's band power gain), and the
+    reference already carries that colour, so the EQ must not add it a second time. Returns
+    ``(bands, note)``; raises what :func:`engine.invert.spectral_difference` raises."""
+    from engine.invert import fit_eq, spectral_difference
+
+    f = np.asarray(_get(tgt, "spectrum", "freqs_hz") or [], dtype=np.float64)
+    db = np.asarray(_get(tgt, "spectrum", "mid_db") or [], dtype=np.float64)
+    if f.size == 0 or f.size != db.size:
+        raise ValueError("the target has no long-term spectrum")
+    m = float(reverb["mix"])
+    colour_db = 10 * np.log10((1 - m) ** 2 + m**2 * np.maximum(ir_band_power_gain(reverb["ir_key"], f), 1e-6))
+    tgt2 = dict(tgt, spectrum=dict(tgt["spectrum"], mid_db=list(db + colour_db)))
+    fr, d, w = spectral_difference(ref, tgt2)
+    bands = fit_eq(fr, d, w)
+    for b in bands:
+        b["gain_db"] = round(b["gain_db"] * intensity, 1)
+    bands = [b for b in bands if b["type"] in ("high_pass", "low_pass") or abs(b["gain_db"]) >= 0.1]
+    sel = (f >= 100) & (f <= 8000)
+    span = float(np.ptp(colour_db[sel])) if sel.any() else 0.0
+    return bands, f"{len(bands)} bands, fitted with the reverb's colouring counted (it spans {span:.1f} dB)"
 
 
 def invert_mode_b(
@@ -369,6 +534,7 @@ def invert_mode_b(
                     target_features,
                     intensity,
                     _reverb_sim(params.get("reverb"), target_features),
+                    params.get("eq"),
                 )
             else:
                 block, note = estimate_pitch(reference_features, target_features, intensity)
@@ -377,6 +543,14 @@ def invert_mode_b(
         if block is not None:
             params[name] = block
         notes[name] = note
+        if name == "reverb" and block is not None and "eq" in params and "eq" not in exclude:
+            try:
+                params["eq"], eq_note = refit_eq_for_reverb(
+                    reference_features, target_features, block, intensity
+                )
+                notes["eq"] = f"{notes.get('eq', '')}; mode B: {eq_note}".lstrip("; ")
+            except (ValueError, TypeError, KeyError, ParamsError) as exc:
+                notes["eq"] = f"{notes.get('eq', '')}; mode B kept mode A's EQ ({type(exc).__name__}: {exc})"
     params["notes"] = notes
     return params
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.invert_mode_b import f0_visualisation, invert_mode_b, mix_for_drr
+from engine.invert_mode_b import (
+    dynamic_gain_reduction_db,
+    eq_level_gain_db,
+    f0_visualisation,
+    invert_mode_b,
+    mix_for_drr,
+    refit_eq_for_reverb,
+)
 from engine.processors.compressor import static_gain_reduction_db
 
 PARAMS_A = {
@@ -58,15 +65,34 @@ def feats(
 def test_compressor_on_when_reference_is_more_compressed_and_matches_its_spread():
     rng = np.random.default_rng(1)
     env_t = -20 + 6 * rng.standard_normal(800)
-    env_r = env_t - static_gain_reduction_db(env_t, -22.0, 4.0, 6.0)  # the reference = compressed target
+    # the reference = the target through a real compressor (static curve + attack/release) at 4:1
+    env_r = env_t - dynamic_gain_reduction_db(env_t, 0.05, -22.0, 4.0, 10.0, 150.0)
     p = invert_mode_b(feats(env=env_r, lra=4.0, crest=9.0), feats(env=env_t), PARAMS_A, {})
     c = p["compressor"]
     assert p["notes"]["compressor"].startswith("on:")
-    out = env_t - static_gain_reduction_db(env_t, c["threshold_db"], c["ratio"], c["knee_db"])
+    out = env_t - dynamic_gain_reduction_db(
+        env_t, 0.05, c["threshold_db"], c["ratio"], c["attack_ms"], c["release_ms"]
+    )
     spread = lambda e: np.subtract(*np.percentile(e, [95, 10]))  # noqa: E731
     assert spread(out) == pytest.approx(spread(env_r), abs=0.6)
-    assert 2.0 <= c["ratio"] <= 8.0
+    assert 2.5 <= c["ratio"] <= 8.0
     assert p["eq"] == [] and p["lufs"] == PARAMS_A["lufs"]  # mode-A blocks untouched
+
+
+def test_compressor_threshold_follows_the_eq_level_before_it():
+    rng = np.random.default_rng(1)
+    env_t = -20 + 6 * rng.standard_normal(800)
+    env_r = env_t - dynamic_gain_reduction_db(env_t, 0.05, -22.0, 4.0, 10.0, 150.0)
+    f = np.geomspace(30, 16000, 100)
+    tgt = feats(env=env_t)
+    tgt["spectrum"] = {"freqs_hz": list(f), "mid_db": [-30.0] * f.size}
+    tgt["sample_rate_hz"] = 48000
+    plain = invert_mode_b(feats(env=env_r), tgt, PARAMS_A, {})["compressor"]
+    boost = [{"type": "peaking", "f_hz": 1000.0, "q": 0.3, "gain_db": 6.0}]
+    gain_db = eq_level_gain_db(tgt, boost)
+    assert 1.0 < gain_db < 6.0
+    louder = invert_mode_b(feats(env=env_r), tgt, dict(PARAMS_A, eq=boost), {})["compressor"]
+    assert louder["threshold_db"] - plain["threshold_db"] == pytest.approx(gain_db, abs=0.3)
 
 
 def test_compressor_off_when_target_is_the_more_compressed_one():
@@ -330,3 +356,58 @@ def test_compressor_off_when_the_target_is_the_wetter_one():
     wet = {"rt60_s": 1.2, "drr_db": 2.0, "dsp_rt60_s": 0.9, "model": "reverb_blind"}
     p = invert_mode_b(feats(env=env_r, blind=dry), feats(env=env_t, blind=wet), PARAMS_A, {})
     assert "compressor" not in p and "target is the wetter one" in p["notes"]["compressor"]
+
+
+def test_reverb_off_when_the_target_is_the_more_compressed_one():
+    # a compressed target (narrow level range) beside a dynamic reference: the learned DRR says the
+    # reference is wetter, but the ranges say the target was compressed; no reverb is added
+    rng = np.random.default_rng(4)
+    env_r = -20 + 6 * rng.standard_normal(800)
+    env_t = env_r - dynamic_gain_reduction_db(env_r, 0.05, -26.0, 8.0, 10.0, 150.0)
+    ref = feats(env=env_r, blind={"rt60_s": 1.2, "drr_db": -5.0, "dsp_rt60_s": 0.9, "model": "reverb_blind"})
+    tgt = feats(env=env_t, blind={"rt60_s": 1.0, "drr_db": 1.0, "dsp_rt60_s": 0.5, "model": "reverb_blind"})
+    p = invert_mode_b(ref, tgt, PARAMS_A, {})
+    assert "reverb" not in p and "more compressed" in p["notes"]["reverb"]
+
+
+def _f0_feats(centre_hz: float, seed: int, phrase_sd_cents: float = 150.0) -> dict:
+    """F0 series of 20 s of speech-like intonation: a per-phrase (1 s) level around ``centre_hz``."""
+    rng = np.random.default_rng(seed)
+    phrase = rng.normal(0.0, phrase_sd_cents, 20)
+    cents = np.repeat(phrase, 100) + rng.normal(0.0, 30.0, 2000)
+    cents -= np.median(cents)  # the median F0 is exactly centre_hz
+    f0 = centre_hz * 2 ** (cents / 1200)
+    f = feats(f0=float(np.median(f0)))
+    f["f0"].update(f0_hz=list(f0), voiced=[True] * f0.size, series_hop_s=0.01)
+    f["f0"]["pitch_class_hist"] = [1.0] * 120  # flat: no key to contradict the median
+    return f
+
+
+def test_pitch_off_when_different_content_explains_the_offset():
+    # two sentences of one voice whose median F0s happen to differ by about a semitone
+    ref, tgt = _f0_feats(220.0 * 2 ** (1 / 12), 1), _f0_feats(220.0, 2)
+    h = _hist(0.0)
+    ref["f0"]["pitch_class_hist"], tgt["f0"]["pitch_class_hist"] = list(np.roll(h, 10)), h
+    p = invert_mode_b(ref, tgt, PARAMS_A, {})
+    assert "pitch" not in p and "different content" in p["notes"]["pitch"]
+    # a steady voice shifted by 3 semitones stands out of the phrase-to-phrase variation
+    ref, tgt = _f0_feats(220.0 * 2 ** (3 / 12), 1, 40.0), _f0_feats(220.0, 2, 40.0)
+    h = _hist(0.0)
+    ref["f0"]["pitch_class_hist"], tgt["f0"]["pitch_class_hist"] = list(np.roll(h, 30)), h
+    assert invert_mode_b(ref, tgt, PARAMS_A, {})["pitch"] == {"semitones": 3}
+
+
+def test_eq_refitted_for_the_reverb_colour_when_reverb_is_added():
+    from engine.ir_library import ir_band_power_gain
+
+    f = np.geomspace(30, 16000, 150)
+    key, mix = "ir/hall_2.0s.wav", 0.5
+    tgt_db = -30.0 - 3.0 * np.log2(f / 1000.0)
+    colour = 10 * np.log10((1 - mix) ** 2 + mix**2 * ir_band_power_gain(key, f))
+    ref = feats(rt60=2.0, drr=2.0)
+    tgt = feats(rt60=0.3, drr=20.0)
+    ref["spectrum"] = {"freqs_hz": list(f), "mid_db": list(tgt_db + colour)}  # the target, reverberated
+    tgt["spectrum"] = {"freqs_hz": list(f), "mid_db": list(tgt_db)}
+    bands, note = refit_eq_for_reverb(ref, tgt, {"ir_key": key, "mix": mix, "pre_delay_ms": 20.0})
+    assert all(abs(b["gain_db"]) <= 1.0 for b in bands), bands  # the reverb explains the difference
+    assert "reverb's colouring" in note
