@@ -1,25 +1,44 @@
 """Convolution reverb: uniformly partitioned FFT convolution (overlap-save) that streams.
 
 The IR (with ``pre_delay_ms`` of silence in front) is cut into ``P`` partitions of ``B`` frames; each
-input block of ``B`` frames is transformed once (FFT size ``2B``) and kept in a frequency-domain delay
-line (FDL) of the last ``P`` block spectra. A block's output is the inverse FFT of
-``sum_p X[m - p] * H[p]``. All blocks of a call are transformed together and the FDL sum runs as ``P``
-vectorised multiply-adds over every block of the call at once, so there is no per-block Python loop.
+input block of ``B`` frames is transformed once (FFT size ``2B``: the block and the one before it) and
+kept in a frequency-domain delay line (FDL) of the last ``P`` block spectra. A block's output is the
+second half of the inverse FFT of ``sum_p X[m - p] * H[p]`` (the first half is circularly aliased and
+dropped). All blocks of a call go through one batched FFT each way, and the FDL sum runs as ``P``
+vectorised complex64 multiply-adds over every block of the call at once, so there is no per-block
+Python arithmetic. Time data stays frame-major (as it comes): the forward FFT reads the overlapping
+windows straight from one persistent time buffer and the inverse FFT writes frame-major, so there is
+no transpose pass. The time buffer, the spectra and the FFT outputs are preallocated and grow only
+with the longest call: memory is flat in the stream length.
+
+``B`` comes from :func:`default_block_frames`, a cost model of the FFTs and the multiply-adds per
+output frame with constants measured on pocketfft (scipy.fft) single precision, one thread.
 
 Calls need not be a multiple of ``B``: the incomplete last block is convolved zero-padded (its outputs
 are exact, the convolution being causal) and kept, and recomputed once the next call completes it, so
-the processor adds no latency. The state carries the last ``P`` complete input blocks and the pending
-partial block as base64 float32 (channel-major: all of channel 0, then channel 1), enough to
-rebuild the FDL on another machine with the same output.
+the processor adds no latency.
 
-Output = ``(1 - mix) * dry + mix * wet``; the library IRs are energy-normalised, so ``mix`` is the
-wet share. ``tail_frames`` is how long the output rings after the input stops (renderers flush that).
+State (JSON): ``blocks`` is the last ``P`` complete input blocks as a list of base64 float32 strings,
+oldest first, each frame-major (``B`` x channels, interleaved as the audio); ``pending`` the incomplete
+block (same layout); ``pos`` the frames consumed; ``block_frames`` ``B``. A block's string is encoded
+once and reused by the later states that still hold it. That is enough to rebuild the FDL on another
+machine with the same output. States of the earlier layout (``hist``: one channel-major string of
+``P * B`` frames, ``partial``) and states written with another ``block_frames`` load too: the input
+history is re-cut into this convolver's blocks (frames before it count as silence, which is exact
+since the history spans the IR).
+
+``ConvolutionReverb`` folds the dry/wet mix into the IR (``mix * ir`` plus ``1 - mix`` at lag 0), so
+``(1 - mix) * dry + mix * wet`` comes out of the one convolution; the library IRs are
+energy-normalised, so ``mix`` is the wet share. ``tail_frames`` is how long the output rings after
+the input stops (renderers flush that).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import itertools
+import math
 from typing import Any
 
 import numpy as np
@@ -31,22 +50,89 @@ from engine.processors.base import State
 PRE_DELAY_MAX_MS = 200.0
 _instance_ids = itertools.count(1)
 
+#: partition sizes the cost model chooses from: powers of two, so the renderers' 2**16-frame blocks
+#: never leave an incomplete partition to recompute
+_BLOCK_CHOICES = tuple(2**k for k in range(8, 17))
+#: cost model, nanoseconds per output frame and channel (pocketfft float32, one thread, measured on
+#: an AMD EPYC; only the ratios matter): forward + inverse real FFT of size N cost
+#: ``2 * N * _FFT_NS_PER_POINT_LOG2 * log2(N)``; one complex64 multiply-add of a partition spectrum
+#: costs ``_MAC_NS_PER_BIN`` per bin; ``_CALL_NS`` is the fixed cost of one block in a batch
+_FFT_NS_PER_POINT_LOG2 = 0.12
+_MAC_NS_PER_BIN = 0.75
+_CALL_NS = 20_000.0
+#: blocks per FFT batch: enough transforms for pocketfft's SIMD batching, few enough that a
+#: group's spectra and sums stay in cache
+GROUP_BLOCKS = 2
+
+
+def _probe_pocketfft() -> Any:
+    """scipy's pocketfft binding, whose transforms write into a given array (``out=``), if it is
+    there and agrees with ``scipy.fft``; else None (then the public API, which allocates)."""
+    try:
+        from scipy.fft._pocketfft import pypocketfft as pf
+
+        x = np.random.default_rng(0).standard_normal((3, 2, 16)).astype(np.float32)
+        spec = np.empty((3, 2, 9), np.complex64)
+        back = np.empty((3, 2, 16), np.float32)
+        pf.r2c(x, (2,), True, 0, spec, 1)
+        pf.c2r(spec, (2,), 16, False, 2, back, 1)
+        if np.allclose(spec, sp_fft.rfft(x, axis=-1), atol=1e-4) and np.allclose(back, x, atol=1e-5):
+            return pf
+    except Exception:  # a private module: any failure means "use the public API"
+        pass
+    return None
+
+
+_PF = _probe_pocketfft()
+
+
+def _rfft_into(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Real FFT of ``x`` (float32) along its last axis into ``out`` (complex64, ``n // 2 + 1``)."""
+    if _PF is not None:
+        return _PF.r2c(x, (x.ndim - 1,), True, 0, out, 1)
+    out[...] = sp_fft.rfft(x, axis=-1)
+    return out
+
+
+def _irfft_into(X: np.ndarray, n: int, out: np.ndarray) -> np.ndarray:
+    """Inverse real FFT (size ``n``, scaled 1/n) of ``X`` along its last axis into ``out`` (float32)."""
+    if _PF is not None:
+        return _PF.c2r(X, (X.ndim - 1,), n, False, 2, out, 1)
+    out[...] = sp_fft.irfft(X, n=n, axis=-1)
+    return out
+
 
 def _b64(a: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(a, dtype=np.float32).tobytes()).decode("ascii")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if not a.size:
+        return ""
+    return binascii.b2a_base64(memoryview(a).cast("B"), newline=False).decode("ascii")
 
 
 def _unb64(text: str, channels: int) -> np.ndarray:
-    """Channel-major float32 buffer -> ``(channels, frames)``."""
+    """float32 buffer -> ``(channels, frames)`` if channel-major, read as ``(frames, channels)``
+    with ``.T`` by callers that wrote it frame-major (see :meth:`PartitionedConvolver._history`)."""
     return np.frombuffer(base64.b64decode(text), dtype=np.float32).reshape(channels, -1).copy()
 
 
+def _unb64_frames(text: str, channels: int) -> np.ndarray:
+    """Frame-major float32 buffer -> ``(frames, channels)``."""
+    return np.frombuffer(base64.b64decode(text), dtype=np.float32).reshape(-1, channels).copy()
+
+
+def block_cost_ns(block_frames: int, ir_frames: int) -> float:
+    """Modelled cost (ns per output frame and channel) of partitions of ``block_frames``."""
+    b = int(block_frames)
+    n_fft = 2 * b
+    parts = -(-int(ir_frames) // b)
+    fft_ns = 2 * n_fft * _FFT_NS_PER_POINT_LOG2 * math.log2(n_fft)
+    mac_ns = parts * (b + 1) * _MAC_NS_PER_BIN
+    return (fft_ns + mac_ns + _CALL_NS) / b
+
+
 def default_block_frames(ir_frames: int) -> int:
-    """Partition size: large enough that the FDL has few partitions (speed), at most 32768 frames."""
-    b = 1024
-    while b < 32768 and b * 8 < ir_frames:
-        b *= 2
-    return b
+    """Partition size (frames) with the least modelled cost per output frame for this IR length."""
+    return min(_BLOCK_CHOICES, key=lambda b: (block_cost_ns(b, max(1, ir_frames)), b))
 
 
 class PartitionedConvolver:
@@ -62,31 +148,54 @@ class PartitionedConvolver:
             ir = ir[:, None]
         if ir.shape[0] == 0:
             ir = np.zeros((1, ir.shape[1]), np.float32)
-        self.channels = int(channels)
+        self.channels = C = int(channels)
         self.ir_frames = ir.shape[0]
-        self.B = int(block_frames or default_block_frames(self.ir_frames))
-        self.P = -(-self.ir_frames // self.B)
-        ir = ir[:, [c % ir.shape[1] for c in range(self.channels)]]
-        padded = np.zeros((self.channels, self.P * self.B), np.float32)
-        padded[:, : self.ir_frames] = ir.T
-        parts = padded.reshape(self.channels, self.P, self.B)
-        # (P, C, 1, B+1) partition spectra, zero-padded to 2B (overlap-save); channel-first keeps
-        # every array of the multiply-add contiguous
-        H = sp_fft.rfft(parts, n=2 * self.B, axis=-1).astype(np.complex64)
-        self.H = np.ascontiguousarray(H.transpose(1, 0, 2))[:, :, None, :]
+        self.B = B = int(block_frames or default_block_frames(self.ir_frames))
+        self.P = P = -(-self.ir_frames // B)
+        ir = ir[:, [c % ir.shape[1] for c in range(C)]]
+        padded = np.zeros((P * B, C), np.float32)
+        padded[: self.ir_frames] = ir
+        # (P, C, B+1) partition spectra, each partition zero-padded to 2B (overlap-save)
+        parts = np.ascontiguousarray(padded.reshape(P, B, C).transpose(0, 2, 1))
+        self.H = sp_fft.rfft(parts, n=2 * B, axis=-1).astype(np.complex64)
+        self._zero_block_b64 = _b64(np.zeros((B, C), np.float32))
         self._id = f"pc{next(_instance_ids)}"
         self._serial = 0
         self._cache: dict[str, Any] | None = None
+        # work buffers (frame-major time, spectra), all sized by the group of G blocks: memory does
+        # not grow with the call or the stream
+        self._time = np.zeros((2 * B, C), np.float32)  # [:B] the last complete block, [B:B+q] the pending one
+        # block spectra: the FDL is spec[base - (P-1) : base] (newest last) and a group's new spectra
+        # go to spec[base : base + G]; when the end is reached the FDL moves back to the front
+        G = self.G = GROUP_BLOCKS
+        self._spec = np.zeros((P - 1 + 4 * G, C, B + 1), np.complex64)
+        self._base = P - 1
+        self._acc = np.empty((G, C, B + 1), np.complex64)  # FDL sums of a group
+        self._tmp = np.empty((G, C, B + 1), np.complex64)
+        self._wet = np.empty((G, 2 * B, C), np.float32)  # a group's inverse FFTs, frame-major
+        self._win = np.empty(((G + 1) * B, C), np.float32)  # windows that are not inside one call
 
-    # -- state: internal arrays are channel-first: time (C, frames), spectra (C, blocks, B+1) -------
+    # -- state -----------------------------------------------------------------------------------
     def _fresh(self) -> dict[str, Any]:
+        self._time[: self.B] = 0.0
+        self._base = self.P - 1
+        self._spec[: self._base] = 0.0
+        return {"blocks": [self._zero_block_b64] * self.P, "q": 0, "pos": 0}
+
+    def _history(self, state: State) -> tuple[np.ndarray, np.ndarray, int]:
+        """``(hist (frames, C), pending (q, C), pos)`` of a JSON state, either layout."""
         C = self.channels
-        return {
-            "hist": np.zeros((C, self.P * self.B), np.float32),  # last P complete blocks (time)
-            "fdl": np.zeros((C, self.P - 1, self.B + 1), np.complex64),  # spectra of the newest P-1
-            "partial": np.zeros((C, 0), np.float32),
-            "pos": 0,
-        }
+        try:
+            pos = int(state["pos"])
+            if "blocks" in state:
+                hist = np.concatenate([_unb64_frames(s, C) for s in state["blocks"]], axis=0)
+                pending = _unb64_frames(state["pending"], C)
+            else:  # earlier layout: channel-major
+                hist = np.ascontiguousarray(_unb64(state["hist"], C).T)
+                pending = np.ascontiguousarray(_unb64(state["partial"], C).T)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise ParamsError(f"reverb state is malformed ({exc})", where="state.reverb") from exc
+        return hist, pending, pos
 
     def _restore(self, state: State | None) -> dict[str, Any]:
         if not state:
@@ -97,67 +206,98 @@ class PartitionedConvolver:
             and state.get("serial") == self._cache["serial"]
         ):
             return self._cache
-        try:
-            hist = _unb64(state["hist"], self.channels)
-            partial = _unb64(state["partial"], self.channels)
-            pos = int(state["pos"])
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ParamsError(f"reverb state is malformed ({exc})", where="state.reverb") from exc
-        if hist.shape[1] != self.P * self.B or partial.shape[1] >= self.B:
-            raise ParamsError("reverb state does not match this IR / block size", where="state.reverb")
+        B, P, C = self.B, self.P, self.channels
+        hist, pending, pos = self._history(state)
+        q = pos % B
+        if hist.shape[0] != P * B or pending.shape[0] != q:
+            # another block size (or layout): re-cut the input history into our blocks; the frames
+            # before it are silence, exact when the history spans the IR
+            known = np.concatenate([hist, pending], axis=0)
+            if known.shape[0] < min(pos, self.ir_frames - 1):
+                raise ParamsError("reverb state does not match this IR / block size", where="state.reverb")
+            need = P * B + q
+            if known.shape[0] < need:
+                known = np.concatenate([np.zeros((need - known.shape[0], C), np.float32), known], axis=0)
+            known = known[known.shape[0] - need :]
+            hist, pending = known[: P * B], known[P * B :]
         # rebuild the FDL: the spectrum of block j needs block j-1 too (window of 2B), so the P
         # kept blocks give the spectra of the newest P-1
-        if self.P > 1:
-            win = np.lib.stride_tricks.sliding_window_view(hist, 2 * self.B, axis=1)[:, :: self.B]
-            fdl = sp_fft.rfft(win[:, : self.P - 1], axis=-1).astype(np.complex64)
-        else:
-            fdl = np.zeros((self.channels, 0, self.B + 1), np.complex64)
-        return {"hist": hist, "fdl": fdl, "partial": partial, "pos": pos}
+        if P > 1:
+            win = np.lib.stride_tricks.sliding_window_view(hist, 2 * B, axis=0)[::B][: P - 1]
+            _rfft_into(win, self._spec[: P - 1])
+        self._base = P - 1
+        self._time[:B] = hist[(P - 1) * B :]
+        self._time[B : B + q] = pending
+        blocks = [_b64(hist[j * B : (j + 1) * B]) for j in range(P)]
+        return {"blocks": blocks, "q": q, "pos": pos}
+
+    def _frames(self, x: np.ndarray, q: int, lo: int, hi: int, buf: np.ndarray | None = None) -> np.ndarray:
+        """Call frames ``[lo, hi)`` of the stream: negative ones are the kept earlier frames (the last
+        complete block and the ``q`` pending ones), ``>= len(x)`` ones silence. A view into ``x``
+        when inside it, else assembled in ``buf`` (or a new array)."""
+        n = x.shape[0]
+        if lo >= 0 and hi <= n:
+            return x[lo:hi]
+        B = self.B
+        out = np.empty((hi - lo, self.channels), np.float32) if buf is None else buf[: hi - lo]
+        a = min(hi, 0)
+        if lo < a:  # earlier frames: call frame f is self._time[B + q + f]
+            out[: a - lo] = self._time[B + q + lo : B + q + a]
+        b0, b1 = max(lo, 0), min(hi, n)
+        if b0 < b1:
+            out[b0 - lo : b1 - lo] = x[b0:b1]
+        z = max(lo, n)
+        if z < hi:
+            out[z - lo :] = 0.0
+        return out
 
     def process(self, block: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
         """Convolve one ``(frames, channels)`` block; returns ``(wet, state)``, wet as long as block."""
         st = self._restore(state)
         B, P, C = self.B, self.P, self.channels
-        x = np.asarray(block, dtype=np.float32).reshape(-1, C).T
-        n = x.shape[1]
-        q = st["partial"].shape[1]
+        x = np.asarray(block, dtype=np.float32).reshape(-1, C)
+        n = x.shape[0]
+        q = st["q"]
         total = q + n
         k_full = total // B
         n_blocks = -(-total // B)
-        if n == 0:
-            out = np.zeros((0, C), np.float32)
-        else:
-            padded = np.zeros((C, B + n_blocks * B), np.float32)
-            padded[:, :B] = st["hist"][:, -B:]
-            padded[:, B : B + q] = st["partial"]
-            padded[:, B + q : B + total] = x
-            win = np.lib.stride_tricks.sliding_window_view(padded, 2 * B, axis=1)[:, ::B][:, :n_blocks]
-            Xn = sp_fft.rfft(win, axis=-1)  # (C, n_blocks, B+1) complex64
-            fdl = st["fdl"]  # (C, P-1, B+1): spectra of the P-1 complete blocks before this call
-            # Y[j] = sum_p X[j - p] H[p]; X[j - p] is Xn[j - p] for j >= p, else fdl[P-1+j-p]
-            Y = Xn * self.H[0]
-            tmp = np.empty_like(Y)
-            for p in range(1, P):
-                k = min(p, n_blocks)
-                if k < n_blocks:
-                    np.multiply(Xn[:, : n_blocks - p], self.H[p], out=tmp[:, : n_blocks - p])
-                    Y[:, p:] += tmp[:, : n_blocks - p]
-                np.multiply(fdl[:, P - 1 - p : P - 1 - p + k], self.H[p], out=tmp[:, :k])
-                Y[:, :k] += tmp[:, :k]
-            y = sp_fft.irfft(Y, n=2 * B, axis=-1)[:, :, B:]
-            out = y.reshape(C, -1)[:, q : q + n].T.astype(np.float32)
+        out = np.empty((n, C), np.float32)
+        if n:
+            S, H, G = self._spec, self.H, self.G
+            base = self._base
+            for g0 in range(0, n_blocks, G):
+                g = min(G, n_blocks - g0)
+                if base + g > S.shape[0]:
+                    S[: P - 1] = S[base - (P - 1) : base]
+                    base = P - 1
+                # windows [block j-1, block j] of 2B frames, as (g, C, 2B) views: straight into the
+                # call's frames, or a copy where they reach into earlier frames or past the call
+                src = self._frames(x, q, g0 * B - B - q, (g0 + g) * B - q, self._win)
+                win = np.lib.stride_tricks.sliding_window_view(src, 2 * B, axis=0)[::B]
+                X = _rfft_into(win, S[base : base + g])
+                # Y[j] = sum_p X[j - p] H[p], X[j - p] = S[base + j - p] (the FDL for j < p)
+                Y, tmp = self._acc[:g], self._tmp[:g]
+                np.multiply(X, H[0], out=Y)
+                for p in range(1, P):
+                    np.multiply(S[base - p : base - p + g], H[p], out=tmp)
+                    np.add(Y, tmp, out=Y)
+                wet = self._wet[:g]  # (g, 2B, C); the second half of each is un-aliased
+                _irfft_into(Y, 2 * B, wet.transpose(0, 2, 1))
+                for i in range(g):  # block j holds call frames [j*B - q, (j+1)*B - q)
+                    j = g0 + i
+                    lo, hi = max(0, j * B - q), min(n, (j + 1) * B - q)
+                    out[lo:hi] = wet[i, B + lo + q - j * B : B + hi + q - j * B]
+                base += max(0, min(g, k_full - g0))  # the incomplete block stays out of the FDL
+            self._base = base
+            blocks = st["blocks"]
             if k_full:
-                full = padded[:, B : B + k_full * B]
-                hist = np.concatenate([st["hist"], full], axis=1)[:, -P * B :]
-                if k_full >= P - 1:
-                    fdl = Xn[:, k_full - (P - 1) : k_full].copy()
-                else:
-                    both = np.concatenate([fdl, Xn[:, :k_full]], axis=1)
-                    fdl = both[:, both.shape[1] - (P - 1) :]
-            else:
-                hist = st["hist"]
-            partial = padded[:, B + k_full * B : B + total].copy()
-            st = {"hist": hist, "fdl": fdl, "partial": partial, "pos": st["pos"] + n}
+                first = max(0, k_full - P)
+                new = [_b64(self._frames(x, q, j * B - q, (j + 1) * B - q)) for j in range(first, k_full)]
+                blocks = (blocks + new)[-P:]
+            # keep the last complete block and the incomplete one for the next call
+            q_next = total - k_full * B
+            self._time[: B + q_next] = self._frames(x, q, k_full * B - q - B, n).copy()
+            st = {"blocks": blocks, "q": q_next, "pos": st["pos"] + n}
         self._serial += 1
         st["serial"] = self._serial
         self._cache = st
@@ -166,8 +306,8 @@ class PartitionedConvolver:
             "serial": self._serial,
             "pos": st["pos"],
             "block_frames": B,
-            "hist": _b64(st["hist"]),
-            "partial": _b64(st["partial"]),
+            "blocks": list(st["blocks"]),
+            "pending": _b64(self._time[B : B + st["q"]]),
         }
         return out, new_state
 

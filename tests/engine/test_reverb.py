@@ -76,7 +76,8 @@ def test_reverb_processor_mix_predelay_and_tail_match_offline(tmp_path):
     # the tail rings past the input's end, then ends (no runaway): silence after tail_frames
     assert rev.tail_frames == delay + len(ir)
     assert np.max(np.abs(y[fs // 2 + 1000 : fs // 2 + 3000])) > 1e-3
-    assert np.max(np.abs(y[fs // 2 + rev.tail_frames + 10 :])) < 1e-9  # FFT round-off only
+    # after the tail only float32 FFT round-off of the last block is left (< -120 dB of the peak)
+    assert np.max(np.abs(y[fs // 2 + rev.tail_frames + 10 :])) < 1e-6 * np.max(np.abs(y))
 
 
 def test_mono_stream_and_zero_mix_is_bypass():
