@@ -83,7 +83,10 @@ def _worker_init(settings: Settings) -> None:
             importlib.import_module(module)
 
 
-def _worker_ping() -> int:
+def _worker_ping(hold_s: float = 0.0) -> int:
+    """The worker's pid, after ``hold_s`` seconds (so one worker cannot answer every ping at start)."""
+    if hold_s:
+        time.sleep(hold_s)
     return os.getpid()
 
 
@@ -126,26 +129,44 @@ class LocalRunner:
         self._abandon = threading.Event()
         self.retries: list[tuple[str, str, float]] = []  # (step, error, wait_s), for tests/ops
         self.timings: list[tuple[str, float, float]] = []  # (step, wall_s, cpu_s) of pool tasks
+        self._job_timings: dict[str, list[tuple[str, float, float]]] = {}
 
     # lifecycle
-    def start(self, *, resume: bool = True) -> list[str]:
+    def start(self, *, resume: bool = True, warm_timeout_s: float = 60.0) -> list[str]:
         """Start the job threads; with ``resume``, queue every job left queued/running. Returns the
-        resumed job ids."""
+        resumed job ids. With processes, first waits (at most ``warm_timeout_s``) until every render
+        process is up with its imports done, so the server's start pays that, not its first job."""
         self._abandon.clear()
+        if self.use_processes:
+            self.warm_up(warm_timeout_s)
         for i in range(self.job_threads):
             t = threading.Thread(target=self._loop, name=f"tonematch-job-{i}", daemon=True)
             t.start()
             self._threads.append(t)
-        if self.use_processes:  # start the render processes now, not on the first job
-            pool = self._get_pool()
-            for _ in range(self.workers):
-                pool.submit(_worker_ping)
         resumed = []
         if resume:
             for job in self.ctx.status.active_jobs():
                 self.submit(job["id"])
                 resumed.append(job["id"])
         return resumed
+
+    def warm_up(self, timeout_s: float = 60.0) -> int:
+        """Start the render processes and wait until each has answered (initializer and heavy
+        imports done), at most ``timeout_s`` s; returns how many answered. Each ping holds its
+        process briefly, so the pings spread over the processes instead of the first one up
+        answering them all."""
+        pool = self._get_pool()
+        seen: set[int] = set()
+        deadline = time.monotonic() + timeout_s
+        while len(seen) < self.workers and time.monotonic() < deadline:
+            futures = [pool.submit(_worker_ping, 0.05) for _ in range(self.workers)]
+            for f in futures:
+                try:
+                    seen.add(f.result(timeout=max(0.1, deadline - time.monotonic())))
+                except Exception:  # a slow or broken start: jobs will retry on a fresh pool
+                    log.warning("runner: render process warm-up incomplete", exc_info=True)
+                    return len(seen)
+        return len(seen)
 
     def stop(self, *, abandon: bool = False, timeout_s: float | None = None) -> None:
         """Stop the job threads: finish the running jobs, or with ``abandon`` drop them where they
@@ -207,6 +228,8 @@ class LocalRunner:
         if job is None or job["status"] in ("COMPLETED", "FAILED"):
             return job["status"] if job else "UNKNOWN"
         state = self.initial_state(job)
+        wall0 = time.perf_counter()
+        self._job_timings[job_id] = []
         try:
             for node in self.pipeline.nodes:
                 self._check_abandon()
@@ -222,6 +245,14 @@ class LocalRunner:
                     job_id, status="FAILED", error=f"{err.error}: {err.message}", last_step=err.step
                 )
         final = status.get_job(job_id)
+        steps = self._job_timings.pop(job_id, [])
+        log.info(
+            "runner: job %s %s in %.2f s; steps (wall s / cpu s): %s",
+            job_id,
+            final["status"] if final else "UNKNOWN",
+            time.perf_counter() - wall0,
+            ", ".join(f"{name} {w:.2f}/{c:.2f}" for name, w, c in steps),
+        )
         return final["status"] if final else "UNKNOWN"
 
     def _check_abandon(self) -> None:
@@ -317,7 +348,9 @@ class LocalRunner:
                 self._reset_pool()
                 return "TransientError", f"render process died: {exc}"
             if "ok" in out:
-                self.timings.append((task.name, round(out["wall_s"], 3), round(out["cpu_s"], 3)))
+                timing = (task.name, round(out["wall_s"], 3), round(out["cpu_s"], 3))
+                self.timings.append(timing)
+                self._job_timings.get(str(event.get("job_id")), []).append(timing)
                 return None, out["ok"]
             log.info("runner: %s failed in worker: %s", task.name, out.get("trace"))
             return out["error"], out["message"]

@@ -135,7 +135,9 @@ def test_api_job_gives_the_same_audio_as_tonematch_match(service, pair, cli_resu
     assert r.status_code == 201, r.text
     job_id = r.json()["job_id"]
     again = client.post("/jobs", json={"mode": "A", "ref_key": ref, "tgt_key": tgt, "opts": OPTS}, headers=h)
-    assert again.json() == {**r.json(), "created": False}  # idempotent while queued/running
+    # idempotent while queued/running: the same job, nothing created (its status may have moved on:
+    # the warm render processes pick a job up within milliseconds)
+    assert again.json()["job_id"] == job_id and again.json()["created"] is False
     view, seen = wait_done(client, h, job_id)
     assert view["status"] == "COMPLETED", view
     assert seen == sorted(seen) and seen[-1] == 100, str(seen)  # progress only rises
