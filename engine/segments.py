@@ -130,6 +130,18 @@ class _BackgroundAnalyzer:
             raise self._error
         return self._analyzer.result()
 
+    def meters(self) -> tuple[Any, Any]:
+        """The analyser's loudness and true-peak meters (fed the same blocks as the report)."""
+        self.close()
+        return self._analyzer.loud, self._analyzer.tp
+
+
+class _NoMeter:
+    """Stands in for the report's loudness / true-peak meter while the analyser's do the measuring."""
+
+    def feed(self, block: np.ndarray) -> None:
+        pass
+
 
 def merge_segments(segment_paths: list[str | os.PathLike], plan: list[dict[str, Any]],
                    out_path: str | os.PathLike, *, fmt: str = "wav24",
@@ -158,11 +170,15 @@ def merge_segments(segment_paths: list[str | os.PathLike], plan: list[dict[str, 
         0, infos[-1].frames - round((plan[-1]["stop_s"] - plan[-1]["start_s"]) * rate))
     rep = _Report(rate, channels, total)
     analyzer = None if analysis is None else _BackgroundAnalyzer(rate, channels, total, analysis)
+    if analyzer is not None:  # the analyser meters loudness and true peak of the same blocks: once is enough
+        rep.loudness = rep.tp = _NoMeter()
     try:
         features = _merge_into(segment_paths, plan, out_path, fmt, rate, channels, rep, analyzer)
     finally:
         if analyzer is not None:
             analyzer.close()
+    if analyzer is not None:
+        rep.loudness, rep.tp = analyzer.meters()
     report = rep.result()
     report.update({"format": fmt, "out_path": str(out_path), "segments": len(plan)})
     if features is not None:

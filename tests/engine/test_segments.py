@@ -100,7 +100,14 @@ def test_merge_analyses_the_result_as_analyze_features_would(tmp_path: Path) -> 
                          ("stft", "mag_db_mean")):
         np.testing.assert_allclose(got[block][field], want[block][field], atol=1e-2)
     assert got["f0"]["median_f0_hz"] == pytest.approx(want["f0"]["median_f0_hz"], rel=1e-3)
-    assert "features" not in merge_segments(paths, plan, tmp_path / "m2.wav", fmt="wav24")
+    plain = merge_segments(paths, plan, tmp_path / "m2.wav", fmt="float32")
+    assert "features" not in plain
+    # the report's loudness and true peak (then taken from the analyser's meters) are unchanged
+    for k in ("lufs_integrated", "true_peak_dbtp", "sample_peak_dbfs", "frames", "artifacts_rate",
+              "gain_reduction_db", "clipped_frames"):
+        assert rep[k] == plain[k], k
+    assert rep["lufs_integrated"] == got["loudness"]["integrated_lufs"]
+    assert rep["true_peak_dbtp"] == got["true_peak_dbtp"]
 
 
 def test_merge_analysis_error_leaves_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
