@@ -2,20 +2,28 @@
 under load while renders run.
 
     .venv/bin/python bench/service_bench.py [--duration-s 240] [--rate 200] [--load-s 20] [--workers N]
+    .venv/bin/python bench/service_bench.py --duration-s 3600 --skip-load      # the 60-minute job
 
-1. Writes a deterministic reference/target pair of ``--duration-s`` seconds (engine.examples).
+1. Writes a deterministic reference/target pair of ``--duration-s`` seconds (engine.examples; past
+   ``--tile-s`` seconds the pair is that long a pair looped, written streaming, so the bench's own
+   memory stays small for an hour of audio).
 2. Times ``tonematch match REF TGT -o out.wav`` (a subprocess, like a user runs it).
 3. Starts ``tonematch serve`` (fresh data dir, SQLite, local store; rate limit raised so the load
    test measures latency, not throttling), adds a user, logs in, signs and PUTs both files, creates a
-   job, polls it to COMPLETED and downloads the result. Prints the job time (POST /jobs → COMPLETED)
-   and the whole round trip (first upload → download done), and their ratio to the CLI time.
-4. Starts a second job (other options, so it is not the same job) and, while it renders, sends
-   ``--rate`` GET /jobs/{id} per second for ``--load-s`` seconds from an open-loop asyncio client on
-   keep-alive loopback connections; prints p50/p95/p99/max latency (measured from each request's
-   scheduled send time, so client-side queueing counts against the server) and errors.
-5. It samples the RSS and CPU time of the server and its render processes every second during the
-   first job (peak memory, CPU seconds, average busy cores) and times ``tonematch match`` again after
-   the job, so a busy shared machine shows up in the figures instead of skewing the ratio.
+   job, polls it (every 50 ms) to COMPLETED and downloads the result. Prints the job time (POST /jobs →
+   COMPLETED) and the whole round trip (first upload → download done), and their ratio to the CLI
+   time. With ``--step-timings`` the server logs at INFO and the runner's per-step wall/CPU seconds
+   of the job are printed (the API's access log is then on too, which costs the load test a little).
+4. Unless ``--skip-load``: starts a second job (other options, so it is not the same job) and,
+   while it renders, sends ``--rate`` GET /jobs/{id} per second for ``--load-s`` seconds from an
+   open-loop asyncio client on keep-alive loopback connections; prints p50/p95/p99/max latency
+   (measured from each request's scheduled send time, so client-side queueing counts against the
+   server) and errors.
+5. It samples the RSS and CPU time of the server and of each of its render processes during the first
+   job (every ``--sample-s``): peak RSS per process and of the whole tree, RSS at each quarter of the
+   job (flat memory shows as equal quarters), CPU seconds, average busy cores; the peak RSS of
+   ``tonematch match`` comes from its rusage. It times ``tonematch match`` again after the job, so a
+   busy shared machine shows up in the figures instead of skewing the ratio.
 
 Everything runs on this machine; nothing is downloaded. Figures go to stdout (and ``--json`` file).
 """
@@ -82,21 +90,74 @@ def rss_and_cpu(pids: list[int]) -> tuple[float, float]:
     return rss, cpu
 
 
+def proc_kind(pid: int) -> str:
+    """``server``-side label of a process from its command line."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "gone"
+    if "resource_tracker" in cmd:
+        return "resource-tracker"
+    if "multiprocessing" in cmd:
+        return "render"
+    return "other"
+
+
 class Sampler(threading.Thread):
-    def __init__(self, pid: int) -> None:
+    """Every ``interval_s``: per process of ``pid``'s tree, (RSS MiB, CPU s)."""
+
+    def __init__(self, pid: int, interval_s: float = 0.25) -> None:
         super().__init__(daemon=True)
         self.pid = pid
-        self.samples: list[tuple[float, float, float]] = []
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, dict[int, tuple[float, float]]]] = []
         self.stop_flag = threading.Event()
 
+    def sample(self) -> None:
+        self.samples.append((time.time(), {p: rss_and_cpu([p]) for p in proc_tree(self.pid)}))
+
     def run(self) -> None:
-        while not self.stop_flag.wait(1.0):
-            rss, cpu = rss_and_cpu(proc_tree(self.pid))
-            self.samples.append((time.time(), rss, cpu))
+        self.sample()
+        while not self.stop_flag.wait(self.interval_s):
+            self.sample()
+
+    def figures(self) -> dict:
+        """Peak RSS per process and of the tree, RSS quarters, CPU seconds, busy cores."""
+        if len(self.samples) < 2:
+            return {}
+        t0, first = self.samples[0]
+        t1, last = self.samples[-1]
+        wall = t1 - t0
+        procs = {}
+        for pid in sorted({p for _, d in self.samples for p in d}):
+            series = [(t, d[pid]) for t, d in self.samples if pid in d]
+            rss = [v[0] for _, v in series]
+            if max(rss) == 0:
+                continue
+            name = "server" if pid == self.pid else f"{proc_kind(pid)}-{pid}"
+            quarters = []
+            for q in (0.25, 0.5, 0.75, 1.0):
+                upto = [v[0] for t, v in series if t <= t0 + q * wall + 1e-9]
+                quarters.append(round(max(upto), 1) if upto else None)
+            procs[name] = {
+                "peak_rss_mib": round(max(rss), 1),
+                "rss_by_quarter_mib": quarters,
+                "cpu_s": round(series[-1][1][1] - (first.get(pid, (0.0, 0.0))[1]), 2),
+            }
+        tree = [sum(v[0] for v in d.values()) for _, d in self.samples]
+        cpu = sum(v[1] for v in last.values()) - sum(v[1] for p, v in first.items() if p in last)
+        return {
+            "processes": procs,
+            "server_tree_peak_rss_mib": round(max(tree), 1),
+            "server_tree_cpu_s": round(cpu, 2),
+            "sampled_wall_s": round(wall, 2),
+            "cores_busy_avg": round(cpu / wall, 2) if wall > 0 else None,
+        }
 
 
 def run_cli_match(ref: str, tgt: str, out: str) -> tuple[float, float]:
-    """Wall and CPU seconds of ``tonematch match`` (CPU from the child's rusage)."""
+    """Wall and CPU seconds of ``tonematch match`` (CPU from the child's rusage; the children's peak
+    RSS is then ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``)."""
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -109,7 +170,8 @@ def run_cli_match(ref: str, tgt: str, out: str) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def start_server(data: Path, port: int, workers: int | None) -> subprocess.Popen:
+def start_server(data: Path, port: int, workers: int | None, log_level: str = "warning",
+                 log_path: Path | None = None) -> subprocess.Popen:
     env = {
         **os.environ,
         "TONEMATCH_RATE_LIMIT_PER_S": "100000",
@@ -126,13 +188,16 @@ def start_server(data: Path, port: int, workers: int | None) -> subprocess.Popen
         "--data-dir",
         str(data),
         "--log-level",
-        "warning",
+        log_level,
         "--no-drop-watch",
     ]
     if workers:
         cmd += ["--workers", str(workers)]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL)
-    deadline = time.time() + 60
+    stderr = open(log_path, "w") if log_path else None  # noqa: SIM115 (the server holds it)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr
+    )
+    deadline = time.time() + 120
     while time.time() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
@@ -156,7 +221,7 @@ def wait_status(
     h: dict,
     job_id: str,
     want: tuple[str, ...],
-    poll_s: float = 0.25,
+    poll_s: float = 0.05,
     timeout_s: float = 3600,
 ) -> dict:
     deadline = time.time() + timeout_s
@@ -243,22 +308,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None, help="render processes (default: one per core)")
     ap.add_argument("--workdir", default=None, help="keep files here (default: a temp dir, removed)")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
+    ap.add_argument("--skip-load", action="store_true", help="no second job / GET load test")
+    ap.add_argument("--step-timings", action="store_true", help="server logs at INFO: print per-step timings")
+    ap.add_argument(
+        "--tile-s", type=float, default=600.0, help="longer pairs loop a pair this long (default 600)"
+    )
+    ap.add_argument("--sample-s", type=float, default=0.25, help="RSS/CPU sampling interval (default 0.25)")
     args = ap.parse_args(argv)
 
-    from engine.examples import write_example_pair
+    import resource
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="tonematch-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     figures: dict = {"duration_s": args.duration_s, "cpu_count": os.cpu_count()}
-    pair = write_example_pair(work / "pair", duration_s=args.duration_s)
+    pair = write_pair(work / "pair", args.duration_s, args.tile_s)
     print(f"audio: {args.duration_s:.0f} s stereo 44.1 kHz pair in {work / 'pair'}", flush=True)
 
     cli_s, cli_cpu_s = run_cli_match(pair["reference"], pair["target"], str(work / "cli.wav"))
+    cli_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     figures.update(
-        cli_match_s=round(cli_s, 2), cli_match_cpu_s=round(cli_cpu_s, 1), loadavg_before=os.getloadavg()[0]
+        cli_match_s=round(cli_s, 2),
+        cli_match_cpu_s=round(cli_cpu_s, 2),
+        cli_match_peak_rss_mib=round(cli_rss, 1),
+        loadavg_before=os.getloadavg()[0],
     )
     print(
-        f"tonematch match: {cli_s:.2f} s wall, {cli_cpu_s:.1f} s CPU (load average {os.getloadavg()[0]:.1f})",
+        f"tonematch match: {cli_s:.2f} s wall, {cli_cpu_s:.2f} s CPU, peak RSS {cli_rss:.0f} MiB "
+        f"(load average {os.getloadavg()[0]:.1f})",
         flush=True,
     )
 
@@ -282,12 +358,15 @@ def main(argv: list[str] | None = None) -> int:
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
     )
-    server = start_server(data, port, args.workers)
+    log_path = work / "server.log"
+    server = start_server(
+        data, port, args.workers, "info" if args.step_timings else "warning", log_path
+    )
     try:
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
         tokens = client.post("/auth/login", json={"email": "bench@example.com", "password": PASSWORD}).json()
         h = {"Authorization": f"Bearer {tokens['access_token']}"}
-        sampler = Sampler(server.pid)
+        sampler = Sampler(server.pid, args.sample_s)
         sampler.start()
         t_upload = time.perf_counter()
         ref, tgt = upload(client, h, pair["reference"]), upload(client, h, pair["target"])
@@ -301,21 +380,15 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"job failed: {view['error']}")
         (work / "api.wav").write_bytes(httpx.get(view["download_url"], timeout=300).content)
         t_dl = time.perf_counter()
-        if sampler.is_alive():
-            sampler.stop_flag.set()
-            sampler.join()
-            peak = max(s[1] for s in sampler.samples) if sampler.samples else None
-            cpu = sampler.samples[-1][2] - sampler.samples[0][2] if len(sampler.samples) > 1 else None
-            wall = sampler.samples[-1][0] - sampler.samples[0][0] if len(sampler.samples) > 1 else None
-            figures["server_tree_peak_rss_mib"] = round(peak, 1) if peak else None
-            figures["server_tree_cpu_s"] = round(cpu, 1) if cpu else None
-            figures["cores_busy_avg"] = round(cpu / wall, 2) if cpu and wall else None
+        sampler.stop_flag.set()
+        sampler.join()
+        figures.update(sampler.figures())
         job_s, total_s = t_done - t_create, t_dl - t_upload
         # the machine may be shared: time `match` again right after and compare with the mean
         cli2_s, cli2_cpu_s = run_cli_match(pair["reference"], pair["target"], str(work / "cli2.wav"))
         figures.update(
             cli_match_again_s=round(cli2_s, 2),
-            cli_match_again_cpu_s=round(cli2_cpu_s, 1),
+            cli_match_again_cpu_s=round(cli2_cpu_s, 2),
             loadavg_after=os.getloadavg()[0],
         )
         cli_s = (cli_s + cli2_s) / 2
@@ -339,6 +412,13 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
+        if args.step_timings:
+            figures["runner_log"] = runner_lines(log_path)
+            for line in figures["runner_log"]:
+                print(line, flush=True)
+        if args.skip_load:
+            return_figures(figures, args)
+            return 0
         # latency under load while a second job renders
         job2 = client.post(
             "/jobs", json={"mode": "A", "ref_key": ref, "tgt_key": tgt, "opts": {"intensity": 0.9}}, headers=h
@@ -362,10 +442,51 @@ def main(argv: list[str] | None = None) -> int:
             os.killpg(server.pid, signal.SIGKILL)
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(figures, indent=2))
+    return_figures(figures, args)
+    return 0
+
+
+def return_figures(figures: dict, args: argparse.Namespace) -> None:
+    print(json.dumps(figures, indent=2), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
-    return 0
+
+
+def runner_lines(log_path: Path) -> list[str]:
+    """The runner's per-job summary lines from the server's log."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [line.split("tonematch.runner: ", 1)[-1] for line in text.splitlines() if "runner: job " in line]
+
+
+def write_pair(folder: Path, duration_s: float, tile_s: float) -> dict[str, str]:
+    """The example pair of ``duration_s``; past ``tile_s`` a ``tile_s`` pair looped into the files
+    block by block (memory flat)."""
+    import soundfile as sf
+
+    from engine.examples import write_example_pair
+
+    if duration_s <= tile_s:
+        return write_example_pair(folder, duration_s=duration_s)
+    tile = write_example_pair(folder / "tile", duration_s=tile_s)
+    out = {}
+    for name, path in tile.items():
+        dst = folder / Path(path).name
+        with sf.SoundFile(path) as src:
+            rate, channels, subtype = src.samplerate, src.channels, src.subtype
+        need = round(duration_s * rate)
+        with sf.SoundFile(dst, "w", rate, channels, subtype) as w:
+            while need > 0:
+                for block in sf.blocks(path, blocksize=1 << 18, dtype="float32", always_2d=True):
+                    block = block[:need]
+                    w.write(block)
+                    need -= block.shape[0]
+                    if need <= 0:
+                        break
+        out[name] = str(dst)
+    return out
 
 
 if __name__ == "__main__":
