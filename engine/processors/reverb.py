@@ -38,10 +38,10 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
-import math
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 from scipy import fft as sp_fft
 
 from engine.errors import ParamsError
@@ -53,16 +53,20 @@ _instance_ids = itertools.count(1)
 #: partition sizes the cost model chooses from: powers of two, so the renderers' 2**16-frame blocks
 #: never leave an incomplete partition to recompute
 _BLOCK_CHOICES = tuple(2**k for k in range(8, 17))
-#: cost model, nanoseconds per output frame and channel (pocketfft float32, one thread, measured on
-#: an AMD EPYC; only the ratios matter): forward + inverse real FFT of size N cost
-#: ``2 * N * _FFT_NS_PER_POINT_LOG2 * log2(N)``; one complex64 multiply-add of a partition spectrum
-#: costs ``_MAC_NS_PER_BIN`` per bin; ``_CALL_NS`` is the fixed cost of one block in a batch
-_FFT_NS_PER_POINT_LOG2 = 0.12
-_MAC_NS_PER_BIN = 0.75
-_CALL_NS = 20_000.0
-#: blocks per FFT batch: enough transforms for pocketfft's SIMD batching, few enough that a
-#: group's spectra and sums stay in cache
-GROUP_BLOCKS = 2
+#: cost model, ns per output frame and channel, fitted (rms 4.5 %, worst 11 %) to this convolver
+#: timed on one core (AMD EPYC, pocketfft float32, stereo) over IRs of 100 frames .. 4.5 s,
+#: B = 2**8..2**15 and calls of 65536, 72000 and 288000 frames: a fixed part (FFTs, copies, state)
+#: plus one per partition (the FDL multiply-add), times a factor for what grows with B (FFT length,
+#: cache misses, the incomplete block recomputed each call), plus the Python/numpy call overhead of
+#: a block. Only the ratios matter.
+_FIXED_NS = 6.12
+_PER_PARTITION_NS = 0.81
+_B_SCALE_FRAMES = 22820.0
+_PER_BLOCK_NS = 5380.0
+#: transforms per FFT call: pocketfft runs 4 single-precision transforms at once (SIMD), so a call
+#: batches ceil(4 / channels) blocks; measured the fastest here (1 block: 1.6x slower in stereo, 4 no
+#: faster than 2) and small enough that a group's spectra stay in cache
+FFT_BATCH_TRANSFORMS = 4
 
 
 def _probe_pocketfft() -> Any:
@@ -123,16 +127,13 @@ def _unb64_frames(text: str, channels: int) -> np.ndarray:
 def block_cost_ns(block_frames: int, ir_frames: int) -> float:
     """Modelled cost (ns per output frame and channel) of partitions of ``block_frames``."""
     b = int(block_frames)
-    n_fft = 2 * b
-    parts = -(-int(ir_frames) // b)
-    fft_ns = 2 * n_fft * _FFT_NS_PER_POINT_LOG2 * math.log2(n_fft)
-    mac_ns = parts * (b + 1) * _MAC_NS_PER_BIN
-    return (fft_ns + mac_ns + _CALL_NS) / b
+    parts = -(-max(1, int(ir_frames)) // b)
+    return (_FIXED_NS + _PER_PARTITION_NS * parts) * (1.0 + b / _B_SCALE_FRAMES) + _PER_BLOCK_NS / b
 
 
 def default_block_frames(ir_frames: int) -> int:
     """Partition size (frames) with the least modelled cost per output frame for this IR length."""
-    return min(_BLOCK_CHOICES, key=lambda b: (block_cost_ns(b, max(1, ir_frames)), b))
+    return min(_BLOCK_CHOICES, key=lambda b: (block_cost_ns(b, ir_frames), b))
 
 
 class PartitionedConvolver:
@@ -167,7 +168,7 @@ class PartitionedConvolver:
         self._time = np.zeros((2 * B, C), np.float32)  # [:B] the last complete block, [B:B+q] the pending one
         # block spectra: the FDL is spec[base - (P-1) : base] (newest last) and a group's new spectra
         # go to spec[base : base + G]; when the end is reached the FDL moves back to the front
-        G = self.G = GROUP_BLOCKS
+        G = self.G = max(1, -(-FFT_BATCH_TRANSFORMS // C))
         self._spec = np.zeros((P - 1 + 4 * G, C, B + 1), np.complex64)
         self._base = P - 1
         self._acc = np.empty((G, C, B + 1), np.complex64)  # FDL sums of a group
@@ -273,7 +274,8 @@ class PartitionedConvolver:
                 # windows [block j-1, block j] of 2B frames, as (g, C, 2B) views: straight into the
                 # call's frames, or a copy where they reach into earlier frames or past the call
                 src = self._frames(x, q, g0 * B - B - q, (g0 + g) * B - q, self._win)
-                win = np.lib.stride_tricks.sliding_window_view(src, 2 * B, axis=0)[::B]
+                f_st, c_st = src.strides
+                win = as_strided(src, (g, C, 2 * B), (B * f_st, c_st, f_st), writeable=False)
                 X = _rfft_into(win, S[base : base + g])
                 # Y[j] = sum_p X[j - p] H[p], X[j - p] = S[base + j - p] (the FDL for j < p)
                 Y, tmp = self._acc[:g], self._tmp[:g]
@@ -319,6 +321,7 @@ class ConvolutionReverb:
 
     def __init__(self, block_frames: int | None = None) -> None:
         self._block_frames = block_frames
+        self._conv: PartitionedConvolver | None = None
         self.tail_frames = 0
         self.params: dict[str, Any] = {}
 
@@ -347,26 +350,41 @@ class ConvolutionReverb:
         if delay:
             ir = np.concatenate([np.zeros((delay, ir.shape[1]), np.float32), ir])
         self.tail_frames = ir.shape[0]
-        self._conv = PartitionedConvolver(ir, self.channels, self._block_frames)
+        # the dry share rides in the IR at lag 0: (1 - mix) x + mix (x conv ir) = x conv ir_mixed
+        self._conv = None
+        if mix > 0.0:
+            ir_mixed = mix * ir
+            if mix < 1.0:
+                ir_mixed[0] += 1.0 - mix
+            self._conv = PartitionedConvolver(ir_mixed, self.channels, self._block_frames)
 
     def process(self, block: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
         """``(1 - mix) * block + mix * (block conv IR)``; state carries the tail (base64 JSON)."""
         x = np.asarray(block, dtype=np.float32)
-        wet, st = self._conv.process(x, state)
-        if self.mix >= 1.0:
-            return wet, st
-        return ((1.0 - self.mix) * x + self.mix * wet).astype(np.float32), st
+        if self._conv is None:  # mix 0: the dry signal, exactly
+            return x.copy(), {"bypass": True}
+        return self._conv.process(x, state)
 
 
 def benchmark(
     seconds: float = 60.0,
     ir_key: str = "ir/hall_2.0s.wav",
     sample_rate_hz: int = 48000,
-    chunk_s: float = 6.0,
+    chunks_frames: tuple[int, ...] = (288000, 65536),
     repeats: int = 3,
-) -> dict[str, float]:
-    """Time the streaming convolution against ``scipy.signal.fftconvolve`` of the whole file
-    (stereo, one thread; best of ``repeats``); returns the figures (seconds, x realtime, error dB)."""
+    direct_check_frames: int = 4800,
+) -> dict[str, Any]:
+    """Time the streaming convolution against ``scipy.signal.fftconvolve`` of the whole file, float32
+    and float64, on the same stereo noise at ``sample_rate_hz``; returns the figures.
+
+    Times are best of ``repeats``, wall (``_s``) and CPU (``_cpu_s``; the same unless another process
+    takes the core). Ours runs chunk by chunk as the renderers call it (``chunks_frames``: 6 s is
+    ``render``'s chunk at 48 kHz, 65536 frames ``render_file``'s block), returns the JSON state every
+    call and writes each chunk into one output array; fftconvolve gets the whole file at once and its
+    output is cut to the input length (equal output). ``x_realtime`` is audio seconds per wall second
+    on one core (run under ``taskset -c 1`` with ``OMP_NUM_THREADS=1``). Errors are the max abs
+    difference relative to the max abs of the float64 FFT convolution of the whole file, and of the
+    float64 direct convolution (``np.convolve``) over ``direct_check_frames`` outputs mid-file."""
     import time
 
     from scipy import signal
@@ -376,41 +394,68 @@ def benchmark(
     fs = sample_rate_hz
     ir = load_ir(ir_key, fs)
     x = (0.1 * np.random.default_rng(0).standard_normal((int(seconds * fs), 2))).astype(np.float32)
-    chunk = int(chunk_s * fs)
 
-    def ours() -> np.ndarray:
-        conv, st, outs = PartitionedConvolver(ir, 2), None, []
+    def ours(chunk: int) -> np.ndarray:
+        conv, st = PartitionedConvolver(ir, 2), None
+        y = np.empty_like(x)
         for i in range(0, len(x), chunk):
-            y, st = conv.process(x[i : i + chunk], st)
-            outs.append(y)
-        return np.concatenate(outs)
+            y[i : i + chunk], st = conv.process(x[i : i + chunk], st)
+        return y
 
     def best(fn):
-        times, out = [], None
+        wall, cpu, out = [], [], None
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out = fn()
-            times.append(time.perf_counter() - t0)
-        return min(times), out
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        return min(wall), min(cpu), out
 
-    t_ours, y = best(ours)
-    t_f32, _ = best(lambda: signal.fftconvolve(x, ir, axes=0)[: len(x)])
-    t_f64, ref64 = best(
+    def err_db(y: np.ndarray, ref: np.ndarray) -> float:
+        return round(float(20 * np.log10(np.max(np.abs(y - ref)) / np.max(np.abs(ref)))), 1)
+
+    w32, c32, y32 = best(lambda: signal.fftconvolve(x, ir, axes=0)[: len(x)])
+    w64, c64, ref64 = best(
         lambda: signal.fftconvolve(x.astype(np.float64), ir.astype(np.float64), axes=0)[: len(x)]
     )
-    err_db = float(20 * np.log10(np.max(np.abs(y - ref64)) / np.max(np.abs(ref64))))
-    return {
+    # direct float64 convolution of a stretch mid-file: outputs [a, a + k)
+    k = min(direct_check_frames, len(x))
+    a = max(0, len(x) // 2 - k // 2)
+    lo = max(0, a - len(ir) + 1)
+    direct = np.stack(
+        [np.convolve(x[lo : a + k, c].astype(np.float64), ir[:, c].astype(np.float64))[a - lo : a - lo + k]
+         for c in range(2)],
+        axis=1,
+    )
+    report: dict[str, Any] = {
         "audio_s": seconds,
-        "ir_s": ir.shape[0] / fs,
+        "ir_s": round(ir.shape[0] / fs, 3),
+        "sample_rate_hz": fs,
+        "channels": 2,
         "block_frames": PartitionedConvolver(ir, 2).B,
-        "partitioned_s": round(t_ours, 4),
-        "x_realtime": round(seconds / t_ours, 1),
-        "fftconvolve_float32_s": round(t_f32, 4),
-        "fftconvolve_float64_s": round(t_f64, 4),
-        "speedup_vs_fftconvolve_float32": round(t_f32 / t_ours, 2),
-        "speedup_vs_fftconvolve_float64": round(t_f64 / t_ours, 2),
-        "max_error_vs_float64_db": round(err_db, 1),
+        "partitions": PartitionedConvolver(ir, 2).P,
+        "fft_into_buffers": _PF is not None,
+        "fftconvolve_float32_s": round(w32, 4),
+        "fftconvolve_float32_cpu_s": round(c32, 4),
+        "fftconvolve_float64_s": round(w64, 4),
+        "fftconvolve_float64_cpu_s": round(c64, 4),
+        "fftconvolve_float32_error_vs_float64_db": err_db(y32, ref64),
     }
+    for chunk in chunks_frames:
+        w, c, y = best(lambda chunk=chunk: ours(chunk))
+        report[f"chunk_{chunk}"] = {
+            "chunk_s": round(chunk / fs, 3),
+            "partitioned_s": round(w, 4),
+            "partitioned_cpu_s": round(c, 4),
+            "x_realtime": round(seconds / w, 1),
+            "speedup_vs_fftconvolve_float32": round(w32 / w, 2),
+            "speedup_vs_fftconvolve_float32_cpu": round(c32 / c, 2),
+            "speedup_vs_fftconvolve_float64": round(w64 / w, 2),
+            "speedup_vs_fftconvolve_float64_cpu": round(c64 / c, 2),
+            "max_error_vs_float64_fft_db": err_db(y, ref64),
+            "max_error_vs_float64_direct_db": err_db(y[a : a + k], direct),
+        }
+    return report
 
 
 if __name__ == "__main__":
@@ -419,4 +464,5 @@ if __name__ == "__main__":
     import sys
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    print(json.dumps(benchmark(float(sys.argv[1]) if len(sys.argv) > 1 else 60.0), indent=2))
+    for secs in [float(a) for a in sys.argv[1:]] or [60.0, 240.0]:
+        print(json.dumps(benchmark(secs), indent=2), flush=True)
