@@ -53,16 +53,18 @@ _instance_ids = itertools.count(1)
 #: partition sizes the cost model chooses from: powers of two, so the renderers' 2**16-frame blocks
 #: never leave an incomplete partition to recompute
 _BLOCK_CHOICES = tuple(2**k for k in range(8, 17))
-#: cost model, ns per output frame and channel, fitted (rms 4.5 %, worst 11 %) to this convolver
-#: timed on one core (AMD EPYC, pocketfft float32, stereo) over IRs of 100 frames .. 4.5 s,
+#: cost model, ns per output frame and channel, fitted (rms 6 %, worst 19 %) to this convolver
+#: timed on one core (AMD EPYC, pocketfft float32, stereo; CPU time) over IRs of 100 frames .. 4.5 s,
 #: B = 2**8..2**15 and calls of 65536, 72000 and 288000 frames: a fixed part (FFTs, copies, state)
 #: plus one per partition (the FDL multiply-add), times a factor for what grows with B (FFT length,
-#: cache misses, the incomplete block recomputed each call), plus the Python/numpy call overhead of
-#: a block. Only the ratios matter.
-_FIXED_NS = 6.12
-_PER_PARTITION_NS = 0.81
-_B_SCALE_FRAMES = 22820.0
-_PER_BLOCK_NS = 5380.0
+#: cache misses, the incomplete block recomputed each call), plus the numpy call overheads of a
+#: block and of each of its partitions. Only the ratios matter; its pick is within 10 % of the
+#: measured best B for every IR length measured.
+_FIXED_NS = 6.26
+_PER_PARTITION_NS = 0.74
+_B_SCALE_FRAMES = 19240.0
+_PER_BLOCK_NS = 2390.0
+_PER_BLOCK_PARTITION_NS = 384.0
 #: transforms per FFT call: pocketfft runs 4 single-precision transforms at once (SIMD), so a call
 #: batches ceil(4 / channels) blocks; measured the fastest here (1 block: 1.6x slower in stereo, 4 no
 #: faster than 2) and small enough that a group's spectra stay in cache
@@ -128,7 +130,9 @@ def block_cost_ns(block_frames: int, ir_frames: int) -> float:
     """Modelled cost (ns per output frame and channel) of partitions of ``block_frames``."""
     b = int(block_frames)
     parts = -(-max(1, int(ir_frames)) // b)
-    return (_FIXED_NS + _PER_PARTITION_NS * parts) * (1.0 + b / _B_SCALE_FRAMES) + _PER_BLOCK_NS / b
+    return (_FIXED_NS + _PER_PARTITION_NS * parts) * (1.0 + b / _B_SCALE_FRAMES) + (
+        _PER_BLOCK_NS + _PER_BLOCK_PARTITION_NS * parts
+    ) / b
 
 
 def default_block_frames(ir_frames: int) -> int:
