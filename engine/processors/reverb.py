@@ -4,15 +4,16 @@ The IR (with ``pre_delay_ms`` of silence in front) is cut into ``P`` partitions 
 input block of ``B`` frames is transformed once (FFT size ``2B``: the block and the one before it) and
 kept in a frequency-domain delay line (FDL) of the last ``P`` block spectra. A block's output is the
 second half of the inverse FFT of ``sum_p X[m - p] * H[p]`` (the first half is circularly aliased and
-dropped). All blocks of a call go through one batched FFT each way, and the FDL sum runs as ``P``
-vectorised complex64 multiply-adds over every block of the call at once, so there is no per-block
-Python arithmetic. Time data stays frame-major (as it comes): the forward FFT reads the overlapping
-windows straight from one persistent time buffer and the inverse FFT writes frame-major, so there is
-no transpose pass. The time buffer, the spectra and the FFT outputs are preallocated and grow only
-with the longest call: memory is flat in the stream length.
+dropped). Blocks go through the FFTs in small groups (one pocketfft call transforms a group's
+windows for all channels at once, its SIMD batch), and the FDL sum runs as ``P`` vectorised complex64
+multiply-adds over the group, so there is no per-sample or per-channel Python work. Time data stays
+frame-major as it comes: the forward FFT reads the overlapping windows straight from the call's
+frames (only windows that reach into the previous call or past the end are copied), and the inverse
+FFT writes frame-major, so there is no transpose pass. The FFTs write into preallocated buffers sized
+by one group: memory is flat in the call length and in the stream length.
 
-``B`` comes from :func:`default_block_frames`, a cost model of the FFTs and the multiply-adds per
-output frame with constants measured on pocketfft (scipy.fft) single precision, one thread.
+``B`` comes from :func:`default_block_frames`, a cost model per output frame (FFTs, multiply-adds,
+per-call overheads) fitted to timings of this convolver (pocketfft single precision, one thread).
 
 Calls need not be a multiple of ``B``: the incomplete last block is convolved zero-padded (its outputs
 are exact, the convolution being causal) and kept, and recomputed once the next call completes it, so
@@ -109,6 +110,7 @@ def _irfft_into(X: np.ndarray, n: int, out: np.ndarray) -> np.ndarray:
 
 
 def _b64(a: np.ndarray) -> str:
+    """Base64 of the float32 bytes of ``a`` in C order."""
     a = np.ascontiguousarray(a, dtype=np.float32)
     if not a.size:
         return ""
@@ -116,8 +118,7 @@ def _b64(a: np.ndarray) -> str:
 
 
 def _unb64(text: str, channels: int) -> np.ndarray:
-    """float32 buffer -> ``(channels, frames)`` if channel-major, read as ``(frames, channels)``
-    with ``.T`` by callers that wrote it frame-major (see :meth:`PartitionedConvolver._history`)."""
+    """Channel-major float32 buffer (the earlier state layout) -> ``(channels, frames)``."""
     return np.frombuffer(base64.b64decode(text), dtype=np.float32).reshape(channels, -1).copy()
 
 
@@ -169,7 +170,8 @@ class PartitionedConvolver:
         self._cache: dict[str, Any] | None = None
         # work buffers (frame-major time, spectra), all sized by the group of G blocks: memory does
         # not grow with the call or the stream
-        self._time = np.zeros((2 * B, C), np.float32)  # [:B] the last complete block, [B:B+q] the pending one
+        # time: [:B] the last complete block, [B:B+q] the pending one
+        self._time = np.zeros((2 * B, C), np.float32)
         # block spectra: the FDL is spec[base - (P-1) : base] (newest last) and a group's new spectra
         # go to spec[base : base + G]; when the end is reached the FDL moves back to the front
         G = self.G = max(1, -(-FFT_BATCH_TRANSFORMS // C))
@@ -228,7 +230,8 @@ class PartitionedConvolver:
         # rebuild the FDL: the spectrum of block j needs block j-1 too (window of 2B), so the P
         # kept blocks give the spectra of the newest P-1
         if P > 1:
-            win = np.lib.stride_tricks.sliding_window_view(hist, 2 * B, axis=0)[::B][: P - 1]
+            f_st, c_st = hist.strides
+            win = as_strided(hist, (P - 1, C, 2 * B), (B * f_st, c_st, f_st), writeable=False)
             _rfft_into(win, self._spec[: P - 1])
         self._base = P - 1
         self._time[:B] = hist[(P - 1) * B :]
@@ -302,7 +305,7 @@ class PartitionedConvolver:
                 blocks = (blocks + new)[-P:]
             # keep the last complete block and the incomplete one for the next call
             q_next = total - k_full * B
-            self._time[: B + q_next] = self._frames(x, q, k_full * B - q - B, n).copy()
+            self._time[: B + q_next] = self._frames(x, q, k_full * B - q - B, n)  # a view of x or a new array
             st = {"blocks": blocks, "q": q_next, "pos": st["pos"] + n}
         self._serial += 1
         st["serial"] = self._serial
