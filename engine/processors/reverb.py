@@ -91,19 +91,43 @@ def _probe_pocketfft() -> Any:
 
 
 _PF = _probe_pocketfft()
+_FFT_DOMAIN = "numpy.scipy.fft"
+try:  # uarray's dispatch state, to see whether scipy.fft has another backend (private as well)
+    from scipy._lib._uarray import _uarray as _uarray_state
+    from scipy.fft._backend import _ScipyBackend
+except Exception:
+    _uarray_state = _ScipyBackend = None
 
 
-def _rfft_into(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+def _direct_fft_ok() -> bool:
+    """True when scipy.fft would run its own pocketfft anyway (no other backend set, registered or
+    preferred, e.g. the GPU path's ``scipy.fft.set_backend``), so calling the binding directly skips
+    nothing. Any doubt (another scipy, an unreadable state) answers False: the public API."""
+    if _PF is None or _uarray_state is None:
+        return False
+    try:
+        glob, local, _ = _uarray_state.get_state()._pickle()
+        if _FFT_DOMAIN in glob:
+            (backend, _, _), registered, _ = glob[_FFT_DOMAIN]
+            if backend is not _ScipyBackend or registered:
+                return False
+        skipped, preferred = local.get(_FFT_DOMAIN, ((), ()))
+        return not skipped and not preferred
+    except Exception:  # private API: any surprise means "go through scipy.fft"
+        return False
+
+
+def _rfft_into(x: np.ndarray, out: np.ndarray, direct: bool) -> np.ndarray:
     """Real FFT of ``x`` (float32) along its last axis into ``out`` (complex64, ``n // 2 + 1``)."""
-    if _PF is not None:
+    if direct:
         return _PF.r2c(x, (x.ndim - 1,), True, 0, out, 1)
     out[...] = sp_fft.rfft(x, axis=-1)
     return out
 
 
-def _irfft_into(X: np.ndarray, n: int, out: np.ndarray) -> np.ndarray:
+def _irfft_into(X: np.ndarray, n: int, out: np.ndarray, direct: bool) -> np.ndarray:
     """Inverse real FFT (size ``n``, scaled 1/n) of ``X`` along its last axis into ``out`` (float32)."""
-    if _PF is not None:
+    if direct:
         return _PF.c2r(X, (X.ndim - 1,), n, False, 2, out, 1)
     out[...] = sp_fft.irfft(X, n=n, axis=-1)
     return out
@@ -232,7 +256,7 @@ class PartitionedConvolver:
         if P > 1:
             f_st, c_st = hist.strides
             win = as_strided(hist, (P - 1, C, 2 * B), (B * f_st, c_st, f_st), writeable=False)
-            _rfft_into(win, self._spec[: P - 1])
+            _rfft_into(win, self._spec[: P - 1], _direct_fft_ok())
         self._base = P - 1
         self._time[:B] = hist[(P - 1) * B :]
         self._time[B : B + q] = pending
@@ -272,6 +296,7 @@ class PartitionedConvolver:
         out = np.empty((n, C), np.float32)
         if n:
             S, H, G = self._spec, self.H, self.G
+            direct = _direct_fft_ok()
             base = self._base
             for g0 in range(0, n_blocks, G):
                 g = min(G, n_blocks - g0)
@@ -283,7 +308,7 @@ class PartitionedConvolver:
                 src = self._frames(x, q, g0 * B - B - q, (g0 + g) * B - q, self._win)
                 f_st, c_st = src.strides
                 win = as_strided(src, (g, C, 2 * B), (B * f_st, c_st, f_st), writeable=False)
-                X = _rfft_into(win, S[base : base + g])
+                X = _rfft_into(win, S[base : base + g], direct)
                 # Y[j] = sum_p X[j - p] H[p], X[j - p] = S[base + j - p] (the FDL for j < p)
                 Y, tmp = self._acc[:g], self._tmp[:g]
                 np.multiply(X, H[0], out=Y)
@@ -291,7 +316,7 @@ class PartitionedConvolver:
                     np.multiply(S[base - p : base - p + g], H[p], out=tmp)
                     np.add(Y, tmp, out=Y)
                 wet = self._wet[:g]  # (g, 2B, C); the second half of each is un-aliased
-                _irfft_into(Y, 2 * B, wet.transpose(0, 2, 1))
+                _irfft_into(Y, 2 * B, wet.transpose(0, 2, 1), direct)
                 for i in range(g):  # block j holds call frames [j*B - q, (j+1)*B - q)
                     j = g0 + i
                     lo, hi = max(0, j * B - q), min(n, (j + 1) * B - q)

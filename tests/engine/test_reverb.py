@@ -220,6 +220,28 @@ def test_public_fft_fallback_gives_the_same_output(monkeypatch):
     assert np.allclose(slow, fast, rtol=0, atol=1e-6 * np.max(np.abs(fast)))
 
 
+def test_ffts_go_through_a_scipy_fft_backend_when_one_is_set():
+    """The GPU path sends the engine's FFTs elsewhere with ``scipy.fft.set_backend``: the convolver
+    must then call scipy.fft, not pocketfft directly."""
+    import scipy.fft
+
+    class Counting:
+        __ua_domain__ = "numpy.scipy.fft"
+        calls = 0
+
+        def __ua_function__(self, method, args, kwargs):
+            Counting.calls += 1
+            return NotImplemented  # scipy's own backend does the work
+
+    ir = _ir(3000, 12)
+    x = np.random.default_rng(13).standard_normal((9000, 2)).astype(np.float32)
+    plain, _ = _stream(PartitionedConvolver(ir, 2, 1024), x, [1000, 3333])
+    with scipy.fft.set_backend(Counting()):
+        routed, _ = _stream(PartitionedConvolver(ir, 2, 1024), x, [1000, 3333])
+    assert Counting.calls > 0
+    assert np.allclose(routed, plain, rtol=0, atol=1e-6 * np.max(np.abs(plain)))
+
+
 def test_cost_model_block_is_a_power_of_two_covering_the_ir():
     for ir_frames in (1, 700, 14400, 144000, 297600):
         b = default_block_frames(ir_frames)
