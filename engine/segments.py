@@ -146,14 +146,19 @@ class _NoMeter:
 def merge_segments(segment_paths: list[str | os.PathLike], plan: list[dict[str, Any]],
                    out_path: str | os.PathLike, *, fmt: str = "wav24",
                    sample_rate_hz: int | None = None,
-                   analysis: dict[str, Any] | None = None) -> dict[str, Any]:
+                   analysis: dict[str, Any] | None = None,
+                   segment_reports: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Join rendered segments (in plan order) with linear cross-fades over each overlap, write
     ``out_path`` in ``fmt`` atomically, and measure the result (loudness, true peak).
 
     With ``analysis`` (keyword options of :class:`engine.features.FeatureAnalyzer`, e.g.
     ``{"pitch": False}``) the written blocks are also analysed as they go, and the report carries
     the result's features document under ``"features"`` (what :func:`engine.features.analyze_features`
-    would give on the float output, without decoding the file again)."""
+    would give on the float output, without decoding the file again).
+
+    With ``segment_reports`` (the segments' :func:`render_segment` reports, in plan order) the
+    report's gain-reduction curve, its maximum and ``artifacts_rate`` come from the segments' limiter
+    and compressor, as in a whole-file render's report (the merge itself only sees the output)."""
     if len(segment_paths) != len(plan) or not plan:
         raise ParamsError(f"{len(segment_paths)} segment files for a plan of {len(plan)} segments",
                           where="segments")
@@ -181,9 +186,46 @@ def merge_segments(segment_paths: list[str | os.PathLike], plan: list[dict[str, 
         rep.loudness, rep.tp = analyzer.meters()
     report = rep.result()
     report.update({"format": fmt, "out_path": str(out_path), "segments": len(plan)})
+    if segment_reports is not None:
+        report.update(_stitched_gain_reduction(segment_reports, plan, report))
     if features is not None:
         report["features"] = features
     return report
+
+
+def _stitched_gain_reduction(segment_reports: list[dict[str, Any]], plan: list[dict[str, Any]],
+                             report: dict[str, Any]) -> dict[str, Any]:
+    """The merged output's gain-reduction fields from the segments' reports: each segment bin goes
+    (max) into the merged bins it overlaps (segment hops are never longer than the merged hop, so at
+    most two); hard-limited frames add up, each segment's share over its frames without the
+    crossfade into the next segment."""
+    if len(segment_reports) != len(plan):
+        raise ParamsError(f"{len(segment_reports)} segment reports for a plan of {len(plan)} segments",
+                          where="segments")
+    hop_s = float(report["gain_reduction_hop_s"])
+    curve = np.asarray(report["gain_reduction_db"], dtype=np.float64)
+    gr_max = float(report["gain_reduction_max_db"])
+    hard = float(report["artifacts_rate"]) * report["frames"]
+    seg_hard = 0.0
+    for seg, rep in zip(plan, segment_reports, strict=True):
+        gr = np.asarray(rep.get("gain_reduction_db") or [], dtype=np.float64)
+        h = float(rep.get("gain_reduction_hop_s") or 0.0)
+        if gr.size and h > 0 and curve.size:
+            starts = float(seg["start_s"]) + np.arange(gr.size) * h
+            first = np.clip(np.floor(starts / hop_s + 1e-9).astype(np.int64), 0, curve.size - 1)
+            last = np.clip(np.floor((starts + h) / hop_s - 1e-9).astype(np.int64), 0, curve.size - 1)
+            np.maximum.at(curve, first, gr)
+            np.maximum.at(curve, last, gr)
+        gr_max = max(gr_max, float(rep.get("gain_reduction_max_db") or 0.0))
+        # the segment's frames include its outgoing crossfade, which the next segment covers too
+        frames = int(rep.get("frames") or 0)
+        overlap = round(float(seg.get("crossfade_s", 0.0)) * float(rep.get("sample_rate_hz") or 0.0))
+        seg_hard += float(rep.get("artifacts_rate") or 0.0) * max(0, frames - overlap)
+    return {
+        "gain_reduction_db": [round(float(v), 2) for v in curve],
+        "gain_reduction_max_db": round(gr_max, 3),
+        "artifacts_rate": min(1.0, max(hard, seg_hard) / max(1, report["frames"])),
+    }
 
 
 def _merge_into(segment_paths: list[str | os.PathLike], plan: list[dict[str, Any]],

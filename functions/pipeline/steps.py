@@ -309,6 +309,8 @@ def merge(event: dict, ctx: StepContext) -> dict:
                 fmt=fmt,
                 sample_rate_hz=int(event["params"]["sample_rate_hz"]),
                 analysis=_result_analysis(event["mode"]),
+                # the limiter's gain reduction and hard-limited share, as in tonematch match's report
+                segment_reports=[get_json(ctx, s["report_key"]) for s in segs],
             )
             ctx.objects.put_file(merged_key, out, CONTENT_TYPES[ext])
         finally:

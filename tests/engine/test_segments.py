@@ -127,3 +127,32 @@ def test_merge_analysis_error_leaves_no_output(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(AudioInputError, match="analysis broke"):
         merge_segments([tmp_path / "s.wav"], plan, tmp_path / "m.wav", analysis={"pitch": False})
     assert not list(tmp_path.glob("m*"))  # no output, no temp file left behind
+
+
+def test_merge_report_carries_the_segments_gain_reduction_like_a_whole_render(tmp_path: Path) -> None:
+    x = synth_music(20.0, FS, seed=6)
+    src = tmp_path / "in.wav"
+    sf.write(src, x, FS, subtype="FLOAT")
+    params = resolve_gain(src, {**PARAMS, "lufs": {"target_db": -10.0}})  # loud: the limiter works hard
+    whole = render_file(src, tmp_path / "whole.wav", params, fmt="float32")
+    plan = plan_segments(20.0, 6.0)
+    paths, reports = [], []
+    for seg in plan:
+        p = tmp_path / f"seg{seg['idx']}.wav"
+        reports.append(render_segment(src, p, params, seg))
+        paths.append(p)
+    rep = merge_segments(paths, plan, tmp_path / "merged.wav", fmt="float32", segment_reports=reports)
+    want = np.asarray(whole["gain_reduction_db"])
+    got = np.asarray(rep["gain_reduction_db"])
+    assert whole["gain_reduction_max_db"] > 1.0
+    assert rep["gain_reduction_hop_s"] == whole["gain_reduction_hop_s"]
+    assert got.shape == want.shape
+    assert rep["gain_reduction_max_db"] == pytest.approx(whole["gain_reduction_max_db"], abs=0.02)
+    # equal bin for bin except where a segment bin straddles two merged bins (then >= the whole's)
+    assert np.all(got >= want - 0.011) and np.mean(np.abs(got - want) <= 0.011) > 0.9
+    assert whole["artifacts_rate"] > 0.01
+    # exact but for the crossfades (counted by both neighbours; the merge corrects that on average)
+    bound = (len(plan) - 1) * round(0.05 * FS) / whole["frames"]
+    assert rep["artifacts_rate"] == pytest.approx(whole["artifacts_rate"], abs=bound)
+    plain = merge_segments(paths, plan, tmp_path / "m2.wav", fmt="float32")
+    assert plain["gain_reduction_max_db"] == 0.0  # without the segments' reports the merge sees no limiter
