@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import queue
-import threading
 from typing import Any
 
 import numpy as np
@@ -22,6 +20,7 @@ from engine.audio_io import AudioWriter, iter_blocks, probe
 from engine.chain import build_chain
 from engine.errors import ParamsError
 from engine.render import BLOCK_FRAMES, _Report, render_file
+from engine.threads import BackgroundSink, prefetch, usable_cores
 
 DEFAULT_PREROLL_S = 3.0
 DEFAULT_CROSSFADE_S = 0.05
@@ -86,63 +85,6 @@ def render_segment(in_path: str | os.PathLike, out_path: str | os.PathLike, styl
     return report
 
 
-class _BackgroundAnalyzer:
-    """Feeds blocks to :class:`engine.features.FeatureAnalyzer` on a worker thread (numpy and the
-    FFTs release the GIL, so the analysis overlaps the merge's reading and writing). The queue is
-    bounded (``max_blocks`` blocks in flight), so memory stays flat in the file's length."""
-
-    def __init__(self, sample_rate_hz: int, channels: int, expected_frames: int, options: dict[str, Any],
-                 max_blocks: int = 4) -> None:
-        from engine.features import FeatureAnalyzer
-
-        self._analyzer = FeatureAnalyzer(sample_rate_hz, channels, expected_frames=expected_frames,
-                                         **options)
-        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=max_blocks)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="merge-analysis", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            block = self._queue.get()
-            if block is None:
-                return
-            if self._error is None:
-                try:
-                    self._analyzer.feed(block)
-                except BaseException as exc:  # re-raised in result(); keep draining so feed never blocks
-                    self._error = exc
-
-    def feed(self, block: np.ndarray) -> None:
-        """Queue the next block (not modified afterwards by the caller)."""
-        self._queue.put(block)
-
-    def close(self) -> None:
-        """Stop the thread (idempotent); call on every exit path."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-
-    def result(self) -> dict[str, Any]:
-        """The features document of everything fed."""
-        self.close()
-        if self._error is not None:
-            raise self._error
-        return self._analyzer.result()
-
-    def meters(self) -> tuple[Any, Any]:
-        """The analyser's loudness and true-peak meters (fed the same blocks as the report)."""
-        self.close()
-        return self._analyzer.loud, self._analyzer.tp
-
-
-class _NoMeter:
-    """Stands in for the report's loudness / true-peak meter while the analyser's do the measuring."""
-
-    def feed(self, block: np.ndarray) -> None:
-        pass
-
-
 def merge_segments(segment_paths: list[str | os.PathLike], plan: list[dict[str, Any]],
                    out_path: str | os.PathLike, *, fmt: str = "wav24",
                    sample_rate_hz: int | None = None,
@@ -173,23 +115,17 @@ def merge_segments(segment_paths: list[str | os.PathLike], plan: list[dict[str, 
                               f"{channels} ch", where="segments")
     total = sum(round((s["stop_s"] - s["start_s"]) * rate) for s in plan) + max(
         0, infos[-1].frames - round((plan[-1]["stop_s"] - plan[-1]["start_s"]) * rate))
-    rep = _Report(rate, channels, total)
-    analyzer = None if analysis is None else _BackgroundAnalyzer(rate, channels, total, analysis)
-    if analyzer is not None:  # the analyser meters loudness and true peak of the same blocks: once is enough
-        rep.loudness = rep.tp = _NoMeter()
-    try:
-        features = _merge_into(segment_paths, plan, out_path, fmt, rate, channels, rep, analyzer)
-    finally:
-        if analyzer is not None:
-            analyzer.close()
-    if analyzer is not None:
-        rep.loudness, rep.tp = analyzer.meters()
+    analyzer = None
+    if analysis is not None:  # its meters are the report's: loudness and true peak measured once
+        from engine.features import FeatureAnalyzer
+
+        analyzer = FeatureAnalyzer(rate, channels, expected_frames=total, **analysis)
+    rep = _Report(rate, channels, total, analyzer)
+    _merge_into(segment_paths, plan, out_path, fmt, rate, channels, rep)
     report = rep.result()
     report.update({"format": fmt, "out_path": str(out_path), "segments": len(plan)})
     if segment_reports is not None:
         report.update(_stitched_gain_reduction(segment_reports, plan, report))
-    if features is not None:
-        report["features"] = features
     return report
 
 
@@ -229,18 +165,20 @@ def _stitched_gain_reduction(segment_reports: list[dict[str, Any]], plan: list[d
 
 
 def _merge_into(segment_paths: list[str | os.PathLike], plan: list[dict[str, Any]],
-                out_path: str | os.PathLike, fmt: str, rate: int, channels: int, rep: _Report,
-                analyzer: _BackgroundAnalyzer | None) -> dict[str, Any] | None:
-    """The merge loop of :func:`merge_segments`; returns the features when ``analyzer`` is given
-    (computed before the writer renames the file into place, so an analysis error leaves no output)."""
-    with AudioWriter(out_path, rate, channels, fmt) as writer:
+                out_path: str | os.PathLike, fmt: str, rate: int, channels: int, rep: _Report) -> None:
+    """The merge loop of :func:`merge_segments`. Reading, writing and measuring (+ analysing) overlap
+    on two threads where two cores are usable; an error in any of them leaves no output file."""
+    threaded = usable_cores() >= 2
+    with AudioWriter(out_path, rate, channels, fmt) as writer, \
+            BackgroundSink(writer.write, threaded=threaded) as write, \
+            BackgroundSink(rep.feed, threaded=threaded) as measure:
         fade_in: np.ndarray | None = None  # tail of the previous segment to cross-fade into this one
         for k, (path, seg) in enumerate(zip(segment_paths, plan, strict=True)):
             start_f = round(seg["start_s"] * rate)
             body = round(seg["stop_s"] * rate) - start_f
             xf = round(seg.get("crossfade_s", 0.0) * rate) if k < len(plan) - 1 else 0
             pos = 0
-            for block in iter_blocks(path, BLOCK_FRAMES):
+            for block in prefetch(iter_blocks(path, BLOCK_FRAMES), threaded=threaded):
                 n = block.shape[0]
                 if fade_in is not None and pos < fade_in.shape[0]:
                     m = min(n, fade_in.shape[0] - pos)
@@ -249,11 +187,9 @@ def _merge_into(segment_paths: list[str | os.PathLike], plan: list[dict[str, Any
                     block[:m] = fade_in[pos:pos + m] * (1 - ramp) + block[:m] * ramp
                 limit = body if k < len(plan) - 1 else n + pos
                 keep = max(0, min(n, limit - pos))
-                if keep:
-                    writer.write(block[:keep])
-                    rep.feed(block[:keep], None)
-                    if analyzer is not None:
-                        analyzer.feed(block[:keep])
+                if keep:  # queued blocks are never modified afterwards (a cross-fade copies first)
+                    write.put(block[:keep])
+                    measure.put(block[:keep], None)
                 if k < len(plan) - 1 and pos + n > body:
                     lo = max(0, body - pos)
                     hi = min(n, body + xf - pos)
@@ -269,4 +205,3 @@ def _merge_into(segment_paths: list[str | os.PathLike], plan: list[dict[str, Any
                                           where="segments")
             else:
                 fade_in = None
-        return None if analyzer is None else analyzer.result()
