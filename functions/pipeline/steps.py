@@ -191,7 +191,13 @@ def _resolve_gain_like_match(ctx: StepContext, event: dict, params: dict, sample
     """``params`` with ``lufs.gain_db`` resolved by the very code path ``tonematch match`` uses (a
     whole-file render that solves the gain on the loudness model and corrects it once if the output
     misses by more than the engine's tolerance), so the segmented result equals the CLI's sample for
-    sample. The probe render goes to scratch and is deleted."""
+    sample. The probe render goes to scratch and is deleted.
+
+    Not ``engine.render.resolve_gain(verify=True)``: it corrects by the unrounded loudness where
+    render_file uses its report's (0.001 LU) value, so the gains differ when the corrective pass runs
+    (tests/engine/test_segments.py, xfail), and its verify pass decodes and runs the whole chain again
+    where render_file replays only gain + limiter on the spilled "pre" output (measured on the 240 s
+    bench pair: 1.47 s CPU against 1.20 s)."""
     from engine.render import render_file
 
     if (params.get("lufs") or {}).get("target_db") is None or (params.get("lufs") or {}).get(
