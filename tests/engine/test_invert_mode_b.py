@@ -9,6 +9,7 @@ from engine.invert_mode_b import (
     dynamic_gain_reduction_db,
     eq_level_gain_db,
     f0_visualisation,
+    frame_gain_reduction_db,
     invert_mode_b,
     mix_for_drr,
     refit_eq_for_reverb,
@@ -65,12 +66,13 @@ def feats(
 def test_compressor_on_when_reference_is_more_compressed_and_matches_its_spread():
     rng = np.random.default_rng(1)
     env_t = -20 + 6 * rng.standard_normal(800)
-    # the reference = the target through a real compressor (static curve + attack/release) at 4:1
-    env_r = env_t - dynamic_gain_reduction_db(env_t, 0.05, -22.0, 4.0, 10.0, 150.0)
+    # the reference = the target through a real compressor (static curve + attack/release) at 4:1,
+    # as a frame-level meter reads it
+    env_r = env_t - frame_gain_reduction_db(env_t, 0.05, -22.0, 4.0, 10.0, 150.0)
     p = invert_mode_b(feats(env=env_r, lra=4.0, crest=9.0), feats(env=env_t), PARAMS_A, {})
     c = p["compressor"]
     assert p["notes"]["compressor"].startswith("on:")
-    out = env_t - dynamic_gain_reduction_db(
+    out = env_t - frame_gain_reduction_db(
         env_t, 0.05, c["threshold_db"], c["ratio"], c["attack_ms"], c["release_ms"]
     )
     spread = lambda e: np.subtract(*np.percentile(e, [95, 10]))  # noqa: E731
@@ -411,3 +413,15 @@ def test_eq_refitted_for_the_reverb_colour_when_reverb_is_added():
     bands, note = refit_eq_for_reverb(ref, tgt, {"ir_key": key, "mix": mix, "pre_delay_ms": 20.0})
     assert all(abs(b["gain_db"]) <= 1.0 for b in bands), bands  # the reverb explains the difference
     assert "reverb's colouring" in note
+
+
+def test_frame_gain_reduction_counts_the_attack_at_onsets():
+    level = np.r_[np.full(20, -80.0), np.full(40, -10.0)]
+    fine = frame_gain_reduction_db(level, 0.05, -30.0, 4.0, 20.0, 150.0, knee_db=0.0)
+    settled = 20.0 * (1.0 - 1.0 / 4.0)
+    # steady state: the static curve; the onset frame keeps its uncompressed start, so it is louder
+    assert fine[-1] == pytest.approx(settled, abs=0.05)
+    assert 0.3 * settled < fine[20] < 0.9 * settled
+    # one sub-step per frame is the frame-rate model
+    coarse = frame_gain_reduction_db(level, 0.05, -30.0, 4.0, 20.0, 150.0, knee_db=0.0, substeps=1)
+    assert np.allclose(coarse, dynamic_gain_reduction_db(level, 0.05, -30.0, 4.0, 20.0, 150.0, knee_db=0.0))
