@@ -448,14 +448,14 @@ def render(audio: np.ndarray, style_params: dict[str, Any], *, sample_rate_hz: i
             cells.feed(b)
         model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"), cells.cell_frames)
         params = _with_gain(style_params, model.solve(float(style_params["lufs"]["target_db"])))
-        out, report = _render_post(pre_out, params, rate, channels, block, pre_gr)
+        out, report, measured = _render_post(pre_out, params, rate, channels, block, pre_gr)
         target = float(style_params["lufs"]["target_db"])
-        miss = None if report["lufs_integrated"] is None else target - report["lufs_integrated"]
+        miss = None if measured is None else target - measured
         passes = 1
         if miss is not None and abs(miss) > LUFS_TOLERANCE_LU:
             gain = params["lufs"]["gain_db"] + miss / model.slope(params["lufs"]["gain_db"])
             params = _with_gain(style_params, gain)
-            out, report = _render_post(pre_out, params, rate, channels, block, pre_gr)
+            out, report, _ = _render_post(pre_out, params, rate, channels, block, pre_gr)
             passes = 2
         report["post_passes"] = passes
     else:
@@ -478,7 +478,9 @@ def render(audio: np.ndarray, style_params: dict[str, Any], *, sample_rate_hz: i
 
 
 def _render_post(pre_out: np.ndarray, params: dict[str, Any], rate: int, channels: int,
-                 block: int, pre_gr: _GrTrack | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+                 block: int, pre_gr: _GrTrack | None = None
+                 ) -> tuple[np.ndarray, dict[str, Any], float | None]:
+    """Gain + limiter over the "pre" output: ``(audio, report, unrounded integrated LUFS)``."""
     chain = ChainRunner(build_chain(params, rate, channels, stages=POST_STAGES), channels)
     rep = _Report(rate, channels, pre_out.shape[0])
     if pre_gr is not None:
@@ -491,7 +493,7 @@ def _render_post(pre_out: np.ndarray, params: dict[str, Any], rate: int, channel
     for y in chain.finish():
         rep.feed(y, None)
         outs.append(y)
-    return np.concatenate(outs, axis=0), rep.result()
+    return np.concatenate(outs, axis=0), rep.result(), rep.loudness.integrated_lufs()
 
 
 def _stream_to_writer(blocks: Iterable[np.ndarray], chain: ChainRunner, writer: AudioWriter, rep: _Report,
@@ -651,7 +653,9 @@ def _render_file_resolving(in_path, out_path, style_params, *, fmt, rate, channe
                 _stream_to_writer(blocks, post, writer, rep, progress=sub, total_frames=pre_frames)
                 report = rep.result()
                 passes += 1
-                miss = None if report["lufs_integrated"] is None else target - report["lufs_integrated"]
+                # the unrounded reading (not the report's 0.001 LU figure): resolve_gain's rule exactly
+                measured = rep.loudness.integrated_lufs()
+                miss = None if measured is None else target - measured
                 if miss is None or abs(miss) <= LUFS_TOLERANCE_LU or _attempt == 1:
                     break
                 gain += miss / model.slope(gain)
