@@ -155,19 +155,31 @@ class Sampler(threading.Thread):
         }
 
 
-def run_cli_match(ref: str, tgt: str, out: str) -> tuple[float, float]:
-    """Wall and CPU seconds of ``tonematch match`` (CPU from the child's rusage; the children's peak
-    RSS is then ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``)."""
+def run_cli_match(ref: str, tgt: str, out: str) -> tuple[float, float, float]:
+    """Wall and CPU seconds (the child's rusage) and peak RSS in MiB of ``tonematch match``. The peak
+    is the child's own VmHWM, polled from /proc: rusage's ru_maxrss of a child counts the bench's
+    memory it was forked from (the generated audio), not the command's."""
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "engine.cli", "match", ref, tgt, "-o", out, "--quiet"], check=True, cwd=ROOT
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "match", ref, tgt, "-o", out, "--quiet"], cwd=ROOT
     )
+    peak_kib = 0
+    while proc.poll() is None:
+        try:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kib = max(peak_kib, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
     wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"tonematch match failed ({proc.returncode})")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), peak_kib / 1024
 
 
 def start_server(data: Path, port: int, workers: int | None, log_level: str = "warning",
@@ -316,16 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-s", type=float, default=0.25, help="RSS/CPU sampling interval (default 0.25)")
     args = ap.parse_args(argv)
 
-    import resource
-
     work = Path(args.workdir or tempfile.mkdtemp(prefix="tonematch-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     figures: dict = {"duration_s": args.duration_s, "cpu_count": os.cpu_count()}
     pair = write_pair(work / "pair", args.duration_s, args.tile_s)
     print(f"audio: {args.duration_s:.0f} s stereo 44.1 kHz pair in {work / 'pair'}", flush=True)
 
-    cli_s, cli_cpu_s = run_cli_match(pair["reference"], pair["target"], str(work / "cli.wav"))
-    cli_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    cli_s, cli_cpu_s, cli_rss = run_cli_match(pair["reference"], pair["target"], str(work / "cli.wav"))
     figures.update(
         cli_match_s=round(cli_s, 2),
         cli_match_cpu_s=round(cli_cpu_s, 2),
@@ -385,10 +394,13 @@ def main(argv: list[str] | None = None) -> int:
         figures.update(sampler.figures())
         job_s, total_s = t_done - t_create, t_dl - t_upload
         # the machine may be shared: time `match` again right after and compare with the mean
-        cli2_s, cli2_cpu_s = run_cli_match(pair["reference"], pair["target"], str(work / "cli2.wav"))
+        cli2_s, cli2_cpu_s, cli2_rss = run_cli_match(
+            pair["reference"], pair["target"], str(work / "cli2.wav")
+        )
         figures.update(
             cli_match_again_s=round(cli2_s, 2),
             cli_match_again_cpu_s=round(cli2_cpu_s, 2),
+            cli_match_again_peak_rss_mib=round(cli2_rss, 1),
             loadavg_after=os.getloadavg()[0],
         )
         cli_s = (cli_s + cli2_s) / 2
