@@ -18,16 +18,19 @@ reverb; the pair whose predicted envelope quantiles (p10..p98 relative to the me
 weighted double) are nearest the reference's is kept. On only when the reference's p95 - p50 is at
 least 1.5 dB below the target's, its p95 - p10 is not wider, and the best fit removes at least 20 %
 of the quantile mismatch.
-Reverb: RT60 and DRR of both (the learned blind estimate ``reverb.blind`` where the features carry it,
-else the DSP ``reverb.rt60_s`` / ``drr_db``). On only when the reference's DRR is 3 dB lower (or its
-RT60 clearly longer) AND, where the learned estimate carries it, its steepest free decays are 1.2x
-slower (``blind.dsp_rt60_s``): two independent indications, since compression and dense mixes fool
-the learned DRR. Then the IR of the library nearest the reference RT60, the mix that brings the
+Reverb: RT60 and DRR of both (the learned blind estimate ``reverb.blind`` where the features carry
+it, else the DSP ``reverb.rt60_s`` / ``drr_db``). On only when the reference's DRR is 3 dB lower (or
+its RT60 clearly longer) AND, where the learned estimate carries it, its steepest free decays are
+1.2x slower (``blind.dsp_rt60_s``): two independent indications, since compression and dense mixes
+fool the learned DRR. Then the IR of the library nearest the reference RT60, the mix that brings the
 target's DRR to the reference's (dry/wet energies add, the IR's power gain on the target's spectrum
-counted), pre-delay from the RT60; mode A's EQ is then fitted again with the reverb's colouring
-of the long-term spectrum counted (the reference carries it already). Off when the reference's
-level range (p95 - p10) is over 3 dB wider than the target's: the target is then the more
-compressed one, and compression lowers a blind DRR as reverb does.
+counted), pre-delay from the RT60; mode A's EQ is then fitted again with the reverb's colouring of
+the long-term spectrum counted (the reference carries it already). Off when the reference's level
+range (p95 - p10) is over 3 dB wider than the target's: the target is then the more compressed one,
+and compression lowers a blind DRR as reverb does. Off too when the reference's quiet part (envelope
+p10, p25 relative to the median) lies deeper than the target's and the target's envelope, through
+the chosen reverb in the energy-domain model, moves away from it: a reverb fills the quiet part, so
+a wetter reference has the shallower one.
 Pitch: median F0 offset in cents, checked against the circular cross-correlation of the two 10-cent
 pitch-class histograms and against content: the per-second median F0s of the two recordings must
 differ by 3 standard errors of their phrase-to-phrase variation (and agree with the median); shifted
@@ -429,12 +432,46 @@ def estimate_reverb(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[dict 
     if mix < 0.01:
         return None, f"off: the mix needed is below 1 % ({facts})"
     _, rt_ir = parse_ir_key(key)
+    # analysis by synthesis: a reverb fills the quiet part of the level distribution, so the target's
+    # envelope through this reverb must come nearer the reference's lower quantiles, not move away
+    # (a reference whose quiet part is deeper than the target's is not the wetter one: the target is
+    # then the compressed one, and compression also lowers a blind DRR)
+    lower = _lower_shape_mismatch_db(ref, tgt, {"rt60_s": rt_ir, "mix": mix, "wet_gain": wet_gain})
+    if lower is not None and lower[2] < 0.0 and lower[1] > lower[0]:
+        return None, (
+            f"off: the reference's quiet part lies deeper below its median than the target's "
+            f"({lower[2]:+.1f} dB), and the target through {key} at mix {mix:.2f} moves away from it "
+            f"(p10/p25 - p50 mismatch {lower[0]:.2f} -> {lower[1]:.2f} dB): the reference is not the "
+            f"wetter one ({facts})"
+        )
     pre_delay_ms = float(np.clip(5.0 + 10.0 * rt_ir, 0.0, 50.0))
     params = {"ir_key": key, "mix": round(mix, 3), "pre_delay_ms": round(pre_delay_ms, 1)}
+    lower_note = "" if lower is None else f"; quiet-part mismatch {lower[0]:.2f} -> {lower[1]:.2f} dB"
     return params, (
         f"on: reference wetter ({facts}); {key} (power gain {10 * math.log10(wet_gain):+.1f} dB on the "
-        f"target's spectrum) at mix {mix:.2f}"
+        f"target's spectrum) at mix {mix:.2f}{lower_note}"
     )
+
+
+def _lower_shape_mismatch_db(ref: dict, tgt: dict, sim: dict) -> tuple[float, float, float] | None:
+    """``(before, after, depth)``: mean |difference| (dB) of the envelope quantiles p10 and p25
+    relative to the median between the reference and the target, without and with the reverb ``sim``
+    ({rt60_s, mix, wet_gain}) in the energy-domain model, and the mean signed difference reference -
+    target of those quantiles (negative: the reference's quiet part is the deeper one); None when an
+    envelope is missing or too short."""
+    raw_t, hop_t = _raw_envelope(tgt)
+    env_r = _envelope(ref)
+    if raw_t.size == 0 or not hop_t or hop_t <= 0:
+        return None
+    act_t = _active(raw_t)
+    if act_t.sum() < 20 or env_r.size < 20:
+        return None
+    n_lower = sum(1 for q in SHAPE_PCTS if q < 50.0)
+    shape_r = _shape_db(env_r)[:n_lower]
+    shape_t = _shape_db(raw_t[act_t])[:n_lower]
+    before = float(np.mean(np.abs(shape_t - shape_r)))
+    after = float(np.mean(np.abs(_shape_db(_with_reverb(raw_t, hop_t, sim)[act_t])[:n_lower] - shape_r)))
+    return before, after, float(np.mean(shape_r - shape_t))
 
 
 # -- pitch -------------------------------------------------------------------------------------

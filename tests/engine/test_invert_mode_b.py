@@ -425,3 +425,19 @@ def test_frame_gain_reduction_counts_the_attack_at_onsets():
     # one sub-step per frame is the frame-rate model
     coarse = frame_gain_reduction_db(level, 0.05, -30.0, 4.0, 20.0, 150.0, knee_db=0.0, substeps=1)
     assert np.allclose(coarse, dynamic_gain_reduction_db(level, 0.05, -30.0, 4.0, 20.0, 150.0, knee_db=0.0))
+
+
+def test_reverb_off_when_the_reference_quiet_part_is_the_deeper_one():
+    # the learned DRR and the decays say "reference wetter", the level ranges are within 3 dB, but the
+    # target's quiet part is the filled one (its lowest frames held up): a reverb would fill it more
+    rng = np.random.default_rng(5)
+    env_r = -20 + 6 * rng.standard_normal(800)
+    env_t = np.maximum(env_r, np.percentile(env_r, 20))
+    ref = feats(env=env_r, blind={"rt60_s": 1.2, "drr_db": -5.0, "dsp_rt60_s": 0.9, "model": "reverb_blind"})
+    tgt = feats(env=env_t, blind={"rt60_s": 1.0, "drr_db": 1.0, "dsp_rt60_s": 0.5, "model": "reverb_blind"})
+    p = invert_mode_b(ref, tgt, PARAMS_A, {})
+    assert "reverb" not in p and "quiet part" in p["notes"]["reverb"]
+    # the same pair the other way round (the reference is the filled one) gets the reverb
+    ref2 = feats(env=env_t, blind=ref["reverb"]["blind"])
+    p = invert_mode_b(ref2, feats(env=env_r, blind=tgt["reverb"]["blind"]), PARAMS_A, {})
+    assert "reverb" in p, p["notes"]["reverb"]
