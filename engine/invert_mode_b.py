@@ -13,11 +13,11 @@ Compressor (fitted after the reverb is chosen): the target's RMS envelope (featu
 the EQ), is run through the processor's own gain-reduction model (static curve, instant-attack /
 exponential-release peak hold, attack smoother; run at 5 ms sub-steps of the 50 ms envelope and the
 output power averaged per frame, so onsets that pass during the attack count) for a grid of
-thresholds (envelope percentiles) and ratios, then through an energy-domain model of the chosen
-reverb; the pair whose predicted envelope quantiles (p10..p98 relative to the median, upper ones
-weighted double) are nearest the reference's is kept. On only when the reference's p95 - p50 is at
-least 1.5 dB below the target's, its p95 - p10 is not wider, and the best fit removes at least 20 %
-of the quantile mismatch.
+thresholds (envelope percentiles), ratios and attack times (the release is set by the kind of
+material), then through an energy-domain model of the chosen reverb; the pair whose predicted
+envelope quantiles (p10..p98 relative to the median, upper ones weighted double) are nearest the
+reference's is kept. On only when the reference's p95 - p50 is at least 1.5 dB below the target's,
+its p95 - p10 is not wider, and the best fit removes at least 20 % of the quantile mismatch.
 Reverb: RT60 and DRR of both (the learned blind estimate ``reverb.blind`` where the features carry
 it, else the DSP ``reverb.rt60_s`` / ``drr_db``). On only when the reference's DRR is 3 dB lower (or
 its RT60 clearly longer) AND, where the learned estimate carries it, its steepest free decays are
@@ -141,7 +141,9 @@ def _with_reverb(env_db: np.ndarray, hop_s: float, sim: dict | None) -> np.ndarr
 #: weights: the upper part is where a compressor acts, the lower part is shared with pauses and noise
 SHAPE_PCTS = (10.0, 25.0, 75.0, 90.0, 95.0, 98.0)
 SHAPE_WEIGHTS = (0.5, 0.5, 1.0, 1.0, 1.0, 1.0)
-ATTACK_MS = {"voice": 5.0, "music": 10.0}
+#: attack times (ms) the fit tries (octave steps over the usual range); the release is not fitted
+#: (the quantiles barely tell it apart) and is set by the kind of material
+ATTACK_GRID_MS = (5.0, 10.0, 20.0, 40.0)
 RELEASE_MS = {"voice": 120.0, "music": 150.0}
 
 
@@ -259,7 +261,7 @@ def estimate_compressor(
         hop_t = 0.05
     voice = (_num(_get(tgt, "f0", "voiced_ratio")) or 0.0) >= 0.3
     kind = "voice" if voice else "music"
-    attack_ms, release_ms = ATTACK_MS[kind], RELEASE_MS[kind]
+    release_ms = RELEASE_MS[kind]
     level_t = raw_t + eq_level_gain_db(tgt, eq_bands)
 
     def predicted(gr_db: np.ndarray | float) -> np.ndarray:
@@ -295,16 +297,19 @@ def estimate_compressor(
         return None, f"off: the upper envelope is tighter but the full range is not; not trusted ({facts})"
     shape_r = _shape_db(env_r)
     cost0 = _shape_cost(_shape_db(base), shape_r)
-    best: tuple[float, float, float] | None = None
-    for pct in (30, 40, 50, 60, 70, 80, 90):
-        thr = float(np.percentile(level_t[act_t], pct))
-        for ratio in (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0):
-            gr = frame_gain_reduction_db(level_t, hop_t, thr, ratio, attack_ms, release_ms)
-            cost = _shape_cost(_shape_db(predicted(gr)), shape_r) + 0.01 * ratio
-            if best is None or cost < best[0]:
-                best = (cost, thr, ratio)
+    best: tuple[float, float, float, float] | None = None
+    # the attack is fitted too: at 5 ms sub-steps it sets how much of each onset passes, which is
+    # what separates a strong, slow compressor from a gentle, fast one in the frame-level quantiles
+    for att in ATTACK_GRID_MS:
+        for pct in (30, 40, 50, 60, 70, 80, 90):
+            thr = float(np.percentile(level_t[act_t], pct))
+            for ratio in (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0):
+                gr = frame_gain_reduction_db(level_t, hop_t, thr, ratio, att, release_ms)
+                cost = _shape_cost(_shape_db(predicted(gr)), shape_r) + 0.01 * ratio
+                if best is None or cost < best[0]:
+                    best = (cost, thr, ratio, att)
     assert best is not None
-    cost, thr, ratio = best
+    cost, thr, ratio, attack_ms = best
     if cost > 0.8 * cost0:
         return None, (
             f"off: no compressor setting brings the target's level distribution clearly nearer the "
