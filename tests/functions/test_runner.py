@@ -142,3 +142,22 @@ def test_a_late_failure_never_uncompletes_a_job(ctx):
     )
     assert out["status"] == "COMPLETED"
     assert ctx.status.get_job(job["id"])["status"] == "COMPLETED" and ctx.status.dead_letters() == []
+
+
+def test_start_warms_every_render_process_before_taking_jobs(ctx, caplog):
+    caplog.set_level("INFO", logger="tonematch.runner")
+    runner = LocalRunner(ctx, pipeline=FAKE_PIPELINE, workers=2, sleep=lambda s: None)
+    try:
+        runner.start(resume=False)
+        assert runner.warm_up(timeout_s=30) == 2  # both processes up and answering (imports done)
+        job = _job(ctx, n=2)
+        runner.submit(job["id"])
+        deadline = time.time() + 30
+        while not runner.idle() and time.time() < deadline:
+            time.sleep(0.02)
+        assert ctx.status.get_job(job["id"])["status"] == "COMPLETED"
+        assert "Square" in {t[0] for t in runner.timings}  # pool tasks are timed...
+        line = next(r.getMessage() for r in caplog.records if "runner: job" in r.getMessage())
+        assert job["id"] in line and "COMPLETED" in line and "Square" in line  # ...and logged per job
+    finally:
+        runner.stop()
