@@ -158,10 +158,6 @@ def test_merge_report_carries_the_segments_gain_reduction_like_a_whole_render(tm
     assert plain["gain_reduction_max_db"] == 0.0  # without the segments' reports the merge sees no limiter
 
 
-@pytest.mark.xfail(strict=True, reason="engine/render.py: render_file corrects the gain by the miss of its "
-                   "report's loudness rounded to 0.001 LU, resolve_gain by the unrounded one; when the "
-                   "corrective pass runs the gains differ by up to ~0.01 dB, so the service resolves the "
-                   "gain with a render_file probe (functions/pipeline/steps.py) until both use one rule")
 def test_resolve_gain_gives_render_files_gain_when_the_corrective_pass_runs(tmp_path: Path) -> None:
     x = synth_music(12.0, FS, seed=2)
     src = tmp_path / "in.wav"
