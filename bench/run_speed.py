@@ -115,29 +115,48 @@ def prepare(pairs: int, long: bool) -> dict:
 # --- measuring ------------------------------------------------------------------------------------------
 
 
+# Runs the measured command as the grandchild of this (large) bench process: the ``ru_maxrss`` that
+# ``wait4`` reports for a direct child counts the memory of the process it was forked from (Linux keeps
+# the pre-exec high-water mark), so a direct child would inherit this script's few hundred MB.
+_LAUNCHER = """
+import json, os, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as fh:
+    json.dump({"rc": os.waitstatus_to_exitcode(status), "maxrss_kb": ru.ru_maxrss,
+               "user_s": ru.ru_utime, "sys_s": ru.ru_stime}, fh)
+"""
+
+
 def run_with_rss(cmd: list[str], *, env: dict | None = None, timeout_s: float = 1800) -> dict:
-    """Run ``cmd``: wall time (s), peak RSS of the child (MB, from ``os.wait4``'s rusage), CPU times,
-    exit code, output tails."""
+    """Run ``cmd``: wall time (s), its peak RSS (MB, ``wait4`` rusage taken by a small launcher
+    process, see ``_LAUNCHER``), CPU times, exit code, output tails."""
     full_env = os.environ | (env or {})
     out_f = SPEED_DIR / "_child.out"
     err_f = SPEED_DIR / "_child.err"
+    usage_f = SPEED_DIR / "_child.rusage.json"
+    usage_f.unlink(missing_ok=True)
+    launcher = [sys.executable, "-S", "-c", _LAUNCHER, str(usage_f), *cmd]
     with open(out_f, "wb") as fo, open(err_f, "wb") as fe:
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, env=full_env, cwd=ROOT)
-        deadline = t0 + timeout_s
+        p = subprocess.Popen(launcher, stdout=fo, stderr=fe, env=full_env, cwd=ROOT, start_new_session=True)
         timed_out = False
-        while True:
-            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
-            if not timed_out and time.perf_counter() > deadline:
-                timed_out = True
-                p.kill()
-            time.sleep(0.005)
+        try:
+            p.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(p.pid, 9)
+            p.wait()
         wall = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    return {"wall_s": wall, "rc": p.returncode, "timed_out": timed_out,
-            "peak_rss_mb": usage.ru_maxrss / 1024.0, "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
+    usage = json.loads(usage_f.read_text()) if usage_f.exists() else {
+        "rc": p.returncode, "maxrss_kb": 0, "user_s": 0.0, "sys_s": 0.0}
+    return {"wall_s": wall, "rc": usage["rc"], "timed_out": timed_out,
+            "peak_rss_mb": usage["maxrss_kb"] / 1024.0, "user_s": usage["user_s"], "sys_s": usage["sys_s"],
             "stdout": out_f.read_text(errors="replace")[-4000:],
             "stderr": err_f.read_text(errors="replace")[-2000:]}
 

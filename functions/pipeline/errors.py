@@ -11,5 +11,5 @@ class TransientError(Exception):
     """A fault worth retrying: object-store 5xx, a dropped connection, a busy queue or database."""
 
 
-class StepFailed(Exception):
+class StepFailed(Exception):  # noqa: N818 -- the Step Functions error name in Catch rules and stored errors
     """A permanent failure of one step (bad input found late, a render that cannot succeed)."""
