@@ -280,12 +280,10 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tonematch`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # Single-threaded BLAS (set before numpy loads; a user's setting wins): the engine's GEMMs are
-    # small, and OpenBLAS's threads spin on them. 240 s match on 2 cores: 7.6 s wall / 6.4 s CPU
-    # with one BLAS thread against 8.8 s wall / 12 s CPU with two. The service's render processes inherit it.
-    if "numpy" not in sys.modules:
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ.setdefault(var, "1")
+    # before numpy loads; the service's render processes inherit it (see single_blas_thread)
+    from engine.threads import single_blas_thread
+
+    single_blas_thread()
     if argv and argv[0] in SERVICE_COMMANDS:
         from functions.cli import main as service_main
         return service_main(argv)

@@ -101,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for usage / input errors)."""
+    from engine.threads import single_blas_thread
+
+    single_blas_thread()  # `python -m functions.cli serve` does not pass through engine.cli
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":

@@ -28,6 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import Any
 
+from engine.threads import single_blas_thread
 from functions.pipeline.context import StepContext, context_from_settings
 from functions.pipeline.definition import PIPELINE, Map, Parallel, Pipeline, Task
 from functions.settings import Settings
@@ -365,6 +366,7 @@ class LocalRunner:
     def _get_pool(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
+                single_blas_thread()  # the spawned render processes inherit it
                 self._pool = ProcessPoolExecutor(
                     max_workers=self.workers,
                     mp_context=get_context("spawn"),

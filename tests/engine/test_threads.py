@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -68,3 +69,15 @@ def test_closing_prefetch_early_stops_and_closes_the_source() -> None:
     it.close()
     assert closed.wait(2.0)
     assert len(produced) < 10  # read-ahead is bounded by depth
+
+
+def test_single_blas_thread_sets_one_thread_for_child_processes_and_keeps_a_user_setting(monkeypatch) -> None:
+    from engine.threads import BLAS_THREAD_VARS, single_blas_thread
+
+    for var in BLAS_THREAD_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "4")  # the user's choice
+    covered = single_blas_thread()
+    assert covered is False  # numpy is loaded in the test process: only new processes are covered
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1" and os.environ["OMP_NUM_THREADS"] == "1"
+    assert os.environ["MKL_NUM_THREADS"] == "4"

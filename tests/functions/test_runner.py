@@ -161,3 +161,18 @@ def test_start_warms_every_render_process_before_taking_jobs(ctx, caplog):
         assert job["id"] in line and "COMPLETED" in line and "Square" in line  # ...and logged per job
     finally:
         runner.stop()
+
+
+def test_render_processes_run_with_one_blas_thread(ctx, monkeypatch):
+    """Two render processes with OpenBLAS's spinning helper threads oversubscribe the cores (a 4-minute
+    job took 2.4x `tonematch match`); the runner starts its processes with one BLAS thread."""
+    import os
+
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    runner = LocalRunner(ctx, pipeline=FAKE_PIPELINE, workers=1, sleep=lambda s: None)
+    try:
+        pool = runner._get_pool()
+        assert pool.submit(os.getenv, "OPENBLAS_NUM_THREADS").result(timeout=60) == "1"
+    finally:
+        runner.stop()
