@@ -90,7 +90,7 @@ def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLik
     from engine.features import analysis_options, analyze_features
     from engine.invert import invert_params
     from engine.options import validate_options
-    from engine.render import _check_out_folder, render_file
+    from engine.render import MAX_HARD_LIMIT_SHARE, _check_out_folder, render_file
 
     o = validate_options(opts)
     analysis = analysis_options(mode)
@@ -117,12 +117,16 @@ def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLik
             warnings.append(f"{label} {path} reaches 0 dBFS (probably clipped); clipping cannot be undone")
     params = invert_params(ref_features, tgt_features, mode=mode, opts=o)
     rate = int(o["output_sample_rate_hz"] or tgt_info.sample_rate_hz)
+    # the reference's loudness is reached only while the limiter stays clean; an explicit target always
     report = render_file(tgt, out, params, fmt=o["output_format"], sample_rate_hz=rate,
                          progress=stage(0.3, 1.0),
-                         output_features={"pitch": analysis["pitch"]} if measure_result else None)
+                         output_features={"pitch": analysis["pitch"]} if measure_result else None,
+                         max_hard_limit_share=MAX_HARD_LIMIT_SHARE if o.get("target_lufs") is None else None)
     params = report.pop("style_params", params)
     target_db = (params.get("lufs") or {}).get("target_db")
-    if target_db is not None and report.get("lufs_integrated") is not None and \
+    if report.get("loudness_note"):
+        warnings.append(f"loudness: {report['loudness_note']}")
+    elif target_db is not None and report.get("lufs_integrated") is not None and \
             abs(report["lufs_integrated"] - target_db) > 0.5:
         warnings.append(f"output loudness {report['lufs_integrated']:.1f} LUFS misses the target "
                         f"{target_db:.1f} LUFS: the limiter cannot go louder at this ceiling")

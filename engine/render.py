@@ -10,6 +10,8 @@ on the cells (hold, release, gated BS.1770 integration over the cells) in a few 
 ``G`` is solved for. :func:`render_file` keeps the "pre" output in a float32 temporary file (page
 cache) so the final pass runs only gain + limiter; it measures the real output loudness and, if the
 model missed by more than :data:`LUFS_TOLERANCE_LU`, corrects the gain and runs "post" once more.
+With ``max_hard_limit_share`` the gain never passes the point where the model forecasts the limiter
+cutting hard on more than that share of the audio (:meth:`LoudnessModel.gain_cap`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ BLOCK_FRAMES = 65536
 CELL_FRAMES = 64
 #: the final loudness may miss the target by this much before a corrective "post" pass runs.
 LUFS_TOLERANCE_LU = 0.1
+#: the largest share of the audio on which the limiter may cut more than HARD_LIMIT_DB (the report's
+#: artifacts_rate) on the way to a loudness target that came from the reference (tonematch match and
+#: the service's match jobs pass it; explicit and preset targets, and the render functions' default,
+#: are reached whatever it costs). Past it, extra gain mostly turns into gain reduction and peaks
+#: flatten (an ambient track matched to a bass-heavy reference needed +24 dB of gain for the last
+#: 0.4 LU, 28 dB of limiting, crest factor 3 dB); the render then stops at this share and says so.
+MAX_HARD_LIMIT_SHARE = 0.1
 MAX_SERIES_POINTS = 2000
 GR_FINE_FRAMES = 1024
 PRE_STAGES = tuple(s for s in CHAIN_ORDER if s not in POST_STAGES)
@@ -51,11 +60,38 @@ def _needs_resolution(style_params: dict[str, Any]) -> bool:
     return bool(lufs) and lufs.get("target_db") is not None and lufs.get("gain_db") is None
 
 
-def _with_gain(style_params: dict[str, Any], gain_db: float) -> dict[str, Any]:
+def _with_gain(style_params: dict[str, Any], gain_db: float, note: str | None = None) -> dict[str, Any]:
+    """``style_params`` with ``lufs.gain_db``; ``note`` (why the target was not reached) is added to
+    ``notes.lufs``."""
     out = dict(style_params)
     out["lufs"] = dict(style_params.get("lufs") or {})
     out["lufs"]["gain_db"] = round(float(gain_db), 4)
+    if note:
+        notes = dict(style_params.get("notes") or {})
+        notes["lufs"] = f"{notes['lufs']}; {note}" if notes.get("lufs") else note
+        out["notes"] = notes
     return out
+
+
+def _corrected_gain(gain_db: float, miss_lu: float | None, model: LoudnessModel,
+                    cap_db: float | None) -> float:
+    """The gain after one loudness correction by the measured miss (never above ``cap_db``)."""
+    if miss_lu is None or abs(miss_lu) <= LUFS_TOLERANCE_LU:
+        return gain_db
+    gain = gain_db + miss_lu / model.slope(gain_db)
+    return gain if cap_db is None else min(gain, cap_db)
+
+
+def _cap_note(target_lufs: float, wanted_gain_db: float, share: float, cap_db: float | None,
+              gain_db: float, measured_lufs: float | None, max_share: float | None) -> str | None:
+    """Why the output stays under ``target_lufs`` (the gain sits at the clean-limiting cap), or None."""
+    if cap_db is None or measured_lufs is None or gain_db < cap_db - 1e-6 or \
+            measured_lufs >= target_lufs - LUFS_TOLERANCE_LU:
+        return None
+    return (f"target {target_lufs:.2f} LUFS not reached: it needs about {wanted_gain_db:+.1f} dB of gain, at "
+            f"which the limiter would cut more than {HARD_LIMIT_DB:.0f} dB on {100 * share:.0f} % of the "
+            f"audio (flattened peaks); stopped at {measured_lufs:.2f} LUFS, where that share is "
+            f"{100 * float(max_share):.0f} %. Less low-end boost (intensity) or a higher ceiling gets louder")
 
 
 def _array_blocks(audio: np.ndarray, block_frames: int) -> Iterator[np.ndarray]:
@@ -278,6 +314,36 @@ class LoudnessModel:
                 break
         return 0.5 * (lo + hi)
 
+    def hard_limit_share(self, gain_db: float) -> float:
+        """Share of the (non-silent) cells the limiter cuts by more than ``HARD_LIMIT_DB`` at
+        ``gain_db``: the model's forecast of the report's ``artifacts_rate``."""
+        if not self.limiter:
+            return 0.0
+        active = self.energy > 0
+        if not active.any():
+            return 0.0
+        return float(np.mean(self.attenuation_db(gain_db)[active] > HARD_LIMIT_DB))
+
+    def gain_cap(self, gain_db: float, max_hard_limit_share: float | None) -> tuple[float | None, float]:
+        """``(cap, share)``: ``share`` = :meth:`hard_limit_share` at ``gain_db``; ``cap`` = the gain (dB)
+        at which the limiter cuts more than ``HARD_LIMIT_DB`` on exactly ``max_hard_limit_share`` of the
+        audio, where ``gain_db`` exceeds that share (else None; always None for a None share)."""
+        share = self.hard_limit_share(gain_db)
+        if max_hard_limit_share is None or share <= max_hard_limit_share:
+            return None, share
+        # the share grows with the gain: bisect between "no cell reaches the threshold" and gain_db
+        lo = min(gain_db, self.threshold_db - float(np.max(self.peak_db)))
+        hi = gain_db
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            if self.hard_limit_share(mid) > max_hard_limit_share:
+                hi = mid
+            else:
+                lo = mid
+            if hi - lo < 1e-3:
+                break
+        return lo, share
+
     def slope(self, gain_db: float) -> float:
         """d(loudness)/d(gain) near ``gain_db`` (1 without limiting, below 1 when it works)."""
         a, b = self.lufs(gain_db - 0.25), self.lufs(gain_db + 0.25)
@@ -384,11 +450,14 @@ class _Report:
 
 
 def resolve_gain(source: str | os.PathLike | np.ndarray, style_params: dict[str, Any], *,
-                 sample_rate_hz: int | None = None, verify: bool = True) -> dict[str, Any]:
+                 sample_rate_hz: int | None = None, verify: bool = True,
+                 max_hard_limit_share: float | None = None) -> dict[str, Any]:
     """Return a copy of ``style_params`` with ``lufs.gain_db`` set so the limited output's integrated
     loudness is ``lufs.target_db`` (within 0.2 LU). ``source`` is a path (streamed) or an array (then
     ``sample_rate_hz`` is required). With ``verify`` the full chain runs once more at the solved gain
-    and the gain is corrected by the measured miss (what segmented renders rely on)."""
+    and the gain is corrected by the measured miss (what segmented renders rely on).
+    ``max_hard_limit_share`` (e.g. :data:`MAX_HARD_LIMIT_SHARE`) stops short of a target that would
+    flatten the audio (see :meth:`LoudnessModel.gain_cap`); the note goes to ``notes.lufs``."""
     if not (style_params.get("lufs") or {}).get("target_db") is not None:
         return dict(style_params)
     target = float(style_params["lufs"]["target_db"])
@@ -413,7 +482,10 @@ def resolve_gain(source: str | os.PathLike | np.ndarray, style_params: dict[str,
     for y in _run(pre, blocks()):
         cells.feed(y)
     model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"), cells.cell_frames)
-    gain = model.solve(target)
+    wanted = model.solve(target)
+    cap, share = model.gain_cap(wanted, max_hard_limit_share)
+    gain = wanted if cap is None else cap
+    note = None
     if verify:
         chain = ChainRunner(build_chain(_with_gain(style_params, gain), rate, channels), channels)
         meter = LoudnessMeter(rate, channels)
@@ -421,13 +493,14 @@ def resolve_gain(source: str | os.PathLike | np.ndarray, style_params: dict[str,
             meter.feed(y)
         measured = meter.integrated_lufs()
         # same rule as render_file's resolving path, so both give the same gain for the same file
-        if measured is not None and abs(measured - target) > LUFS_TOLERANCE_LU:
-            gain += (target - measured) / model.slope(gain)
-    return _with_gain(style_params, gain)
+        note = _cap_note(target, wanted, share, cap, gain, measured, max_hard_limit_share)
+        gain = _corrected_gain(gain, None if measured is None else target - measured, model, cap)
+    return _with_gain(style_params, gain, note)
 
 
 def render(audio: np.ndarray, style_params: dict[str, Any], *, sample_rate_hz: int, streaming: bool = True,
-           chunk_s: float = 6.0, overlap: float = 0.5) -> tuple[np.ndarray, dict[str, Any]]:
+           chunk_s: float = 6.0, overlap: float = 0.5,
+           max_hard_limit_share: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Process an in-memory ``(frames, channels)`` float32 array; returns ``(processed, report)``.
 
     With ``streaming`` the chain runs over chunks of ``chunk_s`` seconds with its state carried
@@ -447,16 +520,23 @@ def render(audio: np.ndarray, style_params: dict[str, Any], *, sample_rate_hz: i
         for b in _array_blocks(pre_out, BLOCK_FRAMES):
             cells.feed(b)
         model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"), cells.cell_frames)
-        params = _with_gain(style_params, model.solve(float(style_params["lufs"]["target_db"])))
-        out, report, measured = _render_post(pre_out, params, rate, channels, block, pre_gr)
         target = float(style_params["lufs"]["target_db"])
-        miss = None if measured is None else target - measured
-        passes = 1
-        if miss is not None and abs(miss) > LUFS_TOLERANCE_LU:
-            gain = params["lufs"]["gain_db"] + miss / model.slope(params["lufs"]["gain_db"])
+        wanted = model.solve(target)
+        cap, share = model.gain_cap(wanted, max_hard_limit_share)
+        gain = wanted if cap is None else cap
+        passes = 0
+        while True:
             params = _with_gain(style_params, gain)
-            out, report, _ = _render_post(pre_out, params, rate, channels, block, pre_gr)
-            passes = 2
+            out, report, measured = _render_post(pre_out, params, rate, channels, block, pre_gr)
+            passes += 1
+            corrected = _corrected_gain(gain, None if measured is None else target - measured, model, cap)
+            if passes == 2 or abs(corrected - gain) < 1e-4:
+                break
+            gain = corrected
+        note = _cap_note(target, wanted, share, cap, gain, measured, max_hard_limit_share)
+        if note:
+            params = _with_gain(style_params, gain, note)
+            report["loudness_note"] = note
         report["post_passes"] = passes
     else:
         chain = ChainRunner(build_chain(params, rate, channels), channels)
@@ -551,7 +631,8 @@ def _check_out_folder(out_path: str | os.PathLike) -> None:
 def render_file(in_path: str | os.PathLike, out_path: str | os.PathLike, style_params: dict[str, Any], *,
                 fmt: str = "wav24", sample_rate_hz: int | None = None, start_s: float = 0.0,
                 stop_s: float | None = None, preroll_s: float = 0.0,
-                progress: Progress = None, output_features: dict[str, bool] | None = None) -> dict[str, Any]:
+                progress: Progress = None, output_features: dict[str, bool] | None = None,
+                max_hard_limit_share: float | None = None) -> dict[str, Any]:
     """Render ``in_path`` (``start_s..stop_s``) to ``out_path`` streaming, memory flat; returns the
     report ``{duration_s, lufs_integrated, true_peak_dbtp, gain_reduction_db[], gain_reduction_hop_s,
     artifacts_rate, gain_db, style_params, ...}``. ``preroll_s`` of audio before ``start_s`` runs
@@ -562,7 +643,10 @@ def render_file(in_path: str | os.PathLike, out_path: str | os.PathLike, style_p
     ``output_features`` (:class:`engine.features.FeatureAnalyzer` options such as
     ``analysis_options(mode)``) measures the written audio in the same pass: the report then carries
     its features document under ``"features"`` (what ``analyze_features(out_path)`` returns, before
-    the output's dither/quantisation), sharing the report's loudness and true-peak meters."""
+    the output's dither/quantisation), sharing the report's loudness and true-peak meters.
+
+    ``max_hard_limit_share`` (when the gain is resolved): see :func:`resolve_gain`; the report then
+    carries ``loudness_note`` when the target was not reached."""
     _check_out_folder(out_path)
     info = probe(in_path)
     rate = int(sample_rate_hz or info.sample_rate_hz)
@@ -581,7 +665,8 @@ def render_file(in_path: str | os.PathLike, out_path: str | os.PathLike, style_p
                               "whole file first", where="lufs.gain_db")
         return _render_file_resolving(in_path, out_path, style_params, fmt=fmt, rate=rate, channels=channels,
                                       total_frames=stop_frame, progress=progress,
-                                      output_features=output_features)
+                                      output_features=output_features,
+                                      max_hard_limit_share=max_hard_limit_share)
     chain = ChainRunner(build_chain(style_params, rate, channels), channels)
     keep = (stop_frame - start_frame) + (chain.tail_frames if stop_frame >= total_out else 0)
     rep = _Report(rate, channels, keep, _output_analyzer(output_features, rate, channels, keep))
@@ -612,7 +697,7 @@ def _output_analyzer(options: dict[str, bool] | None, rate: int, channels: int,
 
 
 def _render_file_resolving(in_path, out_path, style_params, *, fmt, rate, channels, total_frames,
-                           progress, output_features=None) -> dict[str, Any]:
+                           progress, output_features=None, max_hard_limit_share=None) -> dict[str, Any]:
     target = float(style_params["lufs"]["target_db"])
     pre = ChainRunner(build_chain(style_params, rate, channels, stages=PRE_STAGES), channels)
     cells = _CellModel(rate, channels, _cell_frames_for(total_frames))
@@ -637,12 +722,14 @@ def _render_file_resolving(in_path, out_path, style_params, *, fmt, rate, channe
                     if progress:
                         progress(min(0.5, 0.5 * done / max(1, total_frames)))
         model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"), cells.cell_frames)
-        gain = model.solve(target)
+        wanted = model.solve(target)
+        cap, share = model.gain_cap(wanted, max_hard_limit_share)
+        gain = wanted if cap is None else cap
         pre_frames = cells.frames
         report: dict[str, Any] = {}
         passes = 0
         with AudioWriter(out_path, rate, channels, fmt) as writer:
-            for _attempt in range(2):
+            while True:
                 params = _with_gain(style_params, gain)
                 post = ChainRunner(build_chain(params, rate, channels, stages=POST_STAGES), channels)
                 rep = _Report(rate, channels, pre_frames,
@@ -655,16 +742,20 @@ def _render_file_resolving(in_path, out_path, style_params, *, fmt, rate, channe
                 passes += 1
                 # the unrounded reading (not the report's 0.001 LU figure): resolve_gain's rule exactly
                 measured = rep.loudness.integrated_lufs()
-                miss = None if measured is None else target - measured
-                if miss is None or abs(miss) <= LUFS_TOLERANCE_LU or _attempt == 1:
+                corrected = _corrected_gain(gain, None if measured is None else target - measured, model, cap)
+                if passes == 2 or abs(corrected - gain) < 1e-4:
                     break
-                gain += miss / model.slope(gain)
+                gain = corrected
                 writer.restart()
+        note = _cap_note(target, wanted, share, cap, gain, measured, max_hard_limit_share)
+        params = _with_gain(style_params, gain, note)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     report.update({"gain_db": params["lufs"]["gain_db"], "style_params": params, "format": fmt,
                    "out_path": str(out_path), "start_s": 0.0, "post_passes": passes})
+    if note:
+        report["loudness_note"] = note
     if progress:
         progress(1.0)
     return report

@@ -198,7 +198,7 @@ def _resolve_gain_like_match(ctx: StepContext, event: dict, params: dict, sample
     output with decoding, writing and measuring on their own threads (240 s bench pair, quiet
     2-core machine: 1.44 s against 0.85 s wall), and it gives the same gain to within float
     rounding, where this is the CLI's very code path."""
-    from engine.render import render_file
+    from engine.render import MAX_HARD_LIMIT_SHARE, render_file
 
     if (params.get("lufs") or {}).get("target_db") is None or (params.get("lufs") or {}).get(
         "gain_db"
@@ -212,6 +212,11 @@ def _resolve_gain_like_match(ctx: StepContext, event: dict, params: dict, sample
             params,
             fmt="float32",
             sample_rate_hz=sample_rate_hz,
+            # as tonematch match: the reference's loudness only while the limiter stays clean (a
+            # target from the options or from a saved preset is reached whatever it costs)
+            max_hard_limit_share=None
+            if event.get("preset_id") or (event.get("opts") or {}).get("target_lufs") is not None
+            else MAX_HARD_LIMIT_SHARE,
         )
     finally:
         out.unlink(missing_ok=True)

@@ -48,3 +48,39 @@ def test_report_gain_reduction_includes_the_compressor() -> None:
     _, rep2 = render(x, {**params, "lufs": {"target_db": -30.0}, "limiter": {"tp_db": -1.0}},
                      sample_rate_hz=fs)
     assert rep2["gain_reduction_max_db"] > 10.0
+
+
+def _spiky_target(fs: int = 44100, seconds: float = 8.0) -> np.ndarray:
+    """Loud 60 Hz bursts (80 ms every 0.5 s) over a quiet pad: its peaks sit far above its loudness."""
+    t = np.arange(int(seconds * fs)) / fs
+    x = np.where((t % 0.5) < 0.08, 0.9 * np.sin(2 * np.pi * 60.0 * t),
+                 0.01 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+    return np.stack([x, x], axis=1)
+
+
+def test_the_reference_loudness_is_not_reached_by_flattening_the_target(tmp_path) -> None:
+    """A dense, loud reference and a spiky target: the reference's loudness would need the limiter to
+    cut hard most of the time, so the match stops short and says so; an explicit target is reached."""
+    from engine.audio_io import write_audio
+    from engine.examples import synth_music
+    from engine.loudness import integrated_loudness_lufs
+    from engine.render import MAX_HARD_LIMIT_SHARE
+
+    fs = 44100
+    ref = synth_music(8.0, fs, seed=3)
+    ref = (ref / np.abs(ref).max() * 0.89).astype(np.float32)
+    write_audio(tmp_path / "ref.wav", ref, fs, "wav24")
+    write_audio(tmp_path / "tgt.wav", _spiky_target(fs), fs, "wav24")
+    ref_lufs = integrated_loudness_lufs(ref, fs)
+
+    kept = engine.match_files(tmp_path / "ref.wav", tmp_path / "tgt.wav", tmp_path / "a.wav")
+    assert kept["report"]["lufs_integrated"] < ref_lufs - 1.0
+    assert kept["report"]["artifacts_rate"] <= MAX_HARD_LIMIT_SHARE + 0.03
+    assert any("not reached" in w for w in kept["warnings"])
+    assert "not reached" in kept["style_params"]["notes"]["lufs"]
+
+    forced = engine.match_files(tmp_path / "ref.wav", tmp_path / "tgt.wav", tmp_path / "b.wav",
+                                opts={"target_lufs": round(ref_lufs, 1)})
+    assert abs(forced["report"]["lufs_integrated"] - round(ref_lufs, 1)) <= 0.2
+    assert forced["report"]["artifacts_rate"] > 2 * MAX_HARD_LIMIT_SHARE  # what reaching it costs
+    assert not any("not reached" in w for w in forced["warnings"])

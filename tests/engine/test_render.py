@@ -181,3 +181,39 @@ def test_partial_render_needs_resolved_gain(tmp_path: Path, music: np.ndarray) -
 def test_silence_cannot_reach_a_loudness_target() -> None:
     with pytest.raises(AudioInputError, match="silence"):
         render(np.zeros((FS * 2, 2), np.float32), PARAMS, sample_rate_hz=FS)
+
+
+def _bursts(seconds: float = 8.0) -> np.ndarray:
+    """Loud 60 Hz bursts (80 ms every 0.5 s) over a quiet pad: peaks far above the loudness."""
+    t = np.arange(int(seconds * FS)) / FS
+    gate = (t % 0.5) < 0.08
+    pad = 0.01 * np.sin(2 * np.pi * 440.0 * t)
+    x = np.where(gate, 0.9 * np.sin(2 * np.pi * 60.0 * t), pad).astype(np.float32)
+    return np.stack([x, x], axis=1)
+
+
+def test_a_reference_loudness_that_would_flatten_the_audio_is_not_forced() -> None:
+    from engine.render import MAX_HARD_LIMIT_SHARE
+
+    audio = _bursts()
+    params = {"lufs": {"target_db": -9.0}, "limiter": {"tp_db": -1.0}}
+    forced, forced_report = render(audio, params, sample_rate_hz=FS)
+    assert abs(integrated_loudness_lufs(forced, FS) + 9.0) <= 0.2  # reachable only by crushing
+    assert forced_report["artifacts_rate"] > 0.5
+
+    y, report = render(audio, params, sample_rate_hz=FS, max_hard_limit_share=MAX_HARD_LIMIT_SHARE)
+    measured = integrated_loudness_lufs(y, FS)
+    assert measured < -10.0  # stopped short of the target ...
+    assert report["artifacts_rate"] <= MAX_HARD_LIMIT_SHARE + 0.05  # ... with the limiter kept clean
+    assert true_peak_dbtp(y, FS) <= -1.0 + 1e-4
+    assert "not reached" in report["loudness_note"]
+    assert "not reached" in report["style_params"]["notes"]["lufs"]
+
+
+def test_the_clean_limiting_rule_leaves_a_reachable_target_alone(music: np.ndarray) -> None:
+    from engine.render import MAX_HARD_LIMIT_SHARE
+
+    params = dict(PARAMS, lufs={"target_db": -14.0})
+    plain, _ = render(music, params, sample_rate_hz=FS)
+    kept, report = render(music, params, sample_rate_hz=FS, max_hard_limit_share=MAX_HARD_LIMIT_SHARE)
+    assert np.array_equal(plain, kept) and "loudness_note" not in report
