@@ -257,9 +257,15 @@ def fit_eq(freqs_hz: np.ndarray, target_db: np.ndarray, weights: np.ndarray,
         bands.append({"type": "peaking", "f_hz": float(f[i]), "q": _q_from_width(f, resid, i),
                       "gain_db": float(np.clip(resid[i], -MAX_GAIN_DB, MAX_GAIN_DB))})
         bands = _refine(bands, f, d, w)
-    bands = _merge(bands)
-    bands = _refine(bands, f, d, w, max_nfev=200)
-    bands = [b for b in bands if abs(b["gain_db"]) >= MIN_GAIN_DB]
+    bands = _refine(_merge(bands), f, d, w, max_nfev=200)
+    # the final refinement may pull two peaking bands together again (8337 and 8340 Hz, both +12 dB,
+    # on a harmonic tone): merge and refit until no two are closer than MERGE_OCTAVES
+    for _ in range(2):
+        merged = _merge(bands)
+        if len(merged) == len(bands):
+            break
+        bands = _refine(merged, f, d, w, max_nfev=200)
+    bands = [b for b in _merge(bands) if abs(b["gain_db"]) >= MIN_GAIN_DB]  # (a no-op but in rare cases)
     out = []
     for b in sorted(bands, key=lambda b: b["f_hz"]):
         out.append({"type": b["type"], "f_hz": float(round(b["f_hz"])), "q": round(b["q"], 2),

@@ -136,3 +136,25 @@ def test_known_eq_is_recovered_from_audio_within_1_db() -> None:
     e = eq_response_db(params["eq"], f, fs) - eq_response_db(truth, f, fs)
     assert float(np.max(np.abs(e - e.mean()))) < 1.0
     assert abs(params["stereo"]["width"] - 1.0) < 0.02  # EQ does not change the width
+
+
+def test_fitted_peaking_bands_are_never_closer_than_the_merge_distance() -> None:
+    """A preset never lists two peaking bands a few Hz apart (it once gave 8337 and 8340 Hz, both
+    +12 dB, on a harmonic tone): a person reads one band per feature of the curve."""
+    import math
+
+    from engine.invert import MERGE_OCTAVES, fit_eq
+
+    f = 30.0 * 2.0 ** (np.arange(0, 9.05, 1 / 12))
+    closest = []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        d = np.zeros_like(f)
+        for _ in range(rng.integers(3, 9)):  # narrow and wide bumps, some overlapping
+            fc, bw, g = 30.0 * 2.0 ** rng.uniform(0, 9), rng.uniform(0.1, 1.5), rng.uniform(-15, 15)
+            d += g * np.exp(-0.5 * (np.log2(f / fc) / (bw / 2)) ** 2)
+        d += rng.normal(0, 0.5, f.size)
+        bands = fit_eq(f, d - d.mean(), np.ones_like(f))
+        peaks = sorted(b["f_hz"] for b in bands if b["type"] == "peaking")
+        closest += [math.log2(b / a) for a, b in itertools.pairwise(peaks)]
+    assert min(closest) >= MERGE_OCTAVES - 1e-3
