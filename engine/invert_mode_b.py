@@ -17,7 +17,11 @@ thresholds (envelope percentiles), ratios and attack times (the release is set b
 material), then through an energy-domain model of the chosen reverb; the pair whose predicted
 envelope quantiles (p10..p98 relative to the median, upper ones weighted double) are nearest the
 reference's is kept. On only when the reference's p95 - p50 is at least 1.5 dB below the target's,
-its p95 - p10 is not wider, and the best fit removes at least 20 % of the quantile mismatch.
+its p95 - p10 is not wider, its fast dynamics are tighter too (the upper quantiles p90..p98 of the
+envelope relative to its own 3-second moving energy mean, 1.5 dB lower on average: a compressor's
+release is far shorter than that window, while the level changes between a song's sections, which
+two excerpts rarely share, are longer), and the best fit removes at least 20 % of the quantile
+mismatch.
 Reverb: RT60 and DRR of both (the learned blind estimate ``reverb.blind`` where the features carry
 it, else the DSP ``reverb.rt60_s`` / ``drr_db``). On only when the reference's DRR is 3 dB lower (or
 its RT60 clearly longer) AND, where the learned estimate carries it, its steepest free decays are
@@ -91,6 +95,10 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.1f}"
 
 
+def _fmt_list(v: np.ndarray) -> str:
+    return "/".join(f"{x:.1f}" for x in v)
+
+
 def _raw_envelope(features: dict) -> tuple[np.ndarray, float | None]:
     """The RMS envelope (dB, every frame, silence at -150) and its hop in seconds."""
     env = _get(features, "dynamics", "rms_envelope_db")
@@ -120,6 +128,26 @@ def _upper_spread_db(env: np.ndarray) -> float:
     """p95 - p50 of the envelope: where a compressor acts (reverb mostly fills the quiet part)."""
     p50, p95 = np.percentile(env, [50, 95])
     return float(p95 - p50)
+
+
+#: window (s) of the moving energy mean that the fast-dynamics reading removes from the envelope:
+#: longer than a compressor's release (tens to hundreds of ms), shorter than a song's sections
+LOCAL_WINDOW_S = 3.0
+#: upper envelope quantiles (percent) of the fast-dynamics reading: where a compressor acts
+LOCAL_UPPER_PCTS = (90.0, 95.0, 98.0)
+
+
+def _local_upper_db(env_db: np.ndarray, hop_s: float, active: np.ndarray) -> np.ndarray:
+    """Fast dynamics: the quantiles ``LOCAL_UPPER_PCTS`` minus the median (dB) of the envelope
+    ``env_db`` (every frame, hop ``hop_s``) relative to its own moving energy mean over
+    ``LOCAL_WINDOW_S``, over the ``active`` frames. Level changes slower than the window (a quiet
+    verse, a loud chorus) drop out; the peaks above the local level, which a compressor lowers, stay."""
+    n = max(round(LOCAL_WINDOW_S / hop_s), 1)
+    box = np.ones(n)
+    p = 10 ** (env_db / 10)
+    mean = np.convolve(p, box, mode="same") / np.convolve(np.ones_like(p), box, mode="same")
+    q = np.percentile((env_db - 10 * np.log10(mean + 1e-15))[active], (50.0, *LOCAL_UPPER_PCTS))
+    return q[1:] - q[0]
 
 
 def _with_reverb(env_db: np.ndarray, hop_s: float, sim: dict | None) -> np.ndarray:
@@ -249,6 +277,7 @@ def estimate_compressor(
     predicted envelope quantiles (relative to the median) are nearest the reference's is kept.
     """
     raw_t, hop_t = _raw_envelope(tgt)
+    raw_r, hop_r = _raw_envelope(ref)
     env_r = _envelope(ref)
     act_t = _active(raw_t)
     if act_t.sum() < 20 or env_r.size < 20:
@@ -264,8 +293,11 @@ def estimate_compressor(
     release_ms = RELEASE_MS[kind]
     level_t = raw_t + eq_level_gain_db(tgt, eq_bands)
 
+    def predicted_all(gr_db: np.ndarray | float) -> np.ndarray:
+        return _with_reverb(raw_t - gr_db, hop_t, reverb_sim)
+
     def predicted(gr_db: np.ndarray | float) -> np.ndarray:
-        return _with_reverb(raw_t - gr_db, hop_t, reverb_sim)[act_t]
+        return predicted_all(gr_db)[act_t]
 
     base = predicted(0.0)
     up_t, up_r = _upper_spread_db(base), _upper_spread_db(env_r)
@@ -295,6 +327,18 @@ def estimate_compressor(
         )
     if lo_r > lo_t:
         return None, f"off: the upper envelope is tighter but the full range is not; not trusted ({facts})"
+    # the same reading on the fast dynamics: two excerpts of one song differ most in their slow level
+    # changes (sections), which widen or narrow the whole-file quantiles whatever the processing
+    fast_r = _local_upper_db(raw_r, hop_r if hop_r and hop_r > 0 else hop_t, _active(raw_r))
+    fast_t = _local_upper_db(predicted_all(0.0), hop_t, act_t)
+    fast_gap = float(np.mean(fast_t - fast_r))
+    if fast_gap < SPREAD_MARGIN_DB:
+        return None, (
+            f"off: the fast dynamics are not clearly tighter (envelope p90/p95/p98 over its "
+            f"{LOCAL_WINDOW_S:g}-s moving level, ref {_fmt_list(fast_r)} vs target {_fmt_list(fast_t)} dB, "
+            f"{fast_gap:+.1f} dB on average, needs {SPREAD_MARGIN_DB:g}): the whole-file difference comes "
+            f"from slower level changes, which differ between excerpts of one song, or is too small ({facts})"
+        )
     shape_r = _shape_db(env_r)
     cost0 = _shape_cost(_shape_db(base), shape_r)
     best: tuple[float, float, float, float] | None = None

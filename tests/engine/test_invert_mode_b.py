@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from engine.invert_mode_b import (
+    _with_reverb,
     dynamic_gain_reduction_db,
     eq_level_gain_db,
     f0_visualisation,
@@ -441,3 +442,35 @@ def test_reverb_off_when_the_reference_quiet_part_is_the_deeper_one():
     ref2 = feats(env=env_t, blind=ref["reverb"]["blind"])
     p = invert_mode_b(ref2, feats(env=env_r, blind=tgt["reverb"]["blind"]), PARAMS_A, {})
     assert "reverb" in p, p["notes"]["reverb"]
+
+
+def _sections(rng: np.random.Generator, levels_db: list[float], frames: int = 100) -> np.ndarray:
+    """An envelope (dB, 50 ms frames) of sections ``frames`` long at ``levels_db``, each with the same
+    fast dynamics (frame-to-frame fluctuation of 2.5 dB): excerpts of one song."""
+    return np.concatenate([lv + 2.5 * rng.standard_normal(frames) for lv in levels_db])
+
+
+def test_compressor_off_when_only_the_slow_level_changes_differ():
+    # issue #5: a reference with reverb only (one steady section) beside a target excerpt that breaks
+    # into a loud chorus; the whole-file upper quantiles of the target are far wider, its fast
+    # dynamics are not
+    rng = np.random.default_rng(4)
+    env_t = _sections(rng, [-28.0, -28.0, -28.0, -28.0, -28.0, -16.0, -16.0, -16.0])
+    dry_r = _sections(rng, [-20.0] * 8)
+    env_r = _with_reverb(dry_r, 0.05, {"rt60_s": 1.5, "mix": 0.4, "wet_gain": 1.0})
+    p = invert_mode_b(feats(env=env_r), feats(env=env_t), PARAMS_A, {})
+    assert "compressor" not in p
+    assert "fast dynamics are not clearly tighter" in p["notes"]["compressor"]
+
+
+def test_compressor_on_for_a_compressed_reference_whatever_its_sections():
+    # the same target, and a reference that is another excerpt through a 4:1 compressor whose
+    # threshold lies below both sections: its peaks above the local level are lower too, so the
+    # compressor stays
+    rng = np.random.default_rng(4)
+    env_t = _sections(rng, [-28.0, -28.0, -28.0, -28.0, -28.0, -16.0, -16.0, -16.0])
+    dry_r = _sections(rng, [-28.0, -28.0, -16.0, -16.0, -16.0, -28.0, -28.0, -28.0])
+    env_r = dry_r - frame_gain_reduction_db(dry_r, 0.05, -34.0, 4.0, 5.0, 150.0)
+    p = invert_mode_b(feats(env=env_r), feats(env=env_t), PARAMS_A, {})
+    assert p["notes"]["compressor"].startswith("on:")
+    assert p["compressor"]["ratio"] >= 2.0
