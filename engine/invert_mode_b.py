@@ -293,11 +293,8 @@ def estimate_compressor(
     release_ms = RELEASE_MS[kind]
     level_t = raw_t + eq_level_gain_db(tgt, eq_bands)
 
-    def predicted_all(gr_db: np.ndarray | float) -> np.ndarray:
-        return _with_reverb(raw_t - gr_db, hop_t, reverb_sim)
-
     def predicted(gr_db: np.ndarray | float) -> np.ndarray:
-        return predicted_all(gr_db)[act_t]
+        return _with_reverb(raw_t - gr_db, hop_t, reverb_sim)[act_t]
 
     base = predicted(0.0)
     up_t, up_r = _upper_spread_db(base), _upper_spread_db(env_r)
@@ -327,10 +324,11 @@ def estimate_compressor(
         )
     if lo_r > lo_t:
         return None, f"off: the upper envelope is tighter but the full range is not; not trusted ({facts})"
-    # the same reading on the fast dynamics: two excerpts of one song differ most in their slow level
-    # changes (sections), which widen or narrow the whole-file quantiles whatever the processing
+    # the same reading on the fast dynamics of the two recordings as they are: two excerpts of one
+    # song differ most in their slow level changes (sections), which widen or narrow the whole-file
+    # quantiles whatever the processing (the reverb mode B adds is left to the fit, as above)
     fast_r = _local_upper_db(raw_r, hop_r if hop_r and hop_r > 0 else hop_t, _active(raw_r))
-    fast_t = _local_upper_db(predicted_all(0.0), hop_t, act_t)
+    fast_t = _local_upper_db(raw_t, hop_t, act_t)
     fast_gap = float(np.mean(fast_t - fast_r))
     if fast_gap < SPREAD_MARGIN_DB:
         return None, (
