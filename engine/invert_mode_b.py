@@ -150,6 +150,21 @@ def _local_upper_db(env_db: np.ndarray, hop_s: float, active: np.ndarray) -> np.
     return q[1:] - q[0]
 
 
+def _regrid_db(env_db: np.ndarray, hop_s: float, new_hop_s: float) -> np.ndarray:
+    """The envelope ``env_db`` (dB, hop ``hop_s``) as a meter of the coarser hop ``new_hop_s`` reads
+    it: mean power over each new frame (the cumulative energy interpolated at the new frame edges, so
+    non-integer hop ratios work); unchanged when the hops are equal or the new one is finer."""
+    if new_hop_s <= hop_s * (1 + 1e-6) or env_db.size == 0:
+        return env_db
+    step = new_hop_s / hop_s
+    cum = np.concatenate([[0.0], np.cumsum(10 ** (env_db / 10))])
+    n = int(env_db.size / step)
+    if n == 0:
+        return env_db[:0]
+    edges = np.interp(np.arange(n + 1) * step, np.arange(cum.size), cum)
+    return np.maximum(10 * np.log10(np.maximum(np.diff(edges) / step, 1e-15)), -150.0)
+
+
 def _with_reverb(env_db: np.ndarray, hop_s: float, sim: dict | None) -> np.ndarray:
     """Energy-domain prediction of the envelope after the reverb ``sim`` ({rt60_s, mix, wet_gain}):
     the direct part scaled by (1 - mix)^2 plus the wet part, the energy envelope convolved with the
@@ -278,23 +293,35 @@ def estimate_compressor(
     """
     raw_t, hop_t = _raw_envelope(tgt)
     raw_r, hop_r = _raw_envelope(ref)
-    env_r = _envelope(ref)
+    if not hop_t or hop_t <= 0:
+        reverb_sim = None
+        hop_t = 0.05
+    hop_r = hop_r if hop_r and hop_r > 0 else hop_t
+    # both read at the coarser of the two hops (the features thin the envelope of a long recording):
+    # a coarser envelope averages the fast peaks away and would read as a more compressed one
+    hop = max(hop_t, hop_r)
+    raw_r = _regrid_db(raw_r, hop_r, hop)
+    act_r = _active(raw_r)
+    env_r = raw_r[act_r]
     act_t = _active(raw_t)
-    if act_t.sum() < 20 or env_r.size < 20:
+    act = _active(_regrid_db(raw_t, hop_t, hop))
+    if act_t.sum() < 20 or act.sum() < 20 or env_r.size < 20:
         return (
             None,
             "off: too few non-silent RMS-envelope frames in the reference or target to judge dynamics",
         )
-    if not hop_t or hop_t <= 0:
-        reverb_sim = None
-        hop_t = 0.05
     voice = (_num(_get(tgt, "f0", "voiced_ratio")) or 0.0) >= 0.3
     kind = "voice" if voice else "music"
     release_ms = RELEASE_MS[kind]
     level_t = raw_t + eq_level_gain_db(tgt, eq_bands)
 
+    def predicted_all(gr_db: np.ndarray | float) -> np.ndarray:
+        """The target's envelope after the compressor's gain reduction ``gr_db`` (modelled at the
+        target's own hop) and the reverb, read at the common hop."""
+        return _regrid_db(_with_reverb(raw_t - gr_db, hop_t, reverb_sim), hop_t, hop)
+
     def predicted(gr_db: np.ndarray | float) -> np.ndarray:
-        return _with_reverb(raw_t - gr_db, hop_t, reverb_sim)[act_t]
+        return predicted_all(gr_db)[act]
 
     base = predicted(0.0)
     up_t, up_r = _upper_spread_db(base), _upper_spread_db(env_r)
@@ -327,8 +354,8 @@ def estimate_compressor(
     # the same reading on the fast dynamics of the two recordings as they are: two excerpts of one
     # song differ most in their slow level changes (sections), which widen or narrow the whole-file
     # quantiles whatever the processing (the reverb mode B adds is left to the fit, as above)
-    fast_r = _local_upper_db(raw_r, hop_r if hop_r and hop_r > 0 else hop_t, _active(raw_r))
-    fast_t = _local_upper_db(raw_t, hop_t, act_t)
+    fast_r = _local_upper_db(raw_r, hop, act_r)
+    fast_t = _local_upper_db(_regrid_db(raw_t, hop_t, hop), hop, act)
     fast_gap = float(np.mean(fast_t - fast_r))
     if fast_gap < SPREAD_MARGIN_DB:
         return None, (

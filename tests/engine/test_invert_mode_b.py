@@ -474,3 +474,23 @@ def test_compressor_on_for_a_compressed_reference_whatever_its_sections():
     p = invert_mode_b(feats(env=env_r), feats(env=env_t), PARAMS_A, {})
     assert p["notes"]["compressor"].startswith("on:")
     assert p["compressor"]["ratio"] >= 2.0
+
+
+def test_a_longer_reference_read_at_a_coarser_hop_is_not_taken_for_a_compressed_one():
+    # the features thin the envelope of a long recording (a 5-minute reference: 150 ms frames); read
+    # at 150 ms, the same music has lower peaks than a 40-s target read at 50 ms
+    rng = np.random.default_rng(5)
+    fine_r = -20 + 6 * rng.standard_normal(2400)
+    env_t = -20 + 6 * rng.standard_normal(800)
+
+    def long_ref(env_50ms: np.ndarray) -> dict:
+        f = feats(env=10 * np.log10(np.mean(10 ** (env_50ms.reshape(-1, 3) / 10), axis=1)))
+        f["dynamics"]["rms_hop_s"] = 0.15
+        return f
+
+    p = invert_mode_b(long_ref(fine_r), feats(env=env_t), PARAMS_A, {})
+    assert "compressor" not in p and "not more compressed" in p["notes"]["compressor"]
+    # the same reference through a 4:1 compressor still gets one
+    squeezed = fine_r - frame_gain_reduction_db(fine_r, 0.05, -22.0, 4.0, 10.0, 150.0)
+    p = invert_mode_b(long_ref(squeezed), feats(env=env_t), PARAMS_A, {})
+    assert p["notes"]["compressor"].startswith("on:") and p["compressor"]["ratio"] >= 2.0
