@@ -6,7 +6,8 @@ target, what the decision was and why, next to the style chain S the benchmark h
 Same case set as ``bench.run_quality`` with the same --n / --seed / --types. Prints, per case: the true
 reverb (RT60 s, mix, pre-delay ms) and compressor (ratio, threshold re RMS) of S; for reference and
 target the DSP free-decay RT60 / DRR (``reverb.rt60_s`` / ``drr_db``), the learned blind RT60 / DRR and
-its steepest-decay DSP RT60 (``reverb.blind``), the RMS-envelope spreads p95-p10 / p95-p50 (dB); then the
+its steepest-decay DSP RT60 (``reverb.blind``), the RMS-envelope spreads p95-p10 / p95-p50 (dB) and its
+fast dynamics (p90/p95/p98 over its own 3-s moving level, dB, what the compressor check compares); then the
 reverb and compressor notes of :func:`engine.invert_mode_b.invert_mode_b` on mode A's params.
 """
 
@@ -34,10 +35,14 @@ def _readings(f: dict) -> str:
     b = rev.get("blind") or {}
     env = mb._envelope(f)
     spread = f"{mb._spread_db(env):.1f} / {mb._upper_spread_db(env):.1f}" if env.size >= 20 else "n/a"
+    raw, hop = mb._raw_envelope(f)
+    act = mb._active(raw)
+    fast = ("/".join(f"{v:.1f}" for v in mb._local_upper_db(raw, hop, act))
+            if hop and act.sum() >= 20 else "n/a")
     dsp = b.get("dsp_rt60_s")
     return (f"DSP RT60 {rev.get('rt60_s')} s DRR {rev.get('drr_db')} dB | learned RT60 {b.get('rt60_s')} s "
             f"DRR {b.get('drr_db')} dB, steepest-decay RT60 {dsp if dsp is None else round(dsp, 2)} s | "
-            f"envelope p95-p10 / p95-p50 {spread} dB")
+            f"envelope p95-p10 / p95-p50 {spread} dB, fast p90/p95/p98 {fast} dB")
 
 
 def main() -> None:

@@ -16,12 +16,13 @@ output power averaged per frame, so onsets that pass during the attack count) fo
 thresholds (envelope percentiles), ratios and attack times (the release is set by the kind of
 material), then through an energy-domain model of the chosen reverb; the pair whose predicted
 envelope quantiles (p10..p98 relative to the median, upper ones weighted double) are nearest the
-reference's is kept. On only when the reference's p95 - p50 is at least 1.5 dB below the target's,
-its p95 - p10 is not wider, its fast dynamics are tighter too (the upper quantiles p90..p98 of the
-envelope relative to its own 3-second moving energy mean, 1.5 dB lower on average: a compressor's
-release is far shorter than that window, while the level changes between a song's sections, which
-two excerpts rarely share, are longer), and the best fit removes at least 20 % of the quantile
-mismatch.
+reference's is kept; both envelopes are compared at the coarser of their two hops (the features
+thin the envelope of a recording over 100 s, and a coarser one has lower peaks). On only when the
+reference's p95 - p50 is at least 1.5 dB below the target's, its p95 - p10 is not wider, its fast
+dynamics are tighter too (the upper quantiles p90..p98 of the envelope relative to its own
+3-second moving energy mean, 1.5 dB lower on average: a compressor's release is far shorter than
+that window, while the level changes between a song's sections, which two excerpts rarely share,
+are longer), and the best fit removes at least 20 % of the quantile mismatch.
 Reverb: RT60 and DRR of both (the learned blind estimate ``reverb.blind`` where the features carry
 it, else the DSP ``reverb.rt60_s`` / ``drr_db``). On only when the reference's DRR is 3 dB lower (or
 its RT60 clearly longer) AND, where the learned estimate carries it, its steepest free decays are
