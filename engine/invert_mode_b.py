@@ -35,7 +35,9 @@ range (p95 - p10) is over 3 dB wider than the target's: the target is then the m
 and compression lowers a blind DRR as reverb does. Off too when the reference's quiet part (envelope
 p10, p25 relative to the median) lies deeper than the target's and the target's envelope, through
 the chosen reverb in the energy-domain model, moves away from it: a reverb fills the quiet part, so
-a wetter reference has the shallower one.
+a wetter reference has the shallower one. Both level readings compare the two envelopes at the
+coarser of their two hops, as the compressor's do (a long file's coarser envelope has a narrower
+range and a shallower quiet part).
 Pitch: median F0 offset in cents, checked against the circular cross-correlation of the two 10-cent
 pitch-class histograms and against content: the per-second median F0s of the two recordings must
 differ by 3 standard errors of their phrase-to-phrase variation (and agree with the median); shifted
@@ -166,6 +168,25 @@ def _regrid_db(env_db: np.ndarray, hop_s: float, new_hop_s: float) -> np.ndarray
     return np.maximum(10 * np.log10(np.maximum(np.diff(edges) / step, 1e-15)), -150.0)
 
 
+def _common_hop_envelopes(
+    ref: dict, tgt: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float | None, float]:
+    """``(env_r, env_t, raw_t, hop_t, hop)``: the reference's and the target's RMS envelopes (dB,
+    every frame) read at the coarser of their two hops ``hop`` (s, :func:`_regrid_db`), and the
+    target's envelope ``raw_t`` at its own hop ``hop_t`` (s; None where the features give none, 50 ms
+    then assumed). Every comparison of the two envelopes goes through here: the features thin the
+    envelope of a recording over 100 s (3 minutes: 100 ms frames, 5 minutes: 150 ms), and a coarser
+    envelope averages the fast peaks and dips away (lower peaks, a narrower level range, a shallower
+    quiet part), so a long file would read as a more compressed or a wetter one."""
+    raw_t, hop_t = _raw_envelope(tgt)
+    raw_r, hop_r = _raw_envelope(ref)
+    hop_t = hop_t if hop_t and hop_t > 0 else None
+    own_t = hop_t or 0.05
+    hop_r = hop_r if hop_r and hop_r > 0 else own_t
+    hop = max(own_t, hop_r)
+    return _regrid_db(raw_r, hop_r, hop), _regrid_db(raw_t, own_t, hop), raw_t, hop_t, hop
+
+
 def _with_reverb(env_db: np.ndarray, hop_s: float, sim: dict | None) -> np.ndarray:
     """Energy-domain prediction of the envelope after the reverb ``sim`` ({rt60_s, mix, wet_gain}):
     the direct part scaled by (1 - mix)^2 plus the wet part, the energy envelope convolved with the
@@ -292,20 +313,16 @@ def estimate_compressor(
     gain-reduction dynamics (:func:`dynamic_gain_reduction_db`) and the reverb; the pair whose
     predicted envelope quantiles (relative to the median) are nearest the reference's is kept.
     """
-    raw_t, hop_t = _raw_envelope(tgt)
-    raw_r, hop_r = _raw_envelope(ref)
-    if not hop_t or hop_t <= 0:
-        reverb_sim = None
-        hop_t = 0.05
-    hop_r = hop_r if hop_r and hop_r > 0 else hop_t
     # both read at the coarser of the two hops (the features thin the envelope of a long recording):
     # a coarser envelope averages the fast peaks away and would read as a more compressed one
-    hop = max(hop_t, hop_r)
-    raw_r = _regrid_db(raw_r, hop_r, hop)
+    raw_r, common_t, raw_t, hop_t, hop = _common_hop_envelopes(ref, tgt)
+    if hop_t is None:
+        reverb_sim = None
+        hop_t = 0.05
     act_r = _active(raw_r)
     env_r = raw_r[act_r]
     act_t = _active(raw_t)
-    act = _active(_regrid_db(raw_t, hop_t, hop))
+    act = _active(common_t)
     if act_t.sum() < 20 or act.sum() < 20 or env_r.size < 20:
         return (
             None,
@@ -356,7 +373,7 @@ def estimate_compressor(
     # song differ most in their slow level changes (sections), which widen or narrow the whole-file
     # quantiles whatever the processing (the reverb mode B adds is left to the fit, as above)
     fast_r = _local_upper_db(raw_r, hop, act_r)
-    fast_t = _local_upper_db(_regrid_db(raw_t, hop_t, hop), hop, act)
+    fast_t = _local_upper_db(common_t, hop, act)
     fast_gap = float(np.mean(fast_t - fast_r))
     if fast_gap < SPREAD_MARGIN_DB:
         return None, (
@@ -474,12 +491,14 @@ def estimate_reverb(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[dict 
     # compression narrows a recording's level range and lowers a learned DRR, reverb fills the gaps
     # and narrows the range too: a reference whose range is clearly WIDER than the target's is not
     # the wetter one, whatever the DRR says (the target is the more compressed one)
-    env_r, env_t = _envelope(ref), _envelope(tgt)
+    # (both read at the coarser of their two hops: a long file's coarser envelope has a narrower range)
+    env_r, env_t, _, _, hop = _common_hop_envelopes(ref, tgt)
+    env_r, env_t = env_r[_active(env_r)], env_t[_active(env_t)]
     if env_r.size >= 20 and env_t.size >= 20 and _spread_db(env_r) > _spread_db(env_t) + RANGE_MARGIN_DB:
         return None, (
             f"off: the reference's level range is wider than the target's (envelope p95-p10 "
-            f"{_spread_db(env_r):.1f} vs {_spread_db(env_t):.1f} dB): the target is the more compressed "
-            f"one and its DRR reading is not comparable ({facts})"
+            f"{_spread_db(env_r):.1f} vs {_spread_db(env_t):.1f} dB at {1000 * hop:.0f}-ms frames): the "
+            f"target is the more compressed one and its DRR reading is not comparable ({facts})"
         )
     wetter = drr_r < drr_t - DRR_MARGIN_DB or (
         rt_r > RT60_MARGIN * rt_t + 0.1 and drr_r <= drr_t + DRR_MARGIN_DB
@@ -533,19 +552,20 @@ def _lower_shape_mismatch_db(ref: dict, tgt: dict, sim: dict) -> tuple[float, fl
     relative to the median between the reference and the target, without and with the reverb ``sim``
     ({rt60_s, mix, wet_gain}) in the energy-domain model, and the mean signed difference reference -
     target of those quantiles (negative: the reference's quiet part is the deeper one); None when an
-    envelope is missing or too short."""
-    raw_t, hop_t = _raw_envelope(tgt)
-    env_r = _envelope(ref)
-    if raw_t.size == 0 or not hop_t or hop_t <= 0:
+    envelope is missing or too short. Both are read at the coarser of their two hops (a coarser
+    envelope has a shallower quiet part); the reverb is modelled at the target's own hop."""
+    all_r, all_t, raw_t, hop_t, hop = _common_hop_envelopes(ref, tgt)
+    if raw_t.size == 0 or hop_t is None:
         return None
-    act_t = _active(raw_t)
-    if act_t.sum() < 20 or env_r.size < 20:
+    act_r, act = _active(all_r), _active(all_t)
+    if act.sum() < 20 or act_r.sum() < 20:
         return None
     n_lower = sum(1 for q in SHAPE_PCTS if q < 50.0)
-    shape_r = _shape_db(env_r)[:n_lower]
-    shape_t = _shape_db(raw_t[act_t])[:n_lower]
+    shape_r = _shape_db(all_r[act_r])[:n_lower]
+    shape_t = _shape_db(all_t[act])[:n_lower]
     before = float(np.mean(np.abs(shape_t - shape_r)))
-    after = float(np.mean(np.abs(_shape_db(_with_reverb(raw_t, hop_t, sim)[act_t])[:n_lower] - shape_r)))
+    wet_t = _regrid_db(_with_reverb(raw_t, hop_t, sim), hop_t, hop)[act]
+    after = float(np.mean(np.abs(_shape_db(wet_t)[:n_lower] - shape_r)))
     return before, after, float(np.mean(shape_r - shape_t))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.analysis.dynamics import energy_mean_db, reduce_factor
 from engine.invert_mode_b import (
     _with_reverb,
     dynamic_gain_reduction_db,
@@ -494,3 +495,41 @@ def test_a_longer_reference_read_at_a_coarser_hop_is_not_taken_for_a_compressed_
     squeezed = fine_r - frame_gain_reduction_db(fine_r, 0.05, -22.0, 4.0, 10.0, 150.0)
     p = invert_mode_b(long_ref(squeezed), feats(env=env_t), PARAMS_A, {})
     assert p["notes"]["compressor"].startswith("on:") and p["compressor"]["ratio"] >= 2.0
+
+
+def _as_file(env_50ms: np.ndarray, duration_s: float, blind: dict) -> dict:
+    """Features of a recording whose 50-ms envelope is ``env_50ms``, looped to ``duration_s``: the
+    envelope thinned as the features thin it (over 100 s: 3 minutes at 100 ms, 5 minutes at 150 ms)."""
+    n = round(duration_s / 0.05)
+    rf = reduce_factor(n)
+    f = feats(env=energy_mean_db(np.resize(env_50ms, n), rf), blind=blind, duration=duration_s)
+    f["dynamics"]["rms_hop_s"] = 0.05 * rf
+    return f
+
+
+def test_reverb_decision_does_not_change_when_one_file_is_long():
+    # the same recordings as 30-s excerpts and as long files (their envelopes at 100 ms / 150 ms): a
+    # coarser envelope has a narrower range and a shallower quiet part, so before the two envelopes
+    # were read at a common hop a long target read as the compressed / filled one, a long reference
+    # as the wetter one, and the reverb switched on or off for that reason alone
+    rng = np.random.default_rng(5)
+    dry = -20 + 6 * rng.standard_normal(600)
+    filled = np.maximum(dry, np.percentile(dry, 20))  # a wetter recording's quiet part: filled
+    squeezed = dry - dynamic_gain_reduction_db(dry, 0.05, -26.0, 8.0, 10.0, 150.0)
+    wet = {"rt60_s": 1.2, "drr_db": -5.0, "dsp_rt60_s": 0.9, "model": "reverb_blind"}
+    drier = {"rt60_s": 1.0, "drr_db": 1.0, "dsp_rt60_s": 0.5, "model": "reverb_blind"}
+
+    def reverb_note(ref_env, ref_s, tgt_env, tgt_s) -> str:
+        p = invert_mode_b(_as_file(ref_env, ref_s, wet), _as_file(tgt_env, tgt_s, drier), PARAMS_A, {})
+        assert ("reverb" in p) == p["notes"]["reverb"].startswith("on:")
+        return p["notes"]["reverb"]
+
+    # a wetter reference (filled quiet part) beside a 3-minute target: on, as beside its excerpt
+    assert reverb_note(filled, 30, dry, 30).startswith("on:")
+    assert reverb_note(filled, 30, dry, 180).startswith("on:")
+    # a 3-minute dynamic reference beside a filled target: off, as its excerpt is
+    assert reverb_note(dry, 30, filled, 30).startswith("off:")
+    assert reverb_note(dry, 180, filled, 30).startswith("off:")
+    # a 5-minute dynamic reference beside a compressed target: off for the level range, as its excerpt
+    short, long = reverb_note(dry, 30, squeezed, 30), reverb_note(dry, 300, squeezed, 30)
+    assert "level range is wider" in short and "level range is wider" in long
