@@ -122,8 +122,9 @@ def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLik
                          progress=stage(0.3, 1.0),
                          output_features={"pitch": analysis["pitch"]} if measure_result else None,
                          max_hard_limit_share=MAX_HARD_LIMIT_SHARE if o.get("target_lufs") is None else None)
-    params = report.pop("style_params", params)
+    # the loudness asked for (a capped render's params carry the loudness reached instead)
     target_db = (params.get("lufs") or {}).get("target_db")
+    params = report.pop("style_params", params)
     if report.get("loudness_note"):
         warnings.append(f"loudness: {report['loudness_note']}")
     elif target_db is not None and report.get("lufs_integrated") is not None and \

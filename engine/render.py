@@ -60,9 +60,11 @@ def _needs_resolution(style_params: dict[str, Any]) -> bool:
     return bool(lufs) and lufs.get("target_db") is not None and lufs.get("gain_db") is None
 
 
-def _with_gain(style_params: dict[str, Any], gain_db: float, note: str | None = None) -> dict[str, Any]:
-    """``style_params`` with ``lufs.gain_db``; ``note`` (why the target was not reached) is added to
-    ``notes.lufs``."""
+def _with_gain(style_params: dict[str, Any], gain_db: float, note: str | None = None,
+               reached_lufs: float | None = None) -> dict[str, Any]:
+    """``style_params`` with ``lufs.gain_db``. With ``note`` (why the target was not reached), the note
+    is added to ``notes.lufs`` and ``lufs.target_db`` becomes ``reached_lufs``, so a preset made from
+    these params re-applies to the same result instead of forcing the original target."""
     out = dict(style_params)
     out["lufs"] = dict(style_params.get("lufs") or {})
     out["lufs"]["gain_db"] = round(float(gain_db), 4)
@@ -70,6 +72,8 @@ def _with_gain(style_params: dict[str, Any], gain_db: float, note: str | None = 
         notes = dict(style_params.get("notes") or {})
         notes["lufs"] = f"{notes['lufs']}; {note}" if notes.get("lufs") else note
         out["notes"] = notes
+        if reached_lufs is not None:
+            out["lufs"]["target_db"] = round(float(reached_lufs), 2)
     return out
 
 
@@ -495,7 +499,8 @@ def resolve_gain(source: str | os.PathLike | np.ndarray, style_params: dict[str,
         # same rule as render_file's resolving path, so both give the same gain for the same file
         note = _cap_note(target, wanted, share, cap, gain, measured, max_hard_limit_share)
         gain = _corrected_gain(gain, None if measured is None else target - measured, model, cap)
-    return _with_gain(style_params, gain, note)
+        return _with_gain(style_params, gain, note, measured)
+    return _with_gain(style_params, gain)
 
 
 def render(audio: np.ndarray, style_params: dict[str, Any], *, sample_rate_hz: int, streaming: bool = True,
@@ -535,7 +540,7 @@ def render(audio: np.ndarray, style_params: dict[str, Any], *, sample_rate_hz: i
             gain = corrected
         note = _cap_note(target, wanted, share, cap, gain, measured, max_hard_limit_share)
         if note:
-            params = _with_gain(style_params, gain, note)
+            params = _with_gain(style_params, gain, note, measured)
             report["loudness_note"] = note
         report["post_passes"] = passes
     else:
@@ -645,8 +650,9 @@ def render_file(in_path: str | os.PathLike, out_path: str | os.PathLike, style_p
     its features document under ``"features"`` (what ``analyze_features(out_path)`` returns, before
     the output's dither/quantisation), sharing the report's loudness and true-peak meters.
 
-    ``max_hard_limit_share`` (when the gain is resolved): see :func:`resolve_gain`; the report then
-    carries ``loudness_note`` when the target was not reached."""
+    ``max_hard_limit_share`` (when the gain is resolved): see :func:`resolve_gain`; when the target
+    was not reached the report carries ``loudness_note`` and its ``style_params`` the loudness reached
+    as ``lufs.target_db`` (the original target is named in ``notes.lufs``)."""
     _check_out_folder(out_path)
     info = probe(in_path)
     rate = int(sample_rate_hz or info.sample_rate_hz)
@@ -748,7 +754,7 @@ def _render_file_resolving(in_path, out_path, style_params, *, fmt, rate, channe
                 gain = corrected
                 writer.restart()
         note = _cap_note(target, wanted, share, cap, gain, measured, max_hard_limit_share)
-        params = _with_gain(style_params, gain, note)
+        params = _with_gain(style_params, gain, note, measured)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

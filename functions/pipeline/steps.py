@@ -369,12 +369,17 @@ def finalize(event: dict, ctx: StepContext) -> dict:
     ceiling = (
         float(ceiling) if ceiling is not None else float((params.get("limiter") or {}).get("tp_db", -1.0))
     )
+    # the loudness asked for: a match whose target was capped keeps the loudness reached in its params
+    asked = opts.get("target_lufs")
+    if asked is None and not event.get("preset_id"):
+        asked = (event.get("reference") or {}).get("integrated_lufs")
+    asked = round(float(asked), 2) if asked is not None else (params.get("lufs") or {}).get("target_db")
     metrics = result_metrics(
         res_feats,
         ref_feats if ref_feats is not None else res_feats,
         ceiling_dbtp=ceiling,
         render_report=report,
-        target_lufs=(params.get("lufs") or {}).get("target_db"),
+        target_lufs=asked,
     )
     if ref_feats is None:  # preset applied: no reference to compare the result with
         metrics = {**metrics, "stft_dist": None, "mel_dist": None}

@@ -84,3 +84,25 @@ def test_the_reference_loudness_is_not_reached_by_flattening_the_target(tmp_path
     assert abs(forced["report"]["lufs_integrated"] - round(ref_lufs, 1)) <= 0.2
     assert forced["report"]["artifacts_rate"] > 2 * MAX_HARD_LIMIT_SHARE  # what reaching it costs
     assert not any("not reached" in w for w in forced["warnings"])
+
+
+def test_a_preset_from_a_capped_match_reapplies_to_the_same_result(tmp_path) -> None:
+    """The preset keeps the loudness the match reached (and names the reference's in its notes), so
+    `apply` on the same target gives the match's audio instead of forcing the original target."""
+    from engine.audio_io import write_audio
+    from engine.examples import synth_music
+    from engine.render import render_file
+
+    fs = 44100
+    ref = synth_music(8.0, fs, seed=3)
+    write_audio(tmp_path / "ref.wav", (ref / np.abs(ref).max() * 0.89).astype(np.float32), fs, "wav24")
+    write_audio(tmp_path / "tgt.wav", _spiky_target(fs), fs, "wav24")
+    r = engine.match_files(tmp_path / "ref.wav", tmp_path / "tgt.wav", tmp_path / "a.wav",
+                           measure_result=True)
+    assert r["metrics"]["lufs_err"] > 1.0  # scored against the loudness asked for
+    params = r["style_params"]
+    assert abs(params["lufs"]["target_db"] - r["report"]["lufs_integrated"]) < 0.01
+    reapplied = {**params, "lufs": {"target_db": params["lufs"]["target_db"]}}  # as `apply` does
+    again = render_file(tmp_path / "tgt.wav", tmp_path / "b.wav", reapplied)
+    assert abs(again["lufs_integrated"] - r["report"]["lufs_integrated"]) <= 0.2
+    assert again["artifacts_rate"] <= r["report"]["artifacts_rate"] + 0.05
