@@ -250,10 +250,16 @@ class LoudnessModel:
             self.beta_cell = math.exp(-self.cell_frames / (release_ms * 1e-3 * fs))
 
     def _block_energy(self, cell_energy: np.ndarray) -> np.ndarray:
-        c = np.concatenate([[0.0], np.cumsum(cell_energy, dtype=np.float64)])
-        s = c[self._starts]
-        if s.size < 5:
-            return np.array([c[-1] / max(1.0, cell_energy.size * self.cell_frames)])
+        starts = self._starts
+        if starts.size < 5:
+            total = float(np.sum(cell_energy, dtype=np.float64))
+            return np.array([total / max(1.0, cell_energy.size * self.cell_frames)])
+        if np.all(starts[1:] > starts[:-1]):
+            # 100 ms segment sums (float64), then 400 ms blocks: no file-length float64 temporaries
+            seg = np.add.reduceat(cell_energy[: starts[-1]], starts[:-1], dtype=np.float64)
+            s = np.concatenate([[0.0], np.cumsum(seg)])
+        else:  # cells longer than 100 ms (files of many hours)
+            s = np.concatenate([[0.0], np.cumsum(cell_energy, dtype=np.float64)])[starts]
         return (s[4:] - s[:-4]) / self._frames_per_block
 
     def attenuation_db(self, gain_db: float) -> np.ndarray:
