@@ -77,27 +77,6 @@ def _with_gain(style_params: dict[str, Any], gain_db: float, note: str | None = 
     return out
 
 
-def _corrected_gain(gain_db: float, miss_lu: float | None, model: LoudnessModel,
-                    cap_db: float | None) -> float:
-    """The gain after one loudness correction by the measured miss (never above ``cap_db``)."""
-    if miss_lu is None or abs(miss_lu) <= LUFS_TOLERANCE_LU:
-        return gain_db
-    gain = gain_db + miss_lu / model.slope(gain_db)
-    return gain if cap_db is None else min(gain, cap_db)
-
-
-def _cap_note(target_lufs: float, wanted_gain_db: float, share: float, cap_db: float | None,
-              gain_db: float, measured_lufs: float | None, max_share: float | None) -> str | None:
-    """Why the output stays under ``target_lufs`` (the gain sits at the clean-limiting cap), or None."""
-    if cap_db is None or measured_lufs is None or gain_db < cap_db - 1e-6 or \
-            measured_lufs >= target_lufs - LUFS_TOLERANCE_LU:
-        return None
-    return (f"target {target_lufs:.2f} LUFS not reached: it needs about {wanted_gain_db:+.1f} dB of gain, at "
-            f"which the limiter would cut more than {HARD_LIMIT_DB:.0f} dB on {100 * share:.0f} % of the "
-            f"audio (flattened peaks); stopped at {measured_lufs:.2f} LUFS, where that share is "
-            f"{100 * float(max_share):.0f} %. Less low-end boost (intensity) or a higher ceiling gets louder")
-
-
 def _array_blocks(audio: np.ndarray, block_frames: int) -> Iterator[np.ndarray]:
     for i in range(0, audio.shape[0], block_frames):
         yield audio[i:i + block_frames]
@@ -329,10 +308,11 @@ class LoudnessModel:
         ``gain_db``: the model's forecast of the report's ``artifacts_rate``."""
         if not self.limiter:
             return 0.0
-        active = self.energy > 0
-        if not active.any():
+        if not hasattr(self, "_active"):  # the bisection of gain_cap calls this some 20 times
+            self._active = self.energy > 0
+        if not self._active.any():
             return 0.0
-        return float(np.mean(self.attenuation_db(gain_db)[active] > HARD_LIMIT_DB))
+        return float(np.mean(self.attenuation_db(gain_db)[self._active] > HARD_LIMIT_DB))
 
     def gain_cap(self, gain_db: float, max_hard_limit_share: float | None) -> tuple[float | None, float]:
         """``(cap, share)``: ``share`` = :meth:`hard_limit_share` at ``gain_db``; ``cap`` = the gain (dB)
@@ -360,6 +340,38 @@ class LoudnessModel:
         if a is None or b is None:
             return 1.0
         return float(min(1.0, max(0.05, (b - a) / 0.5)))
+
+
+class _GainPlan:
+    """The make-up gain toward ``target_lufs`` on ``model``: where to start (the solved gain, or the
+    clean-limiting cap of ``max_hard_limit_share`` below it), one correction by a measured miss (never
+    above the cap), and why the output stays under the target."""
+
+    def __init__(self, model: LoudnessModel, target_lufs: float, max_hard_limit_share: float | None) -> None:
+        self.model = model
+        self.target = float(target_lufs)
+        self.max_share = max_hard_limit_share
+        self.wanted = model.solve(self.target)
+        self.cap, self.share = model.gain_cap(self.wanted, max_hard_limit_share)
+        self.start = self.wanted if self.cap is None else self.cap
+
+    def corrected(self, gain_db: float, measured_lufs: float | None) -> float:
+        """The gain after one loudness correction by the measured miss (never above the cap)."""
+        if measured_lufs is None or abs(self.target - measured_lufs) <= LUFS_TOLERANCE_LU:
+            return gain_db
+        gain = gain_db + (self.target - measured_lufs) / self.model.slope(gain_db)
+        return gain if self.cap is None else min(gain, self.cap)
+
+    def note(self, gain_db: float, measured_lufs: float | None) -> str | None:
+        """Why the output stays under the target (the gain sits at the cap), or None."""
+        if self.cap is None or measured_lufs is None or gain_db < self.cap - 1e-6 or \
+                measured_lufs >= self.target - LUFS_TOLERANCE_LU:
+            return None
+        return (f"target {self.target:.2f} LUFS not reached: it needs about {self.wanted:+.1f} dB of "
+                f"gain, at which the limiter would cut more than {HARD_LIMIT_DB:.0f} dB on "
+                f"{100 * self.share:.0f} % of the audio (flattened peaks); stopped at {measured_lufs:.2f} "
+                f"LUFS, where that share is {100 * float(self.max_share):.0f} %. Less low-end boost "
+                "(intensity) or a higher ceiling gets louder")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -492,21 +504,17 @@ def resolve_gain(source: str | os.PathLike | np.ndarray, style_params: dict[str,
     for y in _run(pre, blocks()):
         cells.feed(y)
     model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"), cells.cell_frames)
-    wanted = model.solve(target)
-    cap, share = model.gain_cap(wanted, max_hard_limit_share)
-    gain = wanted if cap is None else cap
-    note = None
-    if verify:
-        chain = ChainRunner(build_chain(_with_gain(style_params, gain), rate, channels), channels)
-        meter = LoudnessMeter(rate, channels)
-        for y in _run(chain, blocks()):
-            meter.feed(y)
-        measured = meter.integrated_lufs()
-        # same rule as render_file's resolving path, so both give the same gain for the same file
-        note = _cap_note(target, wanted, share, cap, gain, measured, max_hard_limit_share)
-        gain = _corrected_gain(gain, None if measured is None else target - measured, model, cap)
-        return _with_gain(style_params, gain, note, measured)
-    return _with_gain(style_params, gain)
+    plan = _GainPlan(model, target, max_hard_limit_share)
+    if not verify:
+        return _with_gain(style_params, plan.start)
+    chain = ChainRunner(build_chain(_with_gain(style_params, plan.start), rate, channels), channels)
+    meter = LoudnessMeter(rate, channels)
+    for y in _run(chain, blocks()):
+        meter.feed(y)
+    measured = meter.integrated_lufs()
+    # same rule as render_file's resolving path, so both give the same gain for the same file
+    return _with_gain(style_params, plan.corrected(plan.start, measured), plan.note(plan.start, measured),
+                      measured)
 
 
 def render(audio: np.ndarray, style_params: dict[str, Any], *, sample_rate_hz: int, streaming: bool = True,
@@ -531,20 +539,18 @@ def render(audio: np.ndarray, style_params: dict[str, Any], *, sample_rate_hz: i
         for b in _array_blocks(pre_out, BLOCK_FRAMES):
             cells.feed(b)
         model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"), cells.cell_frames)
-        target = float(style_params["lufs"]["target_db"])
-        wanted = model.solve(target)
-        cap, share = model.gain_cap(wanted, max_hard_limit_share)
-        gain = wanted if cap is None else cap
+        plan = _GainPlan(model, float(style_params["lufs"]["target_db"]), max_hard_limit_share)
+        gain = plan.start
         passes = 0
         while True:
             params = _with_gain(style_params, gain)
             out, report, measured = _render_post(pre_out, params, rate, channels, block, pre_gr)
             passes += 1
-            corrected = _corrected_gain(gain, None if measured is None else target - measured, model, cap)
+            corrected = plan.corrected(gain, measured)
             if passes == 2 or abs(corrected - gain) < 1e-4:
                 break
             gain = corrected
-        note = _cap_note(target, wanted, share, cap, gain, measured, max_hard_limit_share)
+        note = plan.note(gain, measured)
         if note:
             params = _with_gain(style_params, gain, note, measured)
             report["loudness_note"] = note
@@ -734,9 +740,8 @@ def _render_file_resolving(in_path, out_path, style_params, *, fmt, rate, channe
                     if progress:
                         progress(min(0.5, 0.5 * done / max(1, total_frames)))
         model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"), cells.cell_frames)
-        wanted = model.solve(target)
-        cap, share = model.gain_cap(wanted, max_hard_limit_share)
-        gain = wanted if cap is None else cap
+        plan = _GainPlan(model, target, max_hard_limit_share)
+        gain = plan.start
         pre_frames = cells.frames
         report: dict[str, Any] = {}
         passes = 0
@@ -754,12 +759,12 @@ def _render_file_resolving(in_path, out_path, style_params, *, fmt, rate, channe
                 passes += 1
                 # the unrounded reading (not the report's 0.001 LU figure): resolve_gain's rule exactly
                 measured = rep.loudness.integrated_lufs()
-                corrected = _corrected_gain(gain, None if measured is None else target - measured, model, cap)
+                corrected = plan.corrected(gain, measured)
                 if passes == 2 or abs(corrected - gain) < 1e-4:
                     break
                 gain = corrected
                 writer.restart()
-        note = _cap_note(target, wanted, share, cap, gain, measured, max_hard_limit_share)
+        note = plan.note(gain, measured)
         params = _with_gain(style_params, gain, note, measured)
     finally:
         with contextlib.suppress(FileNotFoundError):
