@@ -43,6 +43,10 @@ _SF_FORMAT = {
 #: the extension each output format gets when a caller needs one.
 FORMAT_EXTENSION = {"wav16": "wav", "wav24": "wav", "flac": "flac", "float32": "wav"}
 _RESAMPLE_MARGIN_S = 0.5  # resampler warm-up before a seek point (filter transient dies out well before)
+#: integer PCM read as integers and scaled here: libsndfile's own float conversion of 16-bit PCM is
+#: ~3x slower than reading int16 and one numpy multiply (0.10 vs 0.03 s per 4-minute stereo file), and
+#: gives the same values (sample / 2^15, or / 2^31 for 24-bit read left-aligned into int32).
+_INT_READ = {"PCM_16": ("int16", 1.0 / 32768.0), "PCM_24": ("int32", 1.0 / 2147483648.0)}
 
 
 @dataclass(frozen=True)
@@ -144,13 +148,14 @@ def _iter_native(info: AudioInfo, block_frames: int, start: int, stop: int | Non
     if start >= stop:
         return
     pos = start
+    int_dtype, scale = _INT_READ.get(info.subtype, (None, 1.0))
     with _open(info.path) as f:
         if start:
             f.seek(start)
         while pos < stop:
             n = min(block_frames, stop - pos)
             try:
-                block = f.read(n, dtype="float32", always_2d=True)
+                block = f.read(n, dtype=int_dtype or "float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as exc:
                 detail = str(exc).split(":")[-1].strip() or "decoder error"
                 raise AudioInputError(f"file is corrupt or truncated at {pos / info.sample_rate_hz:.3f} s "
@@ -163,7 +168,10 @@ def _iter_native(info: AudioInfo, block_frames: int, start: int, stop: int | Non
                         f"file is truncated: no audio at {pos / info.sample_rate_hz:.3f} s although the "
                         f"header says {info.duration_s:.3f} s", where=info.path)
                 return
-            _check_finite(block, info.path, pos, info.sample_rate_hz)
+            if int_dtype:
+                block = np.multiply(block, np.float32(scale), dtype=np.float32)
+            else:
+                _check_finite(block, info.path, pos, info.sample_rate_hz)
             pos += block.shape[0]
             yield block
 

@@ -171,3 +171,21 @@ def test_silence_and_clipping_are_readable(tmp_path: Path) -> None:
     sf.write(tmp_path / "c.wav", x, FS, subtype="PCM_16")
     y, _ = read_audio(tmp_path / "c.wav")
     assert float(np.abs(y).max()) >= 0.999
+
+
+@pytest.mark.parametrize(("container", "subtype"), [("WAV", "PCM_16"), ("WAV", "PCM_24"), ("FLAC", "PCM_16"),
+                                                    ("FLAC", "PCM_24"), ("WAV", "PCM_U8")])
+def test_integer_pcm_reads_libsndfiles_samples(tmp_path: Path, container: str, subtype: str) -> None:
+    # 16/24-bit PCM is read as integers and scaled in numpy (faster); the float32 samples, full-scale
+    # negative included, must be exactly libsndfile's own conversion, block edges and seeks too.
+    rng = np.random.default_rng(7)
+    x = np.clip(rng.normal(0, 0.4, (60_000, 2)), -1.0, 1.0)
+    x[:4] = [[-1.0, 1.0], [1.0, -1.0], [0.0, -0.5], [1e-7, -1e-7]]
+    path = tmp_path / f"x.{container.lower()}"
+    sf.write(path, x, 44100, format=container, subtype=subtype)
+    want, _ = sf.read(path, dtype="float32", always_2d=True)
+    got = np.concatenate(list(iter_blocks(path, 4096)))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+    part = np.concatenate(list(iter_blocks(path, 1000, start_frame=12_345, stop_frame=50_000)))
+    np.testing.assert_array_equal(part, want[12_345:50_000])
