@@ -31,6 +31,7 @@ from engine.analysis.f0 import FMAX_HZ, FMIN_HZ, Decimator, YinTracker, pitch_cl
 from engine.blocks import as_float32_block
 from engine.errors import AudioInputError, TonematchError
 from engine.loudness import LoudnessMeter, k_weighting_sos
+from engine.memory import PeriodicTrim
 from engine.true_peak import TruePeakMeter
 
 FEATURES_VERSION = 1
@@ -530,8 +531,10 @@ def analyze_features(source: str | os.PathLike | np.ndarray, *, sample_rate_hz: 
         analyzer = FeatureAnalyzer(rate, info.channels, expected_frames=expected, blind_reverb=blind_reverb,
                                    pitch=pitch)
         blocks = iter_blocks(source, BLOCK_FRAMES, sample_rate_hz=rate)
+    trim = PeriodicTrim()
     for block in blocks:
         analyzer.feed(block)
+        trim.tick()
         if progress is not None:
             progress(min(1.0, analyzer.frames / max(1, expected)))
     if analyzer.frames == 0:

@@ -4,12 +4,13 @@
 
 Loudness resolution. The chain splits into "pre" (everything before the gain stage) and "post"
 (gain + true-peak limiter). One pass runs "pre" and keeps a compact model of its output: per cell of
-64 frames the K-weighted energy and the true peak (true-peak oversampling only where peaks come within
-12 dB of the loudest so far). The limiter's effect on loudness for any gain ``G`` is then simulated
-on the cells (hold, release, gated BS.1770 integration over the cells) in a few milliseconds, and
-``G`` is solved for. :func:`render_file` keeps the "pre" output in a float32 temporary file (page
-cache) so the final pass runs only gain + limiter; it measures the real output loudness and, if the
-model missed by more than :data:`LUFS_TOLERANCE_LU`, corrects the gain and runs "post" once more.
+about 1.4 ms (64 frames at 44.1/48 kHz, whatever the file's length up to ~90 minutes) the K-weighted
+energy and the sample peak, in dB as float16. The limiter's effect on loudness for any gain ``G`` is
+then simulated on the cells (hold, release, gated BS.1770 integration), chunk by chunk so the scratch
+memory stays flat, and ``G`` is solved for. :func:`render_file` keeps the "pre" output in a float32
+temporary file (page cache) so the final pass runs only gain + limiter; it measures the real output
+loudness and, if the model missed by more than :data:`LUFS_TOLERANCE_LU`, corrects the gain and runs
+"post" once more.
 With ``max_hard_limit_share`` the gain never passes the point where the model forecasts the limiter
 cutting hard on more than that share of the audio (:meth:`LoudnessModel.gain_cap`).
 """
@@ -17,6 +18,7 @@ cutting hard on more than that share of the audio (:meth:`LoudnessModel.gain_cap
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import tempfile
@@ -33,12 +35,20 @@ from engine.chain import CHAIN_ORDER, POST_STAGES, ChainRunner, build_chain
 from engine.errors import AudioInputError, ParamsError
 from engine.features import FeatureAnalyzer
 from engine.loudness import LoudnessMeter, gated_integrated_lufs, k_weighting_sos
+from engine.memory import PeriodicTrim, release_freed_memory
 from engine.processors.limiter import DEFAULT_RELEASE_MS, HARD_LIMIT_DB, MARGIN_DB
 from engine.threads import BackgroundSink, prefetch, usable_cores
 from engine.true_peak import TruePeakMeter
 
 BLOCK_FRAMES = 65536
+RENDER_TRIM_EVERY_BLOCKS = 16  # freed heap memory goes back to the OS every ~24 s of audio
 CELL_FRAMES = 64
+#: the loudness model's cell length: 64 frames at 44.1 and 48 kHz.
+MODEL_CELL_S = 0.0014
+#: past this many cells (about 90 minutes at 44.1 kHz) cells get longer, so memory stays bounded.
+MAX_MODEL_CELLS = 4_000_000
+_MODEL_CHUNK_CELLS = 1 << 17
+_PEAK_ALLOWANCE_DB = 0.2  # sample peak -> a typical true peak; the final pass measures the real one
 #: the final loudness may miss the target by this much before a corrective "post" pass runs.
 LUFS_TOLERANCE_LU = 0.1
 #: the largest share of the audio on which the limiter may cut more than HARD_LIMIT_DB (the report's
@@ -150,10 +160,12 @@ def _run_tracking(chain: ChainRunner, blocks: Iterable[np.ndarray], track: _GrTr
 
 
 class _CellModel:
-    """Per cell of ``cell_frames`` frames: K-weighted energy (channel sum) and sample peak of the pre
-    output, float32 (a 60-minute file at 48 kHz with 256-frame cells holds 2 x 2.7 MB)."""
+    """Per cell of ``cell_frames`` frames (about 1.4 ms): K-weighted energy (channel sum) and sample
+    peak of the pre output, both in dB as float16 (0.03 dB steps at -60 dB; 4 bytes a cell, so a
+    60-minute file at 44.1 kHz holds 10 MB)."""
 
-    def __init__(self, sample_rate_hz: int, channels: int, cell_frames: int = CELL_FRAMES) -> None:
+    def __init__(self, sample_rate_hz: int, channels: int, cell_frames: int = CELL_FRAMES,
+                 expected_frames: int = 0) -> None:
         self.sample_rate_hz = int(sample_rate_hz)
         self.channels = int(channels)
         self.cell_frames = int(cell_frames)
@@ -161,9 +173,18 @@ class _CellModel:
         self._zi = np.zeros((self._sos.shape[0], self.channels, 2), np.float32)
         self._carry_e = np.zeros(0, np.float32)
         self._carry_y = np.zeros((0, self.channels), np.float32)
-        self._energy: list[np.ndarray] = []
-        self._peak: list[np.ndarray] = []
+        # filled in place (sized from expected_frames, grown if needed): collecting per-block arrays
+        # and concatenating them at the end held the cells twice
+        capacity = expected_frames // self.cell_frames + 2
+        self._energy = np.empty(capacity, np.float16)
+        self._peak = np.empty(capacity, np.float16)
+        self._n = 0
         self.frames = 0
+
+    @staticmethod
+    def _db(power: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return (10.0 * np.log10(power)).astype(np.float16)  # silence: -inf (0 energy)
 
     def feed(self, y: np.ndarray) -> None:
         if y.shape[0] == 0:
@@ -180,93 +201,133 @@ class _CellModel:
         n_cells = e.size // cell
         m = n_cells * cell
         if n_cells:
-            self._energy.append(e[:m].reshape(n_cells, cell).sum(axis=1, dtype=np.float64).astype(np.float32))
             rows = np.ascontiguousarray(y[:m]).reshape(n_cells, cell * self.channels)
-            self._peak.append(np.maximum(rows.max(axis=1), -rows.min(axis=1)))
+            peak = np.maximum(rows.max(axis=1), -rows.min(axis=1))
+            self._put(self._db(e[:m].reshape(n_cells, cell).sum(axis=1, dtype=np.float64)),
+                      self._db(np.square(peak, dtype=np.float64)))
         self._carry_e, self._carry_y = e[m:].copy(), y[m:].copy()
 
+    def _put(self, energy_db: np.ndarray, peak_db: np.ndarray) -> None:
+        end = self._n + energy_db.size
+        if end > self._energy.size:
+            self._energy = np.resize(self._energy, max(end, self._energy.size * 5 // 4))
+            self._peak = np.resize(self._peak, self._energy.size)
+        self._energy[self._n:end] = energy_db
+        self._peak[self._n:end] = peak_db
+        self._n = end
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        energy = list(self._energy)
-        peak = list(self._peak)
+        """``(energy_db, peak_db)`` per cell (views, float16); the partial last cell is closed here."""
         if self._carry_e.size:
-            energy.append(np.array([self._carry_e.sum()], np.float32))
-            peak.append(np.array([np.abs(self._carry_y).max()], np.float32))
-        e = np.concatenate(energy) if energy else np.zeros(0, np.float32)
-        p = np.concatenate(peak) if peak else np.zeros(0, np.float32)
-        self._energy, self._peak = [e], [p]
-        return e, p
+            self._put(self._db(np.array([self._carry_e.sum(dtype=np.float64)])),
+                      self._db(np.array([np.abs(self._carry_y).max()], np.float64) ** 2))
+            self._carry_e = np.zeros(0, np.float32)
+            self._carry_y = np.zeros((0, self.channels), np.float32)
+        return self._energy[:self._n], self._peak[:self._n]
 
 
-def _cell_frames_for(total_frames: int) -> int:
-    """64-frame cells up to about 15 minutes at 48 kHz; longer files get longer cells so the model
-    stays under ~700 k cells (memory flat in the file's length)."""
-    cells = 64
-    while total_frames / cells > 700_000:
+def _cell_frames_for(total_frames: int, sample_rate_hz: float) -> int:
+    """Cells of about :data:`MODEL_CELL_S` (64 frames at 44.1/48 kHz, 16 at 8 kHz, 256 at 192 kHz):
+    the limiter's hold is a few ms, and longer cells spread each peak's gain reduction over the whole
+    cell (256-frame cells solved +66 dB instead of +24 on one track). Only past
+    :data:`MAX_MODEL_CELLS` (about 90 minutes) do cells grow, and the measured correction pass has
+    more to do."""
+    cells = max(16, 2 ** round(math.log2(float(sample_rate_hz) * MODEL_CELL_S)))
+    while total_frames / cells > MAX_MODEL_CELLS:
         cells *= 2
     return cells
 
 
 class LoudnessModel:
-    """Predicts the integrated loudness of ``limiter(gain(pre))`` for any gain from the cell model."""
+    """Predicts the integrated loudness of ``limiter(gain(pre))`` for any gain from the cell model.
 
-    def __init__(self, energy: np.ndarray, peak: np.ndarray, sample_rate_hz: int,
+    Every evaluation walks the cells in chunks of whole 100 ms segments, so its scratch memory does not
+    grow with the file's length (the limiter's release state is carried from chunk to chunk)."""
+
+    def __init__(self, energy_db: np.ndarray, peak_db: np.ndarray, sample_rate_hz: int,
                  limiter: dict[str, Any] | None, cell_frames: int = CELL_FRAMES) -> None:
-        self.energy = energy
+        self.energy_db = energy_db
+        self.peak_db = peak_db  # sample peaks; a typical inter-sample allowance is added when used
         self.cell_frames = int(cell_frames)
-        with np.errstate(divide="ignore"):
-            # sample peaks plus a typical inter-sample allowance; the final pass measures true peaks
-            self.peak_db = (20.0 * np.log10(np.maximum(peak, np.float32(1e-12))) + np.float32(0.2))
         self.limiter = limiter
         fs = float(sample_rate_hz)
         cells_per_seg = 0.1 * fs / self.cell_frames
-        n_seg = int(energy.size / cells_per_seg)
-        starts = np.round(np.arange(n_seg + 1) * cells_per_seg).astype(np.int64)
-        self._starts = starts
+        n_seg = int(energy_db.size / cells_per_seg)
+        self._starts = np.round(np.arange(n_seg + 1) * cells_per_seg).astype(np.int64)
         self._frames_per_block = 0.4 * fs
+        segs_per_chunk = max(1, int(_MODEL_CHUNK_CELLS / max(cells_per_seg, 1.0)))
+        bounds = [int(b) for b in self._starts[::segs_per_chunk]]
+        if not bounds or bounds[-1] < energy_db.size:
+            bounds.append(int(energy_db.size))
+        self._bounds = [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+        self._active = int(np.count_nonzero(energy_db > -np.inf))
+        self.max_peak_db = float(np.max(peak_db)) + _PEAK_ALLOWANCE_DB if peak_db.size else -np.inf
         if limiter:
             self.threshold_db = float(limiter.get("tp_db", -1.0)) - MARGIN_DB
             release_ms = float(limiter.get("release_ms", DEFAULT_RELEASE_MS))
             self.beta_cell = math.exp(-self.cell_frames / (release_ms * 1e-3 * fs))
 
-    def _block_energy(self, cell_energy: np.ndarray) -> np.ndarray:
-        starts = self._starts
-        if starts.size < 5:
-            total = float(np.sum(cell_energy, dtype=np.float64))
-            return np.array([total / max(1.0, cell_energy.size * self.cell_frames)])
-        if np.all(starts[1:] > starts[:-1]):
-            # 100 ms segment sums (float64), then 400 ms blocks: no file-length float64 temporaries
-            seg = np.add.reduceat(cell_energy[: starts[-1]], starts[:-1], dtype=np.float64)
-            s = np.concatenate([[0.0], np.cumsum(seg)])
-        else:  # cells longer than 100 ms (files of many hours)
-            s = np.concatenate([[0.0], np.cumsum(cell_energy, dtype=np.float64)])[starts]
-        return (s[4:] - s[:-4]) / self._frames_per_block
-
-    def attenuation_db(self, gain_db: float) -> np.ndarray:
-        a = np.maximum(self.peak_db + gain_db - self.threshold_db, 0.0)
-        if not a.any():
-            return a
-        u = maximum_filter1d(a, size=3)
-        # release at cell rate: v[n] = max(u[n], beta v[n-1]), chunked so beta**-j stays finite
-        out = np.empty_like(u)
+    def _chunks(self, gain_db: float) -> Iterator[tuple[int, int, np.ndarray | None]]:
+        """``(first_cell, end_cell, attenuation_db or None)`` per chunk at ``gain_db``."""
+        if not self.limiter or self.max_peak_db + gain_db <= self.threshold_db:
+            for a, b in self._bounds:
+                yield a, b, None
+            return
+        n = self.peak_db.size
+        offset = np.float32(gain_db + _PEAK_ALLOWANCE_DB - self.threshold_db)
+        chunk_len = max(1, int(600 / max(1e-9, -math.log(self.beta_cell))))  # keeps beta**-j finite
         v0 = 0.0
-        chunk = max(1, int(600 / max(1e-9, -math.log(self.beta_cell))))
-        for s in range(0, u.size, chunk):
-            seg = u[s:s + chunk]
-            powers = self.beta_cell ** np.arange(seg.size, dtype=np.float64)
-            acc = np.maximum.accumulate(seg / powers)
-            np.maximum(acc, v0 * self.beta_cell, out=acc)
-            acc *= powers
-            out[s:s + seg.size] = acc
-            v0 = float(acc[-1])
-        return out
+        for a, b in self._bounds:
+            lo, hi = max(0, a - 1), min(n, b + 1)  # one neighbour each side for the 3-cell hold
+            over = np.maximum(self.peak_db[lo:hi].astype(np.float32) + offset, np.float32(0.0))
+            if not over.any() and v0 < 1e-6:  # no limiting here, and the last release has died out
+                v0 = 0.0
+                yield a, b, None
+                continue
+            u = maximum_filter1d(over, size=3, mode="nearest")[a - lo: a - lo + (b - a)]
+            # release at cell rate: v[n] = max(u[n], beta v[n-1])
+            att = np.empty_like(u)
+            for s in range(0, u.size, chunk_len):
+                seg = u[s:s + chunk_len]
+                powers = self.beta_cell ** np.arange(seg.size, dtype=np.float64)
+                acc = np.maximum.accumulate(seg / powers)
+                np.maximum(acc, v0 * self.beta_cell, out=acc)
+                acc *= powers
+                att[s:s + seg.size] = acc
+                v0 = float(acc[-1])
+            yield a, b, att
 
     def lufs(self, gain_db: float) -> float | None:
-        e = self.energy * (10.0 ** (gain_db / 10.0))
-        if self.limiter:
-            att = self.attenuation_db(gain_db)
-            if att.any():
-                e = e * (10.0 ** (-att / 10.0))
-        return gated_integrated_lufs(self._block_energy(e))
+        """Predicted integrated loudness (LUFS) of the limited output at ``gain_db``."""
+        starts = self._starts
+        if starts.size < 5:
+            total = 0.0
+            for a, b, att in self._chunks(gain_db):
+                total += self._chunk_energy(a, b, gain_db, att).sum()
+            return gated_integrated_lufs(np.array([total / max(1.0, self.energy_db.size * self.cell_frames)]))
+        if np.all(starts[1:] > starts[:-1]):
+            seg = np.zeros(starts.size - 1)
+            k = 0
+            for a, b, att in self._chunks(gain_db):
+                if a >= starts[-1]:
+                    break
+                e = self._chunk_energy(a, min(b, starts[-1]), gain_db, att)
+                k1 = int(np.searchsorted(starts, min(b, starts[-1]), side="left"))
+                if k1 > k:
+                    seg[k:k1] = np.add.reduceat(e, starts[k:k1] - a, dtype=np.float64)
+                    k = k1
+            s = np.concatenate([[0.0], np.cumsum(seg)])
+        else:  # cells longer than 100 ms (files of days)
+            parts = [self._chunk_energy(a, b, gain_db, att) for a, b, att in self._chunks(gain_db)]
+            s = np.concatenate([[0.0], np.cumsum(np.concatenate(parts), dtype=np.float64)])[starts]
+        return gated_integrated_lufs((s[4:] - s[:-4]) / self._frames_per_block)
+
+    def _chunk_energy(self, a: int, b: int, gain_db: float, att: np.ndarray | None) -> np.ndarray:
+        e_db = self.energy_db[a:b].astype(np.float32) + np.float32(gain_db)
+        if att is not None:
+            e_db -= att[: b - a]
+        e_db *= np.float32(0.1)
+        return np.power(np.float32(10.0), e_db)
 
     def solve(self, target_lufs: float) -> float:
         """Gain (dB) whose predicted limited loudness equals ``target_lufs`` (monotone; secant +
@@ -306,13 +367,13 @@ class LoudnessModel:
     def hard_limit_share(self, gain_db: float) -> float:
         """Share of the (non-silent) cells the limiter cuts by more than ``HARD_LIMIT_DB`` at
         ``gain_db``: the model's forecast of the report's ``artifacts_rate``."""
-        if not self.limiter:
+        if not self.limiter or not self._active:
             return 0.0
-        if not hasattr(self, "_active"):  # the bisection of gain_cap calls this some 20 times
-            self._active = self.energy > 0
-        if not self._active.any():
-            return 0.0
-        return float(np.mean(self.attenuation_db(gain_db)[self._active] > HARD_LIMIT_DB))
+        hard = 0
+        for a, b, att in self._chunks(gain_db):
+            if att is not None:
+                hard += int(np.count_nonzero((att > HARD_LIMIT_DB) & (self.energy_db[a:b] > -np.inf)))
+        return hard / self._active
 
     def gain_cap(self, gain_db: float, max_hard_limit_share: float | None) -> tuple[float | None, float]:
         """``(cap, share)``: ``share`` = :meth:`hard_limit_share` at ``gain_db``; ``cap`` = the gain (dB)
@@ -322,7 +383,7 @@ class LoudnessModel:
         if max_hard_limit_share is None or share <= max_hard_limit_share:
             return None, share
         # the share grows with the gain: bisect between "no cell reaches the threshold" and gain_db
-        lo = min(gain_db, self.threshold_db - float(np.max(self.peak_db)))
+        lo = min(gain_db, self.threshold_db - self.max_peak_db)
         hi = gain_db
         for _ in range(40):
             mid = 0.5 * (lo + hi)
@@ -500,7 +561,7 @@ def resolve_gain(source: str | os.PathLike | np.ndarray, style_params: dict[str,
         def blocks() -> Iterator[np.ndarray]:
             return iter_blocks(source, BLOCK_FRAMES, sample_rate_hz=rate)
     pre = ChainRunner(build_chain(style_params, rate, channels, stages=PRE_STAGES), channels)
-    cells = _CellModel(rate, channels, _cell_frames_for(total))
+    cells = _CellModel(rate, channels, _cell_frames_for(total, rate), total)
     for y in _run(pre, blocks()):
         cells.feed(y)
     model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"), cells.cell_frames)
@@ -535,7 +596,7 @@ def render(audio: np.ndarray, style_params: dict[str, Any], *, sample_rate_hz: i
         pre = ChainRunner(build_chain(style_params, rate, channels, stages=PRE_STAGES), channels)
         pre_gr = _GrTrack()
         pre_out = np.concatenate(list(_run_tracking(pre, _array_blocks(x, block), pre_gr)), axis=0)
-        cells = _CellModel(rate, channels, _cell_frames_for(pre_out.shape[0]))
+        cells = _CellModel(rate, channels, _cell_frames_for(pre_out.shape[0], rate), pre_out.shape[0])
         for b in _array_blocks(pre_out, BLOCK_FRAMES):
             cells.feed(b)
         model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"), cells.cell_frames)
@@ -624,11 +685,13 @@ def _stream_to_writer(blocks: Iterable[np.ndarray], chain: ChainRunner, writer: 
     threaded = usable_cores() >= 2
     with BackgroundSink(writer.write, threaded=threaded) as write, \
             BackgroundSink(rep.feed, threaded=threaded) as measure:
+        trim = PeriodicTrim(RENDER_TRIM_EVERY_BLOCKS)
         for b in blocks:
             y = chain.process(b)
             done += b.shape[0]
             if not emit(y, chain.gain_reduction_db):
                 break
+            trim.tick()
             if progress and total_frames:
                 progress(min(1.0, done / total_frames))
         else:
@@ -718,7 +781,7 @@ def _render_file_resolving(in_path, out_path, style_params, *, fmt, rate, channe
                            progress, output_features=None, max_hard_limit_share=None) -> dict[str, Any]:
     target = float(style_params["lufs"]["target_db"])
     pre = ChainRunner(build_chain(style_params, rate, channels, stages=PRE_STAGES), channels)
-    cells = _CellModel(rate, channels, _cell_frames_for(total_frames))
+    cells = _CellModel(rate, channels, _cell_frames_for(total_frames, rate), total_frames)
     out_dir = Path(out_path).parent if str(Path(out_path).parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=".tonematch-pre-", suffix=".f32", dir=out_dir)
     try:
@@ -734,11 +797,14 @@ def _render_file_resolving(in_path, out_path, style_params, *, fmt, rate, channe
             # decoding, the "pre" chain and (measure + spill) run as three overlapping stages
             source = prefetch(iter_blocks(in_path, BLOCK_FRAMES, sample_rate_hz=rate), threaded=threaded)
             with BackgroundSink(keep, threaded=threaded) as sink:
+                trim = PeriodicTrim(RENDER_TRIM_EVERY_BLOCKS)
                 for y in _run_tracking(pre, source, pre_gr):
                     sink.put(y)
+                    trim.tick()
                     done += y.shape[0]
                     if progress:
                         progress(min(0.5, 0.5 * done / max(1, total_frames)))
+        release_freed_memory()
         model = LoudnessModel(*cells.arrays(), rate, style_params.get("limiter"), cells.cell_frames)
         plan = _GainPlan(model, target, max_hard_limit_share)
         gain = plan.start
