@@ -144,26 +144,30 @@ def _batch_response(theta: np.ndarray, codes: np.ndarray, grid: tuple[np.ndarray
     alpha = sn / (2.0 * np.exp(lq))
     A = 10.0 ** (g / 40.0)
     sa = 2.0 * np.sqrt(A) * alpha
-    one = np.ones_like(c)
-    coeffs = {  # (b0, b1, b2, a0, a1, a2) per kind
-        0: (1 + alpha * A, -2 * c, 1 - alpha * A, 1 + alpha / A, -2 * c, 1 - alpha / A),
-        1: (A * ((A + 1) - (A - 1) * c + sa), 2 * A * ((A - 1) - (A + 1) * c),
-            A * ((A + 1) - (A - 1) * c - sa), (A + 1) + (A - 1) * c + sa, -2 * ((A - 1) + (A + 1) * c),
-            (A + 1) + (A - 1) * c - sa),
-        2: (A * ((A + 1) + (A - 1) * c + sa), -2 * A * ((A - 1) + (A + 1) * c),
-            A * ((A + 1) + (A - 1) * c - sa), (A + 1) - (A - 1) * c + sa, 2 * ((A - 1) - (A + 1) * c),
-            (A + 1) - (A - 1) * c - sa),
-        3: ((1 + c) / 2, -(1 + c), (1 + c) / 2, 1 + alpha, -2 * c, 1 - alpha),
-        4: ((1 - c) / 2, (1 - c) * one, (1 - c) / 2, 1 + alpha, -2 * c, 1 - alpha),
-    }
-    parts = []
-    for i in range(6):
-        v = np.zeros_like(c)
-        for code, vals in coeffs.items():
-            sel = codes == code
-            if sel.any():
-                v[:, sel] = vals[i][:, sel]
-        parts.append(v[:, :, None])
+
+    def kind_coeffs(code: int, sel: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(b0, b1, b2, a0, a1, a2) of the bands ``sel``, all of kind ``code``."""
+        cs, al, a_, s_a = c[:, sel], alpha[:, sel], A[:, sel], sa[:, sel]
+        if code == 0:
+            return (1 + al * a_, -2 * cs, 1 - al * a_, 1 + al / a_, -2 * cs, 1 - al / a_)
+        if code == 1:
+            return (a_ * ((a_ + 1) - (a_ - 1) * cs + s_a), 2 * a_ * ((a_ - 1) - (a_ + 1) * cs),
+                    a_ * ((a_ + 1) - (a_ - 1) * cs - s_a), (a_ + 1) + (a_ - 1) * cs + s_a,
+                    -2 * ((a_ - 1) + (a_ + 1) * cs), (a_ + 1) + (a_ - 1) * cs - s_a)
+        if code == 2:
+            return (a_ * ((a_ + 1) + (a_ - 1) * cs + s_a), -2 * a_ * ((a_ - 1) + (a_ + 1) * cs),
+                    a_ * ((a_ + 1) + (a_ - 1) * cs - s_a), (a_ + 1) - (a_ - 1) * cs + s_a,
+                    2 * ((a_ - 1) - (a_ + 1) * cs), (a_ + 1) - (a_ - 1) * cs - s_a)
+        if code == 3:
+            return ((1 + cs) / 2, -(1 + cs), (1 + cs) / 2, 1 + al, -2 * cs, 1 - al)
+        return ((1 - cs) / 2, 1 - cs, (1 - cs) / 2, 1 + al, -2 * cs, 1 - al)
+
+    parts = [np.empty_like(c) for _ in range(6)]
+    for code in np.unique(codes):  # only the kinds present (all five formulas cost 5x the work)
+        sel = codes == code
+        for v, vals in zip(parts, kind_coeffs(int(code), sel), strict=True):
+            v[:, sel] = vals
+    parts = [v[:, :, None] for v in parts]
     b0, b1, b2, a0, a1, a2 = parts
     num = (b0 + b1 * cw_f + b2 * c2w_f) ** 2 + (b1 * sw_f + b2 * s2w_f) ** 2
     den = (a0 + a1 * cw_f + a2 * c2w_f) ** 2 + (a1 * sw_f + a2 * s2w_f) ** 2
