@@ -35,7 +35,8 @@ def __getattr__(name: str) -> Any:
 def _check_features(features: dict[str, Any], path: str) -> None:
     from engine.errors import AudioInputError
     if (features.get("loudness") or {}).get("integrated_lufs") is None:
-        raise AudioInputError("is digital silence (nothing above -70 LUFS); there is nothing to match",
+        raise AudioInputError("is silent or too quiet to measure (no 400 ms block above -70 LUFS); "
+                              "there is nothing to match",
                               where=path)
 
 

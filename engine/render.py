@@ -334,8 +334,8 @@ class LoudnessModel:
         bisection)."""
         l0 = self.lufs(0.0)
         if l0 is None:
-            raise AudioInputError("the processed audio is digital silence (no loudness above -70 LUFS); "
-                                  "cannot reach a loudness target", where="audio")
+            raise AudioInputError("the processed audio is silent or too quiet to measure (no loudness above "
+                                  "-70 LUFS); cannot reach a loudness target", where="audio")
         g = target_lufs - l0
         lo, hi = g - 1.0, g
         f_hi = self.lufs(hi) - target_lufs

@@ -123,7 +123,8 @@ def _analyze(event: dict, ctx: StepContext, which: str, key_field: str, task: st
             from engine.errors import AudioInputError
 
             raise AudioInputError(
-                "is digital silence (nothing above -70 LUFS); there is nothing to match",
+                "is silent or too quiet to measure (no 400 ms block above -70 LUFS); "
+                "there is nothing to match",
                 where=f"{which} {event[key_field]}",
             )
         put_json(ctx, out_key, feats)
