@@ -179,7 +179,7 @@ def test_partial_render_needs_resolved_gain(tmp_path: Path, music: np.ndarray) -
 
 
 def test_silence_cannot_reach_a_loudness_target() -> None:
-    with pytest.raises(AudioInputError, match="silence"):
+    with pytest.raises(AudioInputError, match="silent"):
         render(np.zeros((FS * 2, 2), np.float32), PARAMS, sample_rate_hz=FS)
 
 
