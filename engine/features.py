@@ -94,6 +94,8 @@ class FeatureAnalyzer:
         self.acc_lf_energy = np.zeros(_LEVEL_BINS)
         self._lf_buf = np.zeros((2, 0), dtype=np.float32)
         self.sum_sq = 0.0
+        self.sum_mid = 0.0  # sums of mid and side: the DC offset of L = M + S and R = M - S
+        self.sum_side = 0.0
         # STFT
         self.window = np.hanning(STFT_WIN + 1)[:-1].astype(np.float32)  # periodic Hann
         self.win_energy = float(np.sum(self.window.astype(np.float64) ** 2))
@@ -160,6 +162,9 @@ class FeatureAnalyzer:
             sq = np.square(mid)
             ms = mid[None, :]
         self.sum_sq += float(np.sum(sq, dtype=np.float64))
+        self.sum_mid += float(np.sum(mid, dtype=np.float64))
+        if side is not None:
+            self.sum_side += float(np.sum(side, dtype=np.float64))
         dec_mid = self.yin.decimator.process(mid)
         if self.pitch:
             self.yin.feed_decimated(dec_mid)
@@ -302,6 +307,12 @@ class FeatureAnalyzer:
         lower_edges = _LEVEL_MIN + np.arange(_LEVEL_BINS)
         return (self.acc_frames > 0) & (lower_edges + 1.0 > mean_level + _REL_GATE_LU)
 
+    def _dc_offset_dbfs(self) -> float:
+        """The larger channel mean, |mean(L)| or |mean(R)|, in dBFS (floor -150)."""
+        n = max(self.frames, 1)
+        dc = abs(self.sum_mid) + abs(self.sum_side)  # = max(|M + S|, |M - S|)
+        return max(FLOOR_DB, 20.0 * math.log10(dc / n)) if dc > 0 else FLOOR_DB
+
     def result(self) -> dict[str, Any]:
         """The features document (plain JSON types)."""
         fs = self.fs
@@ -409,6 +420,7 @@ class FeatureAnalyzer:
             },
             "true_peak_dbtp": _r(tp if math.isfinite(tp) else None, 3),
             "sample_peak_dbfs": _r(sp, 3),
+            "dc_offset_dbfs": round(self._dc_offset_dbfs(), 2),
             "stereo": {
                 "band_edges_hz": dynamics.rounded(edges, 1),
                 "mid_energy_db": dynamics.rounded(mid_band, 2),

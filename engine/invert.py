@@ -38,6 +38,10 @@ from engine.processors.eq import eq_sos
 FIT_LO_HZ = 30.0
 FIT_HI_HZ = 16000.0
 MAX_BANDS = 8
+#: a target whose channel mean is above this (0.3 % of full scale) gets a 10 Hz high-pass: a DC offset
+#: is inaudible but counts in every sample peak, so the limiter would spend the headroom on it.
+DC_OFFSET_LIMIT_DBFS = -50.0
+DC_HIGH_PASS = {"type": "high_pass", "f_hz": 10.0, "q": 0.71, "gain_db": 0.0}
 MAX_GAIN_DB = 12.0
 Q_RANGE = (0.3, 4.0)
 MIN_GAIN_DB = 0.3
@@ -338,15 +342,22 @@ def invert_params(reference_features: dict[str, Any], target_features: dict[str,
     notes: dict[str, str] = {}
     if "eq" not in exclude:
         f, d, w = spectral_difference(reference_features, target_features)
-        bands = fit_eq(f, d, w)
+        dc = target_features.get("dc_offset_dbfs")  # absent in feature documents before it existed
+        dc_dbfs = -150.0 if dc is None else float(dc)
+        remove_dc = dc_dbfs > DC_OFFSET_LIMIT_DBFS and intensity > 0
+        bands = fit_eq(f, d, w, max_bands=MAX_BANDS - 1 if remove_dc else MAX_BANDS)
         for b in bands:
             b["gain_db"] = round(b["gain_db"] * intensity, 1)
         bands = [b for b in bands if b["type"] in ("high_pass", "low_pass") or abs(b["gain_db"]) >= 0.1]
-        params["eq"] = bands
         resid = d - _band_response([dict(b, gain_db=b["gain_db"] / intensity) for b in bands], f) \
             if intensity > 0 else d
         notes["eq"] = (f"{len(bands)} bands; weighted RMS residual "
                        f"{math.sqrt(float(np.average(resid ** 2, weights=w))):.2f} dB")
+        if remove_dc:
+            bands = [dict(DC_HIGH_PASS), *bands]
+            notes["eq"] += (f"; a 10 Hz high-pass removes the target's DC offset ({dc_dbfs:.1f} dBFS), "
+                            "which would otherwise take the limiter's headroom")
+        params["eq"] = bands
     else:
         notes["eq"] = "off: excluded by the options"
     if "stereo" not in exclude:

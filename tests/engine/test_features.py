@@ -305,3 +305,14 @@ def test_hour_long_input_stays_small() -> None:
     assert doc["loudness"]["short_term_hop_s"] * len(doc["loudness"]["short_term_lufs"]) == pytest.approx(
         3600.0, rel=0.01)
     assert 0.3 < doc["f0"]["voiced_ratio"] < 0.7
+
+
+def test_dc_offset_is_the_larger_channel_mean() -> None:
+    rng = np.random.default_rng(3)
+    x = (0.1 * rng.standard_normal((44100 * 3, 2))).astype(np.float32)
+    x -= x.mean(axis=0)
+    x[:, 0] += 0.1
+    x[:, 1] -= 0.05
+    assert analyze_features(x, sample_rate_hz=44100)["dc_offset_dbfs"] == pytest.approx(-20.0, abs=0.01)
+    x -= x.mean(axis=0)
+    assert analyze_features(x, sample_rate_hz=44100)["dc_offset_dbfs"] < -100.0

@@ -158,3 +158,14 @@ def test_fitted_peaking_bands_are_never_closer_than_the_merge_distance() -> None
         peaks = sorted(b["f_hz"] for b in bands if b["type"] == "peaking")
         closest += [math.log2(b / a) for a, b in itertools.pairwise(peaks)]
     assert min(closest) >= MERGE_OCTAVES - 1e-3
+
+
+def test_a_target_with_a_dc_offset_gets_a_10_hz_high_pass() -> None:
+    base = _base()
+    clean = invert_params(_features(base, base - 10), _features(base, base - 10))
+    assert all(b["type"] != "high_pass" for b in clean["eq"])
+    offset = dict(_features(base, base - 10), dc_offset_dbfs=-30.0)
+    fixed = invert_params(_features(base, base - 10), offset)
+    assert fixed["eq"][0] == {"type": "high_pass", "f_hz": 10.0, "q": 0.71, "gain_db": 0.0}
+    assert "DC offset" in fixed["notes"]["eq"]
+    assert len(invert_params(_features(base + 3 * np.sin(FREQS / 500), base), offset)["eq"]) <= 8

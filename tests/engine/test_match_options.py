@@ -106,3 +106,24 @@ def test_a_preset_from_a_capped_match_reapplies_to_the_same_result(tmp_path) -> 
     again = render_file(tmp_path / "tgt.wav", tmp_path / "b.wav", reapplied)
     assert abs(again["lufs_integrated"] - r["report"]["lufs_integrated"]) <= 0.2
     assert again["artifacts_rate"] <= r["report"]["artifacts_rate"] + 0.05
+
+
+def test_a_target_with_a_dc_offset_still_reaches_the_reference_loudness(pair: dict[str, str],
+                                                                        tmp_path) -> None:
+    # the offset is inaudible but sat in every sample peak: the limiter spent its headroom on it and
+    # the match stopped 5.8 LU short; the high-pass takes it out before the gain
+    import soundfile as sf
+
+    x, fs = sf.read(pair["target"], dtype="float32", always_2d=True)
+    sf.write(tmp_path / "plain.wav", 0.3 * x, fs, subtype="PCM_24")
+    plain = engine.match_files(pair["reference"], str(tmp_path / "plain.wav"), tmp_path / "p.wav", mode="A")
+    src = tmp_path / "dc.wav"
+    sf.write(src, np.clip(0.3 * x + 0.4, -1.0, 1.0), fs, subtype="PCM_24")
+    res = engine.match_files(pair["reference"], str(src), tmp_path / "o.wav", mode="A")
+    assert res["style_params"]["eq"][0]["type"] == "high_pass"
+    assert res["metrics"]["lufs_err"] <= 0.2
+    # the file starts on the offset: the high-pass passes that step as a pulse decaying over ~30 ms,
+    # which the limiter clamps once (0.016 of these 6 s; the unfiltered match was limited on 0.065)
+    assert res["metrics"]["artifacts_rate"] <= plain["metrics"]["artifacts_rate"] + 0.03
+    y, _ = sf.read(tmp_path / "o.wav", dtype="float32")
+    assert np.abs(y.mean(axis=0)).max() < 0.003
