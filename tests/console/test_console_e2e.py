@@ -252,7 +252,7 @@ def test_failed_job_is_explained(page, service, audio_files):
     page.wait_for_selector("#view-job[data-status=FAILED]", timeout=JOB_TIMEOUT_MS)
     box = page.inner_text("#job-error")
     assert "The match stopped while listening to your target" in box, box
-    assert "silence" in box  # the service's reason, as it gave it
+    assert "silent or too quiet" in box  # the service's reason, as it gave it
     assert "What to do: One of the files is silent" in box
     assert page.is_visible("#job-retry")
     assert page.locator("#job-steps li.failed").count() == 1
