@@ -330,30 +330,43 @@ class LoudnessModel:
         return np.power(np.float32(10.0), e_db)
 
     def solve(self, target_lufs: float) -> float:
-        """Gain (dB) whose predicted limited loudness equals ``target_lufs`` (monotone; secant +
-        bisection)."""
+        """Gain (dB) whose predicted limited loudness equals ``target_lufs`` (monotone in the gain:
+        bracket from the unlimited estimate, then secant + bisection)."""
         l0 = self.lufs(0.0)
         if l0 is None:
             raise AudioInputError("the processed audio is silent or too quiet to measure (no loudness above "
                                   "-70 LUFS); cannot reach a loudness target", where="audio")
         g = target_lufs - l0
-        lo, hi = g - 1.0, g
-        f_hi = self.lufs(hi) - target_lufs
-        if abs(f_hi) < 0.005 or not self.limiter:
+        if not self.limiter:
             return g
-        # limiting only lowers loudness: the answer is >= g; grow the bracket upward
-        lo, f_lo = hi, f_hi
+
+        def miss(gain_db: float) -> float:
+            value = self.lufs(gain_db)
+            return -200.0 if value is None else value - target_lufs
+
+        f_g = miss(g)
+        if abs(f_g) < 0.005:
+            return g
+        # Limiting at 0 dB makes the unlimited estimate g too low when g > 0 (more gain, more limiting)
+        # and too high when g < 0 (less gain releases limiting that l0 included): grow the bracket
+        # on the side the miss points to.
+        direction = 1.0 if f_g < 0 else -1.0
+        near, f_near = g, f_g
+        far, f_far = g, f_g
         step = 1.0
-        while f_hi < 0 and hi - g < 60.0:
-            lo, f_lo = hi, f_hi
-            hi = hi + step
+        while f_far * f_g > 0 and abs(far - g) < 60.0:
+            near, f_near = far, f_far
+            far += direction * step
             step *= 2.0
-            f_hi = self.lufs(hi) - target_lufs
+            f_far = miss(far)
+        if f_far * f_g > 0:
+            return far  # 60 dB either way did not cross the target; correction pass measures the rest
+        (lo, f_lo), (hi, f_hi) = sorted([(near, f_near), (far, f_far)])
         for _ in range(40):
             mid = lo - f_lo * (hi - lo) / (f_hi - f_lo) if f_hi != f_lo else 0.5 * (lo + hi)
             if not (lo < mid < hi):
                 mid = 0.5 * (lo + hi)
-            f_mid = self.lufs(mid) - target_lufs
+            f_mid = miss(mid)
             if abs(f_mid) < 0.002:
                 return mid
             if f_mid < 0:

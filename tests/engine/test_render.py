@@ -245,3 +245,24 @@ def test_periodic_trim_releases_freed_memory_every_n_blocks(monkeypatch: pytest.
     for _ in range(10):
         trim.tick()
     assert len(calls) == 2
+
+
+def test_the_gain_is_solved_below_the_unlimited_estimate_when_less_gain_releases_limiting(
+        music: np.ndarray) -> None:
+    # "pre" audio already over the ceiling at 0 dB and a target just under its limited loudness: the
+    # unlimited estimate target - L(0) is negative and too high (less gain also limits less). The
+    # solver used to search upward only and return that estimate, 0.1 LU off on two real tracks,
+    # which cost every such render a second pass.
+    from engine.render import LoudnessModel, _CellModel
+
+    hot = music * np.float32(4.0 / np.abs(music).max())
+    limiter = PARAMS["limiter"]
+    cells = _CellModel(FS, 2, 64, hot.shape[0])
+    cells.feed(hot)
+    model = LoudnessModel(*cells.arrays(), FS, limiter, cells.cell_frames)
+    target = model.lufs(0.0) - 1.0
+    gain = model.solve(target)
+    assert gain < target - model.lufs(0.0)
+    assert abs(model.lufs(gain) - target) < 0.01
+    _, report = render(hot, {"lufs": {"target_db": target}, "limiter": limiter}, sample_rate_hz=FS)
+    assert report["post_passes"] == 1 and abs(report["lufs_integrated"] - target) <= 0.1
