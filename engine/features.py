@@ -51,6 +51,7 @@ _LEVEL_BINS = 90  # 1 dB bins of frame level from -70 to +20 LUFS
 _LEVEL_MIN = -70.0
 _REL_GATE_LU = -20.0
 _BLIND_REVERB_S = 30.0
+_ENVELOPE_DC_MIN = 1e-3  # channel-mean sum (-60 dBFS) above which the envelope is taken without it
 LF_WIN = 1024
 LF_HOP = 512
 LF_CROSSOVER_HZ = 400.0
@@ -165,13 +166,21 @@ class FeatureAnalyzer:
         self.sum_mid += float(np.sum(mid, dtype=np.float64))
         if side is not None:
             self.sum_side += float(np.sum(side, dtype=np.float64))
+        env_sq = sq
+        dc_mid, dc_side = self._running_dc(n)
+        if abs(dc_mid) + abs(dc_side) > _ENVELOPE_DC_MIN:
+            # the envelope (dynamics, free decays) measures the signal, not a DC offset that would put
+            # a floor under every quiet part; the offset is estimated by the running channel means
+            env_sq = np.square(mid - np.float32(dc_mid))
+            if side is not None:
+                env_sq += np.square(side - np.float32(dc_side))
         dec_mid = self.yin.decimator.process(mid)
         if self.pitch:
             self.yin.feed_decimated(dec_mid)
         if self.lf:
             dec_side = self.dec_side.process(side) if self.channels == 2 else np.zeros_like(dec_mid)
             self._feed_lf(np.stack([dec_mid, dec_side[: dec_mid.size]]))
-        self._feed_envelope(sq)
+        self._feed_envelope(env_sq)
         self._feed_stft(ms)
         if self.blind:
             lo, hi = self._mid_range
@@ -307,6 +316,11 @@ class FeatureAnalyzer:
         lower_edges = _LEVEL_MIN + np.arange(_LEVEL_BINS)
         return (self.acc_frames > 0) & (lower_edges + 1.0 > mean_level + _REL_GATE_LU)
 
+    def _running_dc(self, n_new: int = 0) -> tuple[float, float]:
+        """Means of mid and side so far (including the ``n_new`` frames just summed)."""
+        n = max(self.frames + n_new, 1)
+        return self.sum_mid / n, self.sum_side / n
+
     def _dc_offset_dbfs(self) -> float:
         """The larger channel mean, |mean(L)| or |mean(R)|, in dBFS (floor -150)."""
         n = max(self.frames, 1)
@@ -379,7 +393,7 @@ class FeatureAnalyzer:
         rms_env = env[: n_rms * rms_step].reshape(n_rms, rms_step).mean(axis=1) if n_rms else np.zeros(0)
         rf = dynamics.reduce_factor(rms_env.size)
         rms_env_db = dynamics.energy_mean_db(spectrum.power_db(rms_env), rf)
-        ms_total = self.sum_sq / max(self.frames, 1)
+        ms_total = self.sum_sq / max(self.frames, 1)  # the waveform's RMS, an offset included
         rms_db = 10.0 * math.log10(ms_total) if ms_total > 0 else None
         rev = reverb.analyze_reverb(env, ENVELOPE_HOP_S)
         rev_doc: dict[str, Any] = {k: rev[k] for k in ("rt60_s", "edt_s", "drr_db", "edc_db", "edc_hop_s")}

@@ -316,3 +316,22 @@ def test_dc_offset_is_the_larger_channel_mean() -> None:
     assert analyze_features(x, sample_rate_hz=44100)["dc_offset_dbfs"] == pytest.approx(-20.0, abs=0.01)
     x -= x.mean(axis=0)
     assert analyze_features(x, sample_rate_hz=44100)["dc_offset_dbfs"] < -100.0
+
+
+def test_a_dc_offset_does_not_fill_the_envelope() -> None:
+    # a pause inside the music must stay a pause in the RMS envelope (the compressor and reverb
+    # decisions read its quiet part, the free decays run down into it) with or without an offset
+    from engine.examples import synth_music
+
+    x = synth_music(8.0, 44100, seed=2)
+    x[3 * 44100:4 * 44100] = 0.0
+    clean = analyze_features(x, sample_rate_hz=44100)
+    offset = analyze_features(x + np.float32(0.2), sample_rate_hz=44100)
+    assert offset["dc_offset_dbfs"] > -20.0
+    env_c = np.array(clean["dynamics"]["rms_envelope_db"])
+    env_o = np.array(offset["dynamics"]["rms_envelope_db"])
+    hop = clean["dynamics"]["rms_hop_s"]
+    pause = slice(int(3.2 / hop), int(3.8 / hop))
+    assert np.all(env_o[pause] < -60.0)  # with the offset in it the pause read about -17 dB
+    loud = env_c > -40.0
+    assert np.max(np.abs(env_o[loud] - env_c[loud])) < 0.5
