@@ -163,7 +163,7 @@ class FeatureAnalyzer:
             sq = np.square(mid)
             ms = mid[None, :]
         self.sum_sq += float(np.sum(sq, dtype=np.float64))
-        self.sum_mid += float(np.sum(mid, dtype=np.float64))
+        self.sum_mid += total / self.channels  # sum(M) = sum(L + R) / 2, or the mono sum
         if side is not None:
             self.sum_side += float(np.sum(side, dtype=np.float64))
         env_sq = sq
@@ -323,9 +323,9 @@ class FeatureAnalyzer:
 
     def _dc_offset_dbfs(self) -> float:
         """The larger channel mean, |mean(L)| or |mean(R)|, in dBFS (floor -150)."""
-        n = max(self.frames, 1)
-        dc = abs(self.sum_mid) + abs(self.sum_side)  # = max(|M + S|, |M - S|)
-        return max(FLOOR_DB, 20.0 * math.log10(dc / n)) if dc > 0 else FLOOR_DB
+        dc_mid, dc_side = self._running_dc()
+        dc = abs(dc_mid) + abs(dc_side)  # = max(|M + S|, |M - S|)
+        return max(FLOOR_DB, 20.0 * math.log10(dc)) if dc > 0 else FLOOR_DB
 
     def result(self) -> dict[str, Any]:
         """The features document (plain JSON types)."""

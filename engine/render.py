@@ -254,6 +254,8 @@ class LoudnessModel:
         cells_per_seg = 0.1 * fs / self.cell_frames
         n_seg = int(energy_db.size / cells_per_seg)
         self._starts = np.round(np.arange(n_seg + 1) * cells_per_seg).astype(np.int64)
+        # every segment holds at least one cell (false only for cells over 100 ms, files of days)
+        self._cells_per_segment = bool(np.all(self._starts[1:] > self._starts[:-1]))
         self._frames_per_block = 0.4 * fs
         segs_per_chunk = max(1, int(_MODEL_CHUNK_CELLS / max(cells_per_seg, 1.0)))
         bounds = [int(b) for b in self._starts[::segs_per_chunk]]
@@ -305,7 +307,7 @@ class LoudnessModel:
             for a, b, att in self._chunks(gain_db):
                 total += self._chunk_energy(a, b, gain_db, att).sum()
             return gated_integrated_lufs(np.array([total / max(1.0, self.energy_db.size * self.cell_frames)]))
-        if np.all(starts[1:] > starts[:-1]):
+        if self._cells_per_segment:
             seg = np.zeros(starts.size - 1)
             k = 0
             for a, b, att in self._chunks(gain_db):
@@ -317,7 +319,7 @@ class LoudnessModel:
                     seg[k:k1] = np.add.reduceat(e, starts[k:k1] - a, dtype=np.float64)
                     k = k1
             s = np.concatenate([[0.0], np.cumsum(seg)])
-        else:  # cells longer than 100 ms (files of days)
+        else:
             parts = [self._chunk_energy(a, b, gain_db, att) for a, b, att in self._chunks(gain_db)]
             s = np.concatenate([[0.0], np.cumsum(np.concatenate(parts), dtype=np.float64)])[starts]
         return gated_integrated_lufs((s[4:] - s[:-4]) / self._frames_per_block)
