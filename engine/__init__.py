@@ -117,6 +117,8 @@ def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLik
         if peak is not None and peak >= -0.01:
             warnings.append(f"{label} {path} reaches 0 dBFS (probably clipped); clipping cannot be undone")
     params = invert_params(ref_features, tgt_features, mode=mode, opts=o)
+    if (params.get("notes") or {}).get("reference"):
+        warnings.append(f"reference {ref} is {params['notes']['reference']}")
     rate = int(o["output_sample_rate_hz"] or tgt_info.sample_rate_hz)
     # the reference's loudness is reached only while the limiter stays clean; an explicit target always
     report = render_file(tgt, out, params, fmt=o["output_format"], sample_rate_hz=rate,

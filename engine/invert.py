@@ -41,6 +41,8 @@ MAX_BANDS = 8
 #: a target whose channel mean is above this (0.3 % of full scale) gets a 10 Hz high-pass: a DC offset
 #: is inaudible but counts in every sample peak, so the limiter would spend the headroom on it.
 DC_OFFSET_LIMIT_DBFS = -50.0
+#: a reference shorter than this (seconds) is matched, with a note that it is a thin description
+SHORT_REFERENCE_S = 10.0
 DC_HIGH_PASS = {"type": "high_pass", "f_hz": 10.0, "q": 0.71, "gain_db": 0.0}
 MAX_GAIN_DB = 12.0
 Q_RANGE = (0.3, 4.0)
@@ -380,6 +382,11 @@ def invert_params(reference_features: dict[str, Any], target_features: dict[str,
         params["limiter"] = {"tp_db": float(o["ceiling_dbtp"]), **LIMITER_DEFAULTS}
     else:
         notes["limiter"] = "off: excluded by the options (true peaks are not controlled)"
+    ref_s = reference_features.get("duration_s")
+    if ref_s is not None and float(ref_s) < SHORT_REFERENCE_S:
+        notes["reference"] = (f"only {float(ref_s):.1f} s long: its spectrum and loudness describe "
+                              f"that moment more than a mix; {SHORT_REFERENCE_S:.0f} s or more "
+                              "describes it better")
     params["notes"] = notes
     if mode == "B":
         from engine.invert_mode_b import invert_mode_b

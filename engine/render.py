@@ -443,11 +443,20 @@ class _GainPlan:
         if self.cap is None or measured_lufs is None or gain_db < self.cap - 1e-6 or \
                 measured_lufs >= self.target - LUFS_TOLERANCE_LU:
             return None
+        stopped = (f"stopped at {measured_lufs:.2f} LUFS, where the limiter cuts more than "
+                   f"{HARD_LIMIT_DB:.0f} dB on {100 * float(self.max_share):.0f} % of the audio")
+        reached = self.model.lufs(self.wanted)
+        if reached is None or reached < self.target - LUFS_TOLERANCE_LU:
+            # the solver's bracket ran out: no gain makes the limited output that loud at this ceiling
+            ceiling = float((self.model.limiter or {}).get("tp_db", -1.0))
+            return (f"target {self.target:.2f} LUFS not reached: at a {ceiling:.1f} dBTP "
+                    f"ceiling no gain gets there (at {self.wanted:+.0f} dB every peak would be flattened "
+                    f"and it would still read {reached if reached is not None else float('-inf'):.1f} "
+                    f"LUFS); {stopped}. A higher ceiling gets louder")
         return (f"target {self.target:.2f} LUFS not reached: it needs about {self.wanted:+.1f} dB of "
                 f"gain, at which the limiter would cut more than {HARD_LIMIT_DB:.0f} dB on "
-                f"{100 * self.share:.0f} % of the audio (flattened peaks); stopped at {measured_lufs:.2f} "
-                f"LUFS, where that share is {100 * float(self.max_share):.0f} %. Less low-end boost "
-                "(intensity) or a higher ceiling gets louder")
+                f"{100 * self.share:.0f} % of the audio (flattened peaks); {stopped}. Less low-end "
+                "boost (intensity) or a higher ceiling gets louder")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -69,6 +69,9 @@ def test_match_report(tmp_path: Path, pair: dict[str, str]) -> None:
     assert {"style_params", "metrics", "report", "viz"} <= set(rep)
     assert rep["report"]["true_peak_dbtp"] <= -1.0 + 1e-3
     assert sf.info(tmp_path / "m.wav").subtype == "PCM_16"
+    # a 6 s reference is matched, and the user is told it is a thin description of a mix
+    assert "only 6.0 s long" in r.stderr and "warning" in r.stderr
+    assert any("only 6.0 s long" in w for w in rep["warnings"])
 
 
 def test_analyze_prints_features_json(pair: dict[str, str], capsys: pytest.CaptureFixture) -> None:

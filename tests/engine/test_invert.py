@@ -169,3 +169,13 @@ def test_a_target_with_a_dc_offset_gets_a_10_hz_high_pass() -> None:
     assert fixed["eq"][0] == {"type": "high_pass", "f_hz": 10.0, "q": 0.71, "gain_db": 0.0}
     assert "DC offset" in fixed["notes"]["eq"]
     assert len(invert_params(_features(base + 3 * np.sin(FREQS / 500), base), offset)["eq"]) <= 8
+
+
+def test_a_short_reference_is_matched_with_a_note() -> None:
+    base = _base()
+    long_ref = {**_features(base, base - 10.0), "duration_s": 45.0}
+    short_ref = {**_features(base, base - 10.0), "duration_s": 2.5}
+    target = {**_features(base, base - 10.0), "duration_s": 200.0}
+    assert "reference" not in invert_params(long_ref, target)["notes"]
+    note = invert_params(short_ref, target)["notes"]["reference"]
+    assert "2.5 s" in note and "10 s or more" in note

@@ -266,3 +266,15 @@ def test_the_gain_is_solved_below_the_unlimited_estimate_when_less_gain_releases
     assert abs(model.lufs(gain) - target) < 0.01
     _, report = render(hot, {"lufs": {"target_db": target}, "limiter": limiter}, sample_rate_hz=FS)
     assert report["post_passes"] == 1 and abs(report["lufs_integrated"] - target) <= 0.1
+
+
+def test_an_unreachable_loudness_is_reported_as_unreachable_not_as_a_huge_gain() -> None:
+    """At a -9 dBTP ceiling no gain makes these bursts read -3 LUFS (flattened, they stay well under):
+    the note says so instead of quoting the solver's last bracket as the gain "needed"."""
+    from engine.render import MAX_HARD_LIMIT_SHARE
+
+    params = {"lufs": {"target_db": -3.0}, "limiter": {"tp_db": -9.0}}
+    y, report = render(_bursts(), params, sample_rate_hz=FS, max_hard_limit_share=MAX_HARD_LIMIT_SHARE)
+    assert true_peak_dbtp(y, FS) <= -9.0 + 1e-4
+    assert "no gain gets there" in report["loudness_note"]
+    assert "needs about" not in report["loudness_note"]
