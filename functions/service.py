@@ -28,6 +28,7 @@ AUDIO_TYPES: dict[str, tuple[str, ...]] = {
     "aiff": ("audio/aiff", "audio/x-aiff"),
     "aif": ("audio/aiff", "audio/x-aiff"),
     "ogg": ("audio/ogg", "audio/vorbis"),
+    "opus": ("audio/opus", "audio/ogg"),  # Ogg Opus: libsndfile decodes it (at 48 kHz)
     "mp3": ("audio/mpeg", "audio/mp3"),
 }
 MODES = ("A", "B")

@@ -43,6 +43,20 @@ def test_pair_starts_one_job_and_redelivery_starts_nothing(ctx, launched, tmp_pa
     )
 
 
+def test_an_opus_target_starts_a_job(ctx, launched, tmp_path):
+    """.opus is how Ogg Opus files are named (phones, browsers, podcasts); the engine reads it."""
+    import soundfile as sf
+
+    u = add_user(ctx)
+    folder = f"drop/{u['id']}/opus"
+    audio, _ = sf.read(write_wav(tmp_path / "t.wav", freq_hz=440), dtype="float32")
+    sf.write(tmp_path / "t.opus", audio, 48000, format="OGG", subtype="OPUS")
+    _put(ctx, f"{folder}/reference.wav", write_wav(tmp_path / "r.wav", freq_hz=220))
+    r = _put(ctx, f"{folder}/target.opus", tmp_path / "t.opus")
+    assert r["action"] == "started", r
+    assert ctx.status.get_job(r["job_id"], u["id"])["tgt_key"] == f"{folder}/target.opus"
+
+
 def test_manifest_names_files_and_mode(ctx, launched, tmp_path):
     u = add_user(ctx)
     folder = f"drop/{u['id']}/b2"
