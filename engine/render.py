@@ -446,12 +446,13 @@ class _GainPlan:
         stopped = (f"stopped at {measured_lufs:.2f} LUFS, where the limiter cuts more than "
                    f"{HARD_LIMIT_DB:.0f} dB on {100 * float(self.max_share):.0f} % of the audio")
         reached = self.model.lufs(self.wanted)
-        if reached is None or reached < self.target - LUFS_TOLERANCE_LU:
+        reached = -math.inf if reached is None else reached
+        if reached < self.target - LUFS_TOLERANCE_LU:
             # the solver's bracket ran out: no gain makes the limited output that loud at this ceiling
             ceiling = float((self.model.limiter or {}).get("tp_db", -1.0))
             return (f"target {self.target:.2f} LUFS not reached: at a {ceiling:.1f} dBTP "
                     f"ceiling no gain gets there (at {self.wanted:+.0f} dB every peak would be flattened "
-                    f"and it would still read {reached if reached is not None else float('-inf'):.1f} "
+                    f"and it would still read {reached:.1f} "
                     f"LUFS); {stopped}. A higher ceiling gets louder")
         return (f"target {self.target:.2f} LUFS not reached: it needs about {self.wanted:+.1f} dB of "
                 f"gain, at which the limiter would cut more than {HARD_LIMIT_DB:.0f} dB on "

@@ -46,30 +46,27 @@ class Decimator:
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Decimate the next mono samples; returns the decimated samples now available."""
-        buf = np.concatenate([self._buf, np.asarray(x, dtype=np.float32)])
+        x = np.asarray(x, dtype=np.float32)
+        held = self._buf.size
+        n = held + x.size
         n_taps, q = self.taps.size, self.factor
-        count = (buf.size - n_taps) // q + 1 if buf.size >= n_taps else 0
+        count = (n - n_taps) // q + 1 if n >= n_taps else 0
         if count <= 0:
-            self._buf = buf
+            self._buf = np.concatenate([self._buf, x])
             return np.zeros(0, dtype=np.float32)
-        if q == 1:
-            out = buf[:count].copy()
-        else:
-            # polyphase: out[m] = sum_i rtaps[i] buf[m q + i]; with buf as rows of q samples that is
-            # a sum of len(rtaps) / q matrix-vector products on contiguous row slices (BLAS sgemv)
-            phases = self._phases
-            rows = count + phases.shape[0] - 1
-            need = rows * q
-            if buf.size < need:  # the zero taps at the end of the last phase read past buf
-                buf_rows = np.zeros(need, dtype=np.float32)
-                buf_rows[:buf.size] = buf
-            else:
-                buf_rows = buf[:need]
-            p = buf_rows.reshape(rows, q)
-            out = p[:count] @ phases[0]
-            for r in range(1, phases.shape[0]):
-                out += p[r:r + count] @ phases[r]
-        self._buf = buf[count * q:].copy()
+        # polyphase: out[m] = sum_i rtaps[i] buf[m q + i]; with buf as rows of q samples that is a sum
+        # of len(rtaps) / q matrix-vector products on contiguous row slices (BLAS sgemv). The last
+        # phase's zero taps may read past the samples, so buf is allocated whole rows long, zero-filled.
+        phases = self._phases
+        rows = count + phases.shape[0] - 1
+        buf = np.zeros(max(n, rows * q), dtype=np.float32)
+        buf[:held] = self._buf
+        buf[held:n] = x
+        p = buf[:rows * q].reshape(rows, q)
+        out = p[:count] @ phases[0]
+        for r in range(1, phases.shape[0]):
+            out += p[r:r + count] @ phases[r]
+        self._buf = buf[count * q:n].copy()
         return out
 
 
