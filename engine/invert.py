@@ -332,6 +332,31 @@ def _width(reference_features: dict[str, Any], target_features: dict[str, Any]) 
     return float(np.clip(width, 0.5, 1.5)), note
 
 
+def fit_eq_bands(reference_features: dict[str, Any], target_features: dict[str, Any],
+                 intensity: float = 1.0) -> tuple[list[dict[str, Any]], str]:
+    """The ``eq`` block and its note: at most :data:`MAX_BANDS` bands fitted to the spectral difference,
+    gains scaled by ``intensity`` (0..1), and a 10 Hz high-pass first when the target carries a DC
+    offset above :data:`DC_OFFSET_LIMIT_DBFS` (one of the bands). Mode B calls it again with the
+    target's spectrum as its own processors will colour it."""
+    f, d, w = spectral_difference(reference_features, target_features)
+    dc = target_features.get("dc_offset_dbfs")  # absent in feature documents before it existed
+    dc_dbfs = -150.0 if dc is None else float(dc)
+    remove_dc = dc_dbfs > DC_OFFSET_LIMIT_DBFS and intensity > 0
+    bands = fit_eq(f, d, w, max_bands=MAX_BANDS - 1 if remove_dc else MAX_BANDS)
+    for b in bands:
+        b["gain_db"] = round(b["gain_db"] * intensity, 1)
+    bands = [b for b in bands if b["type"] in ("high_pass", "low_pass") or abs(b["gain_db"]) >= 0.1]
+    resid = d - _band_response([dict(b, gain_db=b["gain_db"] / intensity) for b in bands], f) \
+        if intensity > 0 else d
+    note = (f"{len(bands)} bands; weighted RMS residual "
+            f"{math.sqrt(float(np.average(resid ** 2, weights=w))):.2f} dB")
+    if remove_dc:
+        bands = [dict(DC_HIGH_PASS), *bands]
+        note += (f"; a 10 Hz high-pass removes the target's DC offset ({dc_dbfs:.1f} dBFS), "
+                 "which would otherwise take the limiter's headroom")
+    return bands, note
+
+
 def invert_params(reference_features: dict[str, Any], target_features: dict[str, Any], mode: str = "A",
                   opts: dict[str, Any] | None = None) -> dict[str, Any]:
     """Valid style_params (validated) matching the target to the reference; see the module doc."""
@@ -343,22 +368,7 @@ def invert_params(reference_features: dict[str, Any], target_features: dict[str,
     params: dict[str, Any] = {}
     notes: dict[str, str] = {}
     if "eq" not in exclude:
-        f, d, w = spectral_difference(reference_features, target_features)
-        dc = target_features.get("dc_offset_dbfs")  # absent in feature documents before it existed
-        dc_dbfs = -150.0 if dc is None else float(dc)
-        remove_dc = dc_dbfs > DC_OFFSET_LIMIT_DBFS and intensity > 0
-        bands = fit_eq(f, d, w, max_bands=MAX_BANDS - 1 if remove_dc else MAX_BANDS)
-        for b in bands:
-            b["gain_db"] = round(b["gain_db"] * intensity, 1)
-        bands = [b for b in bands if b["type"] in ("high_pass", "low_pass") or abs(b["gain_db"]) >= 0.1]
-        resid = d - _band_response([dict(b, gain_db=b["gain_db"] / intensity) for b in bands], f) \
-            if intensity > 0 else d
-        notes["eq"] = (f"{len(bands)} bands; weighted RMS residual "
-                       f"{math.sqrt(float(np.average(resid ** 2, weights=w))):.2f} dB")
-        if remove_dc:
-            bands = [dict(DC_HIGH_PASS), *bands]
-            notes["eq"] += (f"; a 10 Hz high-pass removes the target's DC offset ({dc_dbfs:.1f} dBFS), "
-                            "which would otherwise take the limiter's headroom")
+        bands, notes["eq"] = fit_eq_bands(reference_features, target_features, intensity)
         params["eq"] = bands
     else:
         notes["eq"] = "off: excluded by the options"

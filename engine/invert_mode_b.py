@@ -658,9 +658,10 @@ def _reverb_sim(block: dict | None, tgt: dict) -> dict | None:
 def refit_eq_for_reverb(ref: dict, tgt: dict, reverb: dict, intensity: float = 1.0) -> tuple[list, str]:
     """Mode A's EQ fitted again for a chain that adds ``reverb`` after it: the reverb colours the
     long-term spectrum by ``(1 - mix)^2 + mix^2 g(f)`` (``g``: the IR's band power gain), and the
-    reference already carries that colour, so the EQ must not add it a second time. Returns
+    reference already carries that colour, so the EQ must not add it a second time. Fitted as mode A
+    fits it (:func:`engine.invert.fit_eq_bands`: intensity, the DC high-pass). Returns
     ``(bands, note)``; raises what :func:`engine.invert.spectral_difference` raises."""
-    from engine.invert import fit_eq, spectral_difference
+    from engine.invert import fit_eq_bands
 
     f = np.asarray(_get(tgt, "spectrum", "freqs_hz") or [], dtype=np.float64)
     db = np.asarray(_get(tgt, "spectrum", "mid_db") or [], dtype=np.float64)
@@ -669,11 +670,7 @@ def refit_eq_for_reverb(ref: dict, tgt: dict, reverb: dict, intensity: float = 1
     m = float(reverb["mix"])
     colour_db = 10 * np.log10((1 - m) ** 2 + m**2 * np.maximum(ir_band_power_gain(reverb["ir_key"], f), 1e-6))
     tgt2 = dict(tgt, spectrum=dict(tgt["spectrum"], mid_db=list(db + colour_db)))
-    fr, d, w = spectral_difference(ref, tgt2)
-    bands = fit_eq(fr, d, w)
-    for b in bands:
-        b["gain_db"] = round(b["gain_db"] * intensity, 1)
-    bands = [b for b in bands if b["type"] in ("high_pass", "low_pass") or abs(b["gain_db"]) >= 0.1]
+    bands, _ = fit_eq_bands(ref, tgt2, intensity)
     sel = (f >= 100) & (f <= 8000)
     span = float(np.ptp(colour_db[sel])) if sel.any() else 0.0
     return bands, f"{len(bands)} bands, fitted with the reverb's colouring counted (it spans {span:.1f} dB)"

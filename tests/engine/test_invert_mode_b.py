@@ -415,6 +415,15 @@ def test_eq_refitted_for_the_reverb_colour_when_reverb_is_added():
     bands, note = refit_eq_for_reverb(ref, tgt, {"ir_key": key, "mix": mix, "pre_delay_ms": 20.0})
     assert all(abs(b["gain_db"]) <= 1.0 for b in bands), bands  # the reverb explains the difference
     assert "reverb's colouring" in note
+    # a target on a DC offset keeps mode A's 10 Hz high-pass through the refit (else the offset takes
+    # the limiter's headroom again), within the 8 bands
+    tgt["dc_offset_dbfs"] = -20.0
+    ref["spectrum"]["mid_db"] = list(tgt_db + colour + 6.0 * np.exp(-0.5 * np.log2(f / 3000.0) ** 2))
+    bands, _ = refit_eq_for_reverb(ref, tgt, {"ir_key": key, "mix": mix, "pre_delay_ms": 20.0})
+    assert bands[0] == {"type": "high_pass", "f_hz": 10.0, "q": 0.71, "gain_db": 0.0}
+    assert len(bands) <= 8 and any(b["type"] == "peaking" and b["gain_db"] > 3.0 for b in bands[1:]), bands
+    bands, _ = refit_eq_for_reverb(ref, tgt, {"ir_key": key, "mix": mix, "pre_delay_ms": 20.0}, intensity=0.5)
+    assert bands[0]["type"] == "high_pass" and max(b["gain_db"] for b in bands) < 4.0
 
 
 def test_frame_gain_reduction_counts_the_attack_at_onsets():
