@@ -44,7 +44,9 @@ _SOS = [
 
 
 def prepare(audio: np.ndarray, sample_rate_hz: int) -> np.ndarray:
-    """Mono float64 at 16 kHz of at most the middle ``MAX_EXCERPT_S`` seconds."""
+    """Mono float64 at 16 kHz of at most the middle ``MAX_EXCERPT_S`` seconds, less its DC offset (see
+    :func:`_resting_level`): an offset is a floor under every gap of the broadband envelope, which
+    reads as reverb."""
     x = np.asarray(audio, dtype=np.float64)
     if x.ndim == 2:
         x = x.mean(axis=1)
@@ -54,7 +56,20 @@ def prepare(audio: np.ndarray, sample_rate_hz: int) -> np.ndarray:
         x = x[start : start + n_max]
     if sample_rate_hz != ANALYSIS_RATE_HZ:
         x = soxr.resample(x, sample_rate_hz, ANALYSIS_RATE_HZ, quality="HQ")
-    return x
+    return x - _resting_level(x)
+
+
+def _resting_level(x: np.ndarray) -> float:
+    """The value the signal rests on: the median sample of its quietest tenth of 20 ms frames. Zero for
+    audio whose pauses are digital silence, even when its waveform is asymmetric (subtracting the
+    plain mean would then lift every pause off zero); the offset itself where pauses sit on one."""
+    n = len(x) // FRAME
+    if n < 10:
+        return 0.0
+    frames = x[: n * FRAME].reshape(n, FRAME)
+    energy = np.mean(frames**2, axis=1)
+    quiet = frames[energy <= np.percentile(energy, 10)]
+    return float(np.median(quiet))
 
 
 def _envelope_db(x: np.ndarray) -> np.ndarray:

@@ -48,6 +48,29 @@ def test_estimates_order_dry_and_wet_material_it_never_saw():
     json.dumps(big)
 
 
+def test_a_dc_offset_does_not_read_as_reverb():
+    # a constant offset is a floor under every gap of the envelope, which is what reverb looks like
+    dry = _reverberant(music_source(np.random.default_rng(12345), 12.0), "ir/room_0.33s.wav", 12.0)
+    clean = estimate_reverb(dry, FS)
+    offset = estimate_reverb(np.hstack([dry + 0.1, dry + 0.08]), FS)
+    assert offset["drr_db"] == pytest.approx(clean["drr_db"], abs=0.5)
+    assert offset["rt60_s"] == pytest.approx(clean["rt60_s"], rel=0.05)
+    assert offset["dsp_rt60_s"] == pytest.approx(clean["dsp_rt60_s"], rel=0.05)
+
+
+def test_the_offset_removed_is_the_one_pauses_rest_on():
+    from engine.estimators.reverb_features import prepare
+
+    t = np.arange(4 * FS) / FS
+    burst = np.sin(2 * np.pi * 220 * t) + 0.4 * np.abs(np.sin(2 * np.pi * 330 * t))  # mean far from 0
+    x = np.where((t % 0.5) < 0.2, burst, 0.0)
+    pauses = (t % 0.5) > 0.25
+    # digital-silence pauses stay silent (subtracting the plain mean would lift them to a floor)
+    assert np.max(np.abs(prepare(x[:, None], FS)[pauses])) < 1e-12
+    # pauses resting on an offset come back to zero, and the audio with them
+    assert np.allclose(prepare((x + 0.1)[:, None], FS), prepare(x[:, None], FS), atol=1e-9)
+
+
 @pytest.mark.parametrize(
     ("audio", "reason"),
     [
