@@ -17,6 +17,7 @@ documents instead:
   (``stft.mag_db_mean``, 20 Hz .. 16 kHz, reference interpolated onto the result's frequencies):
   spectral convergence + mean |ln magnitude difference|;
 * ``mel_dist``: mean |difference| (dB) of the long-term mel spectra (``mel.mean_db``);
+* both floor the two spectra at the reference's maximum - :data:`STATS_RANGE_DB` (80 dB);
 * ``lufs_err``: |result integrated loudness - target| (LU), the target being ``target_lufs`` when
   given, else the render's ``style_params.lufs.target_db``, else the reference's loudness;
 * ``tp_db``: the result's true peak (dBTP; the render report's measurement when present), with
@@ -38,6 +39,10 @@ from engine.viz import nested as _get
 
 MRSTFT_SIZES = (512, 1024, 2048)
 _EPS = 1e-7
+#: the statistics distances floor both spectra this far (dB) below the reference's loudest point, so
+#: bands with no content (the empty top octaves of a band-limited recording: -150 dB in a float file,
+#: -100 dB of quantisation noise in a 16-bit one) count as equal instead of dominating the mean
+STATS_RANGE_DB = 80.0
 
 
 def _as_channels(x: np.ndarray) -> np.ndarray:
@@ -119,8 +124,9 @@ def long_term_stft_distance(result_features: dict, reference_features: dict,
     sel = (fr >= fmin_hz) & (fr <= top)
     if not sel.any():
         raise TonematchError("no common frequency range between the documents", where="stft.freqs_hz")
-    res_db = vr[sel]
     ref_db = np.interp(np.log(fr[sel]), np.log(fo), vo)
+    floor_db = float(np.max(ref_db)) - STATS_RANGE_DB
+    res_db, ref_db = np.maximum(vr[sel], floor_db), np.maximum(ref_db, floor_db)
     mr, mo = 10.0 ** (res_db / 20.0), 10.0 ** (ref_db / 20.0)
     sc = float(np.linalg.norm(mo - mr) / max(np.linalg.norm(mo), 1e-30))
     logmag = float(np.mean(np.abs(np.log(mo + _EPS) - np.log(mr + _EPS))))
@@ -129,7 +135,8 @@ def long_term_stft_distance(result_features: dict, reference_features: dict,
 
 def long_term_mel_distance_db(result_features: dict, reference_features: dict) -> float:
     """``mel_dist`` of :func:`result_metrics`: mean |difference| (dB) of the long-term mel spectra,
-    the reference interpolated onto the result's band centres when the ranges differ."""
+    the reference interpolated onto the result's band centres when the ranges differ, both floored
+    :data:`STATS_RANGE_DB` below the reference's maximum."""
     def centres(doc: dict) -> np.ndarray:
         n = int(_get(doc, "mel", "n_mels") or 0)
         lo, hi = _num(_get(doc, "mel", "fmin_hz")), _num(_get(doc, "mel", "fmax_hz"))
@@ -143,7 +150,9 @@ def long_term_mel_distance_db(result_features: dict, reference_features: dict) -
     if vr.size != cr.size or vo.size != co.size:
         raise TonematchError("mel.mean_db does not match mel.n_mels", where="mel.mean_db")
     sel = cr <= co[-1] * 1.0001
-    return float(np.mean(np.abs(vr[sel] - np.interp(np.log(cr[sel]), np.log(co), vo))))
+    ref_db = np.interp(np.log(cr[sel]), np.log(co), vo)
+    floor_db = float(np.max(ref_db)) - STATS_RANGE_DB
+    return float(np.mean(np.abs(np.maximum(vr[sel], floor_db) - np.maximum(ref_db, floor_db))))
 
 
 def result_metrics(result_features: dict, reference_features: dict, *, ceiling_dbtp: float,

@@ -93,6 +93,25 @@ def test_result_metrics_gain_shows_in_distances(docs: dict[str, dict]) -> None:
     assert m["lufs_err"] == pytest.approx(6.02, abs=0.3)
 
 
+def test_result_metrics_ignore_bands_without_content() -> None:
+    """A band-limited recording (nothing above 6 kHz) against itself with 16-bit-like noise at
+    -100 dBFS in the empty octaves: the same sound, so the distances stay near zero (the empty bands
+    read -150 dB in one and -100 dB in the other, which would dominate a plain mean)."""
+    x = noise(8.0, 7)
+    spec = np.fft.rfft(x, axis=0)
+    spec[np.fft.rfftfreq(x.shape[0], 1 / FS) > 6000.0] = 0.0
+    band_limited = np.fft.irfft(spec, n=x.shape[0], axis=0).astype(np.float32)
+    floor = np.random.default_rng(8).standard_normal(x.shape).astype(np.float32)
+    hiss = band_limited + np.float32(1e-5) * floor
+    ref = analyze_features(band_limited, sample_rate_hz=FS)
+    m = result_metrics(analyze_features(hiss, sample_rate_hz=FS), ref, ceiling_dbtp=-1.0, render_report=None)
+    assert m["mel_dist"] < 0.5 and m["stft_dist"] < 0.1, m
+    # content missing where the reference has it still counts in full
+    dull = result_metrics(analyze_features(lowpassed(band_limited, 0.9), sample_rate_hz=FS), ref,
+                          ceiling_dbtp=-1.0, render_report=None)
+    assert dull["mel_dist"] > 3.0, dull
+
+
 def test_result_metrics_reject_malformed_documents(docs: dict[str, dict]) -> None:
     with pytest.raises(TonematchError, match="stft"):
         result_metrics({"mel": docs["ref"]["mel"]}, docs["ref"], ceiling_dbtp=-1.0, render_report=None)
