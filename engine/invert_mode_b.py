@@ -22,7 +22,8 @@ reference's p95 - p50 is at least 1.5 dB below the target's, its p95 - p10 is no
 dynamics are tighter too (the upper quantiles p90..p98 of the envelope relative to its own
 3-second moving energy mean, 1.5 dB lower on average: a compressor's release is far shorter than
 that window, while the level changes between a song's sections, which two excerpts rarely share,
-are longer), and the best fit removes at least 20 % of the quantile mismatch.
+are longer), and the best fit removes at least 20 % of the quantile mismatch. Off, saying so, when
+either recording is shorter than that 3-second window.
 Reverb: RT60 and DRR of both (the learned blind estimate ``reverb.blind`` where the features carry
 it, else the DSP ``reverb.rt60_s`` / ``drr_db``). On only when the reference's DRR is 3 dB lower (or
 its RT60 clearly longer) AND, where the learned estimate carries it, its steepest free decays are
@@ -145,7 +146,8 @@ def _local_upper_db(env_db: np.ndarray, hop_s: float, active: np.ndarray) -> np.
     ``env_db`` (every frame, hop ``hop_s``) relative to its own moving energy mean over
     ``LOCAL_WINDOW_S``, over the ``active`` frames. Level changes slower than the window (a quiet
     verse, a loud chorus) drop out; the peaks above the local level, which a compressor lowers, stay."""
-    n = max(round(LOCAL_WINDOW_S / hop_s), 1)
+    # never longer than the envelope ("same" would return the box's length)
+    n = min(max(round(LOCAL_WINDOW_S / hop_s), 1), max(env_db.size, 1))
     box = np.ones(n)
     p = 10 ** (env_db / 10)
     mean = np.convolve(p, box, mode="same") / np.convolve(np.ones_like(p), box, mode="same")
@@ -327,6 +329,13 @@ def estimate_compressor(
         return (
             None,
             "off: too few non-silent RMS-envelope frames in the reference or target to judge dynamics",
+        )
+    span_r, span_t = raw_r.size * hop, raw_t.size * hop_t
+    if min(span_r, span_t) < LOCAL_WINDOW_S:
+        which = "reference" if span_r <= span_t else "target"
+        return None, (
+            f"off: the {which} is only {min(span_r, span_t):.1f} s long; judging dynamics needs at least "
+            f"{LOCAL_WINDOW_S:.0f} s (peaks against their local level)"
         )
     voice = (_num(_get(tgt, "f0", "voiced_ratio")) or 0.0) >= 0.3
     kind = "voice" if voice else "music"

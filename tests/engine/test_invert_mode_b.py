@@ -83,6 +83,22 @@ def test_compressor_on_when_reference_is_more_compressed_and_matches_its_spread(
     assert p["eq"] == [] and p["lufs"] == PARAMS_A["lufs"]  # mode-A blocks untouched
 
 
+def test_compressor_off_and_says_why_for_a_reference_shorter_than_the_local_window():
+    # a 1.2 s reference (24 frames of 50 ms) holds too few events against their local level (3 s
+    # window) to tell compression from content; it used to fail inside numpy ("features could not be
+    # used: ValueError ...")
+    rng = np.random.default_rng(1)
+    env_t = -20 + 6 * rng.standard_normal(800)
+    env_r = (env_t - frame_gain_reduction_db(env_t, 0.05, -22.0, 4.0, 10.0, 150.0))[:24]
+    p = invert_mode_b(feats(env=env_r, lra=4.0, crest=9.0, duration=1.2), feats(env=env_t), PARAMS_A, {})
+    assert "compressor" not in p
+    assert p["notes"]["compressor"].startswith("off: the reference is only 1.2 s long"), p["notes"]
+    # from 3 s on it is judged (the same compressed reference, 4 s of it)
+    env_r = (env_t - frame_gain_reduction_db(env_t, 0.05, -22.0, 4.0, 10.0, 150.0))[:80]
+    p = invert_mode_b(feats(env=env_r, lra=4.0, crest=9.0, duration=4.0), feats(env=env_t), PARAMS_A, {})
+    assert "only" not in p["notes"]["compressor"] and "could not be used" not in p["notes"]["compressor"]
+
+
 def test_compressor_threshold_follows_the_eq_level_before_it():
     rng = np.random.default_rng(1)
     env_t = -20 + 6 * rng.standard_normal(800)
