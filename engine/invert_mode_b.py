@@ -23,7 +23,9 @@ dynamics are tighter too (the upper quantiles p90..p98 of the envelope relative 
 3-second moving energy mean, 1.5 dB lower on average: a compressor's release is far shorter than
 that window, while the level changes between a song's sections, which two excerpts rarely share,
 are longer), and the best fit removes at least 20 % of the quantile mismatch. Off, saying so, when
-either recording is shorter than that 3-second window.
+either recording is shorter than that 3-second window, or stationary (noise or a steady tone: its
+50 ms envelope's p95 - p10 under 1 dB, or no distinct events for the blind reverb estimate; a flat
+envelope is then no sign of compression).
 Reverb: RT60 and DRR of both (the learned blind estimate ``reverb.blind`` where the features carry
 it, else the DSP ``reverb.rt60_s`` / ``drr_db``). On only when the reference's DRR is 3 dB lower (or
 its RT60 clearly longer) AND, where the learned estimate carries it, its steepest free decays are
@@ -55,6 +57,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from engine.errors import ParamsError
+from engine.estimators.reverb_features import STATIONARY_REASON
 from engine.ir_library import choose_ir_key, ir_band_power_gain, parse_ir_key
 from engine.processors.compressor import RANGES as COMP_RANGES
 from engine.processors.compressor import static_gain_reduction_db
@@ -139,6 +142,11 @@ def _upper_spread_db(env: np.ndarray) -> float:
 LOCAL_WINDOW_S = 3.0
 #: upper envelope quantiles (percent) of the fast-dynamics reading: where a compressor acts
 LOCAL_UPPER_PCTS = (90.0, 95.0, 98.0)
+#: a recording is stationary (noise, a steady tone; a flat envelope is then its nature, not
+#: compression) when its 50 ms envelope's p95 - p10 (dB) is under this, or when the blind reverb
+#: estimate found no distinct events in its finer 20 ms envelope (a compressed game-music reference
+#: spans only 2.8 dB at 50 ms, white noise 0.3)
+STATIONARY_SPREAD_DB = 1.0
 
 
 def _local_upper_db(env_db: np.ndarray, hop_s: float, active: np.ndarray) -> np.ndarray:
@@ -337,6 +345,13 @@ def estimate_compressor(
             f"off: the {which} is only {min(span_r, span_t):.1f} s long; judging dynamics needs at least "
             f"{LOCAL_WINDOW_S:.0f} s (peaks against their local level)"
         )
+    for which, doc, e in (("reference", ref, env_r), ("target", tgt, raw_t[act_t])):
+        blind_reason = str(_get(doc, "reverb", "blind", "reason") or "")
+        if _spread_db(e) < STATIONARY_SPREAD_DB or STATIONARY_REASON in blind_reason:
+            return None, (
+                f"off: the {which} has no distinct events (envelope p95-p10 {_spread_db(e):.1f} dB: "
+                "stationary noise or a steady tone), so there are no dynamics to match"
+            )
     voice = (_num(_get(tgt, "f0", "voiced_ratio")) or 0.0) >= 0.3
     kind = "voice" if voice else "music"
     release_ms = RELEASE_MS[kind]

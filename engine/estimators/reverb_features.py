@@ -107,6 +107,8 @@ def _band_features(e: np.ndarray) -> np.ndarray:
 
 
 MIN_SPREAD_DB = 4.0
+#: how :func:`unusable_reason` starts when the envelope is flat (mode B's compressor reads it too)
+STATIONARY_REASON = "no distinct sound events"
 
 
 def unusable_reason(x16: np.ndarray) -> str | None:
@@ -118,7 +120,7 @@ def unusable_reason(x16: np.ndarray) -> str | None:
     e = _envelope_db(x16)
     p5, p95 = np.percentile(e, [5, 95])
     if p95 - p5 < MIN_SPREAD_DB:
-        return f"no distinct sound events (envelope spread {p95 - p5:.1f} dB: stationary noise or tone)"
+        return f"{STATIONARY_REASON} (envelope spread {p95 - p5:.1f} dB: stationary noise or tone)"
     return None
 
 

@@ -99,6 +99,27 @@ def test_compressor_off_and_says_why_for_a_reference_shorter_than_the_local_wind
     assert "only" not in p["notes"]["compressor"] and "could not be used" not in p["notes"]["compressor"]
 
 
+def test_compressor_off_for_a_stationary_reference():
+    # pure noise or a steady tone has a flat envelope by nature: not a compressed version of the target
+    rng = np.random.default_rng(1)
+    env_t = -20 + 6 * rng.standard_normal(800)
+    for env_r in (np.full(800, -18.0), -18.0 + 0.2 * rng.standard_normal(800)):
+        p = invert_mode_b(feats(env=env_r, lra=0.1, crest=3.0), feats(env=env_t), PARAMS_A, {})
+        assert "compressor" not in p
+        assert p["notes"]["compressor"].startswith("off: the reference has no distinct events"), p["notes"]
+    # coloured noise spans more at 50 ms; the blind estimate's finer envelope still calls it stationary
+    env_r = -18.0 + 0.8 * rng.standard_normal(800)
+    blind = {"rt60_s": None, "drr_db": None, "dsp_rt60_s": None, "model": "reverb_blind",
+             "reason": "no reverb estimate: no distinct sound events (envelope spread 2.1 dB: ...)"}
+    p = invert_mode_b(feats(env=env_r, lra=0.1, crest=3.0, blind=blind), feats(env=env_t), PARAMS_A, {})
+    assert p["notes"]["compressor"].startswith("off: the reference has no distinct events"), p["notes"]
+    # a heavily compressed reference with events is not stationary, however flat (2.8 dB at 50 ms)
+    env_r = env_t - frame_gain_reduction_db(env_t, 0.05, -38.0, 20.0, 1.0, 60.0)
+    assert 1.0 < np.subtract(*np.percentile(env_r, [95, 10])) < 4.0
+    p = invert_mode_b(feats(env=env_r, lra=1.0, crest=6.0), feats(env=env_t), PARAMS_A, {})
+    assert p["notes"]["compressor"].startswith("on:"), p["notes"]["compressor"]
+
+
 def test_compressor_threshold_follows_the_eq_level_before_it():
     rng = np.random.default_rng(1)
     env_t = -20 + 6 * rng.standard_normal(800)
