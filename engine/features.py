@@ -393,6 +393,11 @@ class FeatureAnalyzer:
         rms_env = env[: n_rms * rms_step].reshape(n_rms, rms_step).mean(axis=1) if n_rms else np.zeros(0)
         rf = dynamics.reduce_factor(rms_env.size)
         rms_env_db = dynamics.energy_mean_db(spectrum.power_db(rms_env), rf)
+        # a thinned envelope has lost the fast peaks that dynamics are judged on: keep the middle
+        # MAX_POINTS frames (100 s) at the full 50 ms hop beside it
+        excerpt_start = (rms_env.size - dynamics.MAX_POINTS) // 2 if rf > 1 else 0
+        rms_excerpt_db = (spectrum.power_db(rms_env[excerpt_start: excerpt_start + dynamics.MAX_POINTS])
+                          if rf > 1 else None)
         ms_total = self.sum_sq / max(self.frames, 1)  # the waveform's RMS, an offset included
         rms_db = 10.0 * math.log10(ms_total) if ms_total > 0 else None
         rev = reverb.analyze_reverb(env, ENVELOPE_HOP_S)
@@ -449,6 +454,11 @@ class FeatureAnalyzer:
                 "rms_db": _r(rms_db, 3),
                 "rms_envelope_db": dynamics.rounded(rms_env_db, 2),
                 "rms_hop_s": round(RMS_HOP_S * rf, 6),
+                **({} if rms_excerpt_db is None else {
+                    "rms_excerpt_db": dynamics.rounded(np.maximum(rms_excerpt_db, FLOOR_DB), 2),
+                    "rms_excerpt_start_s": round(excerpt_start * RMS_HOP_S, 6),
+                    "rms_excerpt_hop_s": RMS_HOP_S,
+                }),
                 "short_term_p10_lufs": _r(dynamics.percentile_or_none(finite_st, 10), 3),
                 "short_term_p95_lufs": _r(dynamics.percentile_or_none(finite_st, 95), 3),
             },

@@ -9,8 +9,9 @@ target) switch it off, never raise. ``opts["exclude"]`` may name ``compressor``,
 ``opts["intensity"]`` (0..1) scales ratio - 1, the reverb mix and the semitones.
 
 Compressor (fitted after the reverb is chosen): the target's RMS envelope (features
-``dynamics.rms_envelope_db``), moved by the EQ's power gain on its spectrum (the compressor follows
-the EQ), is run through the processor's own gain-reduction model (static curve, instant-attack /
+``dynamics.rms_envelope_db``, or its 50 ms ``rms_excerpt_db`` where a long recording's was
+thinned), moved by the EQ's power gain on its spectrum (the compressor follows the EQ), is run
+through the processor's own gain-reduction model (static curve, instant-attack /
 exponential-release peak hold, attack smoother; run at 5 ms sub-steps of the 50 ms envelope and the
 output power averaged per frame, so onsets that pass during the attack count) for a grid of
 thresholds (envelope percentiles), ratios and attack times (the release is set by the kind of
@@ -107,13 +108,19 @@ def _fmt_list(v: np.ndarray) -> str:
 
 
 def _raw_envelope(features: dict) -> tuple[np.ndarray, float | None]:
-    """The RMS envelope (dB, every frame, silence at -150) and its hop in seconds."""
-    env = _get(features, "dynamics", "rms_envelope_db")
+    """The RMS envelope (dB, every frame, silence at -150) and its hop in seconds: the full-hop
+    excerpt (``rms_excerpt_db``, the middle 100 s) of a recording whose whole envelope was thinned,
+    since fast dynamics cannot be judged from frames of a second or more; else the whole envelope."""
+    env = _get(features, "dynamics", "rms_excerpt_db")
+    hop = _num(_get(features, "dynamics", "rms_excerpt_hop_s"))
+    if not env or not hop:
+        env = _get(features, "dynamics", "rms_envelope_db")
+        hop = _num(_get(features, "dynamics", "rms_hop_s"))
     if not env:
         return np.zeros(0), None
     e = np.array([v if v is not None else -150.0 for v in env], dtype=np.float64)
     e[~np.isfinite(e)] = -150.0
-    return np.maximum(e, -150.0), _num(_get(features, "dynamics", "rms_hop_s"))
+    return np.maximum(e, -150.0), hop
 
 
 def _active(e: np.ndarray) -> np.ndarray:

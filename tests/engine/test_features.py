@@ -337,6 +337,24 @@ def test_hour_long_input_stays_small() -> None:
     assert 0.3 < doc["f0"]["voiced_ratio"] < 0.7
 
 
+def test_long_recording_keeps_a_full_hop_envelope_excerpt() -> None:
+    """Over 100 s the 50 ms RMS envelope is thinned to 2000 points; its middle 100 s stays at 50 ms
+    (dynamics are judged on fast peaks), and a short recording carries no excerpt (nothing thinned)."""
+    fs = 8000
+    rng = np.random.default_rng(3)
+    n = 150 * fs
+    x = (0.1 * rng.standard_normal(n) * (1.0 + 0.9 * np.sin(2 * np.pi * 0.7 * np.arange(n) / fs))
+         ).astype(np.float32)
+    d = analyze_features(x, sample_rate_hz=fs, pitch=False)["dynamics"]
+    assert d["rms_hop_s"] == pytest.approx(0.1) and len(d["rms_envelope_db"]) == 1500
+    assert d["rms_excerpt_hop_s"] == 0.05 and len(d["rms_excerpt_db"]) == 2000
+    assert d["rms_excerpt_start_s"] == pytest.approx(25.0)
+    frames = x[25 * fs: 125 * fs].astype(np.float64).reshape(2000, -1)
+    assert np.allclose(d["rms_excerpt_db"], 10 * np.log10(np.mean(frames**2, axis=1)), atol=0.01)
+    short = analyze_features(x[: 60 * fs], sample_rate_hz=fs, pitch=False)["dynamics"]
+    assert short["rms_hop_s"] == 0.05 and "rms_excerpt_db" not in short
+
+
 def test_dc_offset_is_the_larger_channel_mean() -> None:
     rng = np.random.default_rng(3)
     x = (0.1 * rng.standard_normal((44100 * 3, 2))).astype(np.float32)

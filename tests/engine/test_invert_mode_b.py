@@ -120,6 +120,21 @@ def test_compressor_off_for_a_stationary_reference():
     assert p["notes"]["compressor"].startswith("on:"), p["notes"]["compressor"]
 
 
+def test_compressor_judged_on_the_full_hop_excerpt_of_a_long_target():
+    # a 30-minute podcast: its whole envelope is thinned to 0.9 s frames, which hold no fast peaks (a
+    # 15 s reference read at that hop has 16 frames: "too few to judge"); its 50 ms excerpt is used
+    rng = np.random.default_rng(1)
+    env_t = -20 + 6 * rng.standard_normal(2000)
+    env_r = (env_t - frame_gain_reduction_db(env_t, 0.05, -22.0, 4.0, 10.0, 150.0))[:300]
+    thinned = 10 * np.log10(np.mean(10 ** (np.tile(env_t, 18)[:36000].reshape(2000, 18) / 10), axis=1))
+    tgt = feats(env=thinned, duration=1800.0)
+    tgt["dynamics"].update(rms_hop_s=0.9, rms_excerpt_db=list(env_t), rms_excerpt_hop_s=0.05,
+                           rms_excerpt_start_s=850.0)
+    p = invert_mode_b(feats(env=env_r, lra=4.0, crest=9.0, duration=15.0), tgt, PARAMS_A, {})
+    assert p["notes"]["compressor"].startswith("on:"), p["notes"]["compressor"]
+    assert 2.5 <= p["compressor"]["ratio"] <= 8.0
+
+
 def test_compressor_threshold_follows_the_eq_level_before_it():
     rng = np.random.default_rng(1)
     env_t = -20 + 6 * rng.standard_normal(800)
