@@ -211,9 +211,25 @@ def _print_summary(out: str, params: dict[str, Any], report: dict[str, Any], met
     lufs = params.get("lufs") or {}
     if lufs:
         lines.append(f"  loudness target {lufs.get('target_db')} LUFS, gain {lufs.get('gain_db', 0):+.2f} dB")
+    notes = params.get("notes") or {}
+    comp = params.get("compressor")
+    if comp:
+        lines.append(f"  compressor threshold {comp['threshold_db']:.1f} dB, ratio {comp['ratio']:g}:1, "
+                     f"attack {comp['attack_ms']:g} ms, release {comp['release_ms']:g} ms, "
+                     f"makeup {comp['makeup_db']:+.1f} dB")
+    rev = params.get("reverb")
+    if rev:
+        lines.append(f"  reverb  {rev['ir_key']}, mix {rev['mix']:.2f}, pre-delay {rev['pre_delay_ms']:g} ms")
+    if params.get("pitch"):
+        lines.append(f"  pitch   {params['pitch']['semitones']:+d} semitones")
+    # mode B says why a processor stayed off (mode A's notes hold none of these)
+    for name in ("compressor", "reverb", "pitch"):
+        if not params.get(name) and str(notes.get(name, "")).startswith("off"):
+            lines.append(f"  {name:<7} {notes[name]}")
     if "limiter" in params:
+        which = "compressor and limiter" if comp else "limiter"
         lines.append(f"  limiter ceiling {params['limiter']['tp_db']:.1f} dBTP, max gain reduction "
-                     f"{report.get('gain_reduction_max_db', 0):.1f} dB")
+                     f"{report.get('gain_reduction_max_db', 0):.1f} dB ({which})")
     lines.append(f"  result  {report.get('lufs_integrated')} LUFS integrated, true peak "
                  f"{report.get('true_peak_dbtp')} dBTP, {report.get('duration_s', 0):.1f} s")
     if metrics:
@@ -223,7 +239,9 @@ def _print_summary(out: str, params: dict[str, Any], report: dict[str, Any], met
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
-    from engine.params import validate_style_params
+    from engine.audio_io import probe
+    from engine.options import validate_options
+    from engine.params import fit_eq_to_rate, validate_style_params
     from engine.preset import load_preset
     from engine.render import render_file
 
@@ -240,6 +258,12 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         params["limiter"] = {**(params.get("limiter") or {}), "tp_db": args.ceiling_dbtp}
     mode = "B" if any(k in params for k in ("compressor", "reverb", "pitch")) else "A"
     params = validate_style_params(params, mode=mode)
+    if args.sample_rate is not None:
+        validate_options({"output_sample_rate_hz": args.sample_rate})
+    rate = args.sample_rate or probe(args.target).sample_rate_hz
+    params, left_out = fit_eq_to_rate(params, rate)
+    if left_out:
+        print(f"tonematch: warning: eq bands {left_out}", file=sys.stderr)
     bar = _ProgressBar("applying", args.progress or sys.stderr.isatty())
     report = render_file(args.target, args.output, params, fmt=fmt, sample_rate_hz=args.sample_rate,
                          progress=bar)

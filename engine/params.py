@@ -20,7 +20,7 @@ import math
 from typing import Any
 
 from engine.errors import ParamsError
-from engine.processors.eq import BAND_TYPES
+from engine.processors.eq import BAND_TYPES, MAX_NYQUIST_FRACTION
 
 MAX_EQ_BANDS = 8
 RANGES: dict[str, dict[str, tuple[float, float]]] = {
@@ -151,3 +151,22 @@ def validate_style_params(params: Any, *, mode: str = "A") -> dict[str, Any]:
             raise ParamsError("must be an object of text notes", where="notes")
         out["notes"] = dict(notes)
     return out
+
+
+def fit_eq_to_rate(style_params: dict[str, Any], sample_rate_hz: float) -> tuple[dict[str, Any], str | None]:
+    """``style_params`` for audio at ``sample_rate_hz``: a preset made on 44.1 kHz audio, re-applied
+    to a 16 kHz file, may hold EQ bands at or above what that rate carries (``MAX_NYQUIST_FRACTION``
+    of it); there is no content up there for them to shape, so they are left out. Returns the
+    (copied) params and a note naming the bands left out, or None when every band fits; the note is
+    also appended to ``notes.eq``."""
+    bands = list(style_params.get("eq") or [])
+    limit_hz = MAX_NYQUIST_FRACTION * float(sample_rate_hz)
+    kept = [b for b in bands if float(b["f_hz"]) < limit_hz]
+    if len(kept) == len(bands):
+        return style_params, None
+    gone = ", ".join(f"{b['type']} {float(b['f_hz']):.0f} Hz" for b in bands if float(b["f_hz"]) >= limit_hz)
+    note = (f"left out for {float(sample_rate_hz):g} Hz audio (nothing above {limit_hz:.0f} Hz to shape): "
+            f"{gone}")
+    notes = dict(style_params.get("notes") or {})
+    notes["eq"] = f"{notes['eq']}; {note}" if notes.get("eq") else note
+    return {**style_params, "eq": kept, "notes": notes}, note

@@ -146,8 +146,8 @@ def analyze_target(event: dict, ctx: StepContext) -> dict:
     return _analyze(event, ctx, "target", "tgt_key", "AnalyzeTarget")
 
 
-def _preset_params(event: dict, ctx: StepContext) -> dict:
-    from engine.params import validate_style_params
+def _preset_params(event: dict, ctx: StepContext, sample_rate_hz: int) -> dict:
+    from engine.params import fit_eq_to_rate, validate_style_params
 
     preset = ctx.status.get_preset(event["preset_id"], event["user_id"])
     if preset is None:
@@ -159,7 +159,8 @@ def _preset_params(event: dict, ctx: StepContext) -> dict:
     if opts.get("ceiling_dbtp") is not None and "limiter" in params:
         params["limiter"]["tp_db"] = float(opts["ceiling_dbtp"])
     params.get("lufs", {}).pop("gain_db", None)  # re-resolved for this target
-    return validate_style_params(params, mode=event["mode"])
+    # EQ bands above what this target's rate carries are left out (said in notes.eq)
+    return fit_eq_to_rate(validate_style_params(params, mode=event["mode"]), sample_rate_hz)[0]
 
 
 def invert(event: dict, ctx: StepContext) -> dict:
@@ -176,7 +177,7 @@ def invert(event: dict, ctx: StepContext) -> dict:
         params = get_json(ctx, params_key)
     else:
         if event.get("preset_id"):
-            params = _preset_params(event, ctx)
+            params = _preset_params(event, ctx, sample_rate_hz)
         else:
             ref_feats = get_json(ctx, event["reference"]["features_key"])
             tgt_feats = get_json(ctx, tgt["features_key"])

@@ -176,3 +176,54 @@ def test_other_rate_reference_mono_clipped_target(tmp_path: Path, pair: dict[str
              "--sample-rate", "48000")
     assert r.returncode == 0, r.stderr
     assert sf.info(tmp_path / "o2.wav").samplerate == 48000
+
+
+def test_summary_says_what_mode_b_did_and_why_a_processor_stayed_off(capsys: pytest.CaptureFixture) -> None:
+    from engine.cli import _print_summary
+
+    params = {
+        "eq": [], "lufs": {"target_db": -16.0, "gain_db": 1.0},
+        "limiter": {"tp_db": -1.0, "lookahead_ms": 1.5, "release_ms": 100.0},
+        "compressor": {"threshold_db": -29.6, "ratio": 1.5, "attack_ms": 10.0, "release_ms": 120.0,
+                       "makeup_db": 2.0, "knee_db": 6.0},
+        "reverb": {"ir_key": "ir/room_0.8s.wav", "mix": 0.26, "pre_delay_ms": 13.0},
+        "notes": {"compressor": "on: reference more compressed", "reverb": "on: reference wetter",
+                  "pitch": "off: median F0 offset +35 cents is under half a semitone"},
+    }
+    report = {"gain_reduction_max_db": 5.1, "lufs_integrated": -16.0, "true_peak_dbtp": -3.0,
+              "duration_s": 10.0}
+    _print_summary("o.wav", params, report, None)
+    out = capsys.readouterr().out
+    assert "compressor threshold -29.6 dB, ratio 1.5:1, attack 10 ms, release 120 ms, makeup +2.0 dB" in out
+    assert "reverb  ir/room_0.8s.wav, mix 0.26, pre-delay 13 ms" in out
+    assert "pitch   off: median F0 offset +35 cents" in out
+    # the report's gain-reduction maximum sums both stages: the line says so
+    assert "max gain reduction 5.1 dB (compressor and limiter)" in out
+    # mode A: no mode-B lines
+    _print_summary("o.wav", {k: params[k] for k in ("eq", "lufs", "limiter")}, report, None)
+    out = capsys.readouterr().out
+    assert "compressor" not in out and "reverb" not in out and "pitch" not in out
+    assert "(limiter)" in out
+
+
+def test_apply_leaves_out_eq_bands_a_lower_rate_target_cannot_carry(tmp_path: Path) -> None:
+    preset = tmp_path / "p.json"
+    preset.write_text(json.dumps({
+        "format": "tonematch-preset", "version": 1, "mode": "A",
+        "style_params": {"eq": [{"type": "peaking", "f_hz": 1000.0, "q": 1.0, "gain_db": 3.0},
+                                {"type": "high_shelf", "f_hz": 7200.0, "q": 0.7, "gain_db": -6.0}],
+                         "lufs": {"target_db": -20.0},
+                         "limiter": {"tp_db": -1.0, "lookahead_ms": 1.5, "release_ms": 100.0}}}))
+    t = np.arange(8000 * 4) / 8000
+    voice_like = 0.2 * np.sin(2 * np.pi * 300 * t) * (1 + np.sin(2 * np.pi * 2 * t))
+    sf.write(tmp_path / "phone.wav", voice_like, 8000)
+    r = _run("apply", str(preset), str(tmp_path / "phone.wav"), "-o", str(tmp_path / "o.wav"))
+    assert r.returncode == 0, r.stderr
+    assert "left out for 8000 Hz audio" in r.stderr and "high_shelf 7200 Hz" in r.stderr
+    assert "peaking" in r.stdout and "high_shelf" not in r.stdout
+    y, fs = sf.read(tmp_path / "o.wav")
+    assert fs == 8000 and abs(integrated_loudness_lufs(y, fs) + 20.0) <= 0.2
+    # an impossible output rate is refused, not ignored
+    r = _run("apply", str(preset), str(tmp_path / "phone.wav"), "-o", str(tmp_path / "o2.wav"),
+             "--sample-rate", "0")
+    assert r.returncode == 2 and "output_sample_rate_hz" in r.stderr and not (tmp_path / "o2.wav").exists()

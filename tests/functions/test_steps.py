@@ -1,0 +1,31 @@
+"""Pipeline steps as plain functions (functions/pipeline/steps.py), without the runner."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from functions.pipeline import steps
+
+PRESET = {
+    "eq": [{"type": "low_shelf", "f_hz": 90.0, "q": 0.7, "gain_db": 3.0},
+           {"type": "high_shelf", "f_hz": 9000.0, "q": 0.7, "gain_db": -4.0}],
+    "lufs": {"target_db": -16.0, "gain_db": 2.5},
+    "limiter": {"tp_db": -1.0, "lookahead_ms": 1.5, "release_ms": 100.0},
+    "notes": {"eq": "2 bands"},
+}
+
+
+def _ctx() -> SimpleNamespace:
+    status = SimpleNamespace(get_preset=lambda preset_id, user_id: {"style_params": PRESET})
+    return SimpleNamespace(status=status)
+
+
+def test_a_preset_applied_to_a_lower_rate_target_leaves_out_the_bands_it_cannot_carry():
+    event = {"preset_id": "p1", "user_id": "u1", "mode": "A", "opts": {}}
+    params = steps._preset_params(event, _ctx(), 16000)
+    assert [b["f_hz"] for b in params["eq"]] == [90.0]  # 9 kHz is above what 16 kHz audio carries
+    note = params["notes"]["eq"]
+    assert "left out for 16000 Hz audio" in note and "high_shelf 9000 Hz" in note
+    assert "gain_db" not in params["lufs"]  # re-resolved for this target
+    full = steps._preset_params(event, _ctx(), 44100)
+    assert len(full["eq"]) == 2 and full["notes"]["eq"] == "2 bands"
