@@ -91,6 +91,7 @@ def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLik
     from engine.features import analysis_options, analyze_features
     from engine.invert import invert_params
     from engine.options import validate_options
+    from engine.params import fit_eq_to_rate
     from engine.render import MAX_HARD_LIMIT_SHARE, _check_out_folder, render_file
 
     o = validate_options(opts)
@@ -120,6 +121,9 @@ def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLik
     if (params.get("notes") or {}).get("reference"):
         warnings.append(f"reference {ref} is {params['notes']['reference']}")
     rate = int(o["output_sample_rate_hz"] or tgt_info.sample_rate_hz)
+    params, left_out = fit_eq_to_rate(params, rate)  # an output rate below the target's
+    if left_out:
+        warnings.append(f"eq bands {left_out}")
     # the reference's loudness is reached only while the limiter stays clean; an explicit target always
     report = render_file(tgt, out, params, fmt=o["output_format"], sample_rate_hz=rate,
                          progress=stage(0.3, 1.0),

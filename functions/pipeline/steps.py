@@ -167,6 +167,7 @@ def invert(event: dict, ctx: StepContext) -> dict:
     """Style parameters from the two feature sets (or the preset), with the make-up gain resolved
     on the target so every segment applies the same gain."""
     from engine.invert import invert_params
+    from engine.params import fit_eq_to_rate
 
     _enter(ctx, event, "Invert")
     opts = event.get("opts") or {}
@@ -181,7 +182,9 @@ def invert(event: dict, ctx: StepContext) -> dict:
         else:
             ref_feats = get_json(ctx, event["reference"]["features_key"])
             tgt_feats = get_json(ctx, tgt["features_key"])
-            params = invert_params(ref_feats, tgt_feats, mode=event["mode"], opts=opts)
+            # an output rate below the target's cannot carry its top EQ bands (said in notes.eq)
+            params, _ = fit_eq_to_rate(invert_params(ref_feats, tgt_feats, mode=event["mode"], opts=opts),
+                                       sample_rate_hz)
         params = _resolve_gain_like_match(ctx, event, params, sample_rate_hz)
         put_json(ctx, params_key, params)
     ctx.status.update_job(event["job_id"], params=params)

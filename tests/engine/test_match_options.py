@@ -127,3 +127,25 @@ def test_a_target_with_a_dc_offset_still_reaches_the_reference_loudness(pair: di
     assert res["metrics"]["artifacts_rate"] <= plain["metrics"]["artifacts_rate"] + 0.03
     y, _ = sf.read(tmp_path / "o.wav", dtype="float32")
     assert np.abs(y.mean(axis=0)).max() < 0.003
+
+
+def test_an_output_rate_below_the_target_leaves_out_the_top_eq_bands(tmp_path) -> None:
+    import soundfile as sf
+    from scipy.signal import butter, sosfilt
+
+    fs = 44100
+    rng = np.random.default_rng(9)
+    target = 0.1 * rng.standard_normal((fs * 12, 2))
+    # the reference: the same kind of noise with its top octaves 9 dB up (a high shelf the fit finds)
+    other = 0.1 * rng.standard_normal((fs * 12, 2))
+    reference = other + 1.8 * sosfilt(butter(4, 6000, "highpass", fs=fs, output="sos"), other, axis=0)
+    sf.write(tmp_path / "ref.wav", reference / np.max(np.abs(reference)) * 0.5, fs)
+    sf.write(tmp_path / "tgt.wav", target, fs)
+    full = engine.match_files(tmp_path / "ref.wav", tmp_path / "tgt.wav", tmp_path / "full.wav",
+                              measure_result=False)
+    assert any(b["f_hz"] >= 0.49 * 8000 for b in full["style_params"]["eq"])
+    low = engine.match_files(tmp_path / "ref.wav", tmp_path / "tgt.wav", tmp_path / "phone.wav",
+                             opts={"output_sample_rate_hz": 8000}, measure_result=False)
+    assert all(b["f_hz"] < 0.49 * 8000 for b in low["style_params"]["eq"])
+    assert any("left out for 8000 Hz audio" in w for w in low["warnings"])
+    assert sf.info(tmp_path / "phone.wav").samplerate == 8000
