@@ -426,8 +426,14 @@ class _GainPlan:
     def __init__(self, model: LoudnessModel, target_lufs: float, max_hard_limit_share: float | None) -> None:
         self.model = model
         self.target = float(target_lufs)
-        self.max_share = max_hard_limit_share
         self.wanted = model.solve(self.target)
+        reached = model.lufs(self.wanted)
+        if max_hard_limit_share is None and (reached is None or reached < self.target - LUFS_TOLERANCE_LU):
+            # an explicit target no gain reaches at this ceiling: chasing it (the solver's bracket end,
+            # then a correction by the miss over a near-flat slope: +183 dB on a voice at -6 dBTP)
+            # turns the noise floor into full-scale limited noise; stop where limiting stays clean
+            max_hard_limit_share = MAX_HARD_LIMIT_SHARE
+        self.max_share = max_hard_limit_share
         self.cap, self.share = model.gain_cap(self.wanted, max_hard_limit_share)
         self.start = self.wanted if self.cap is None else self.cap
 

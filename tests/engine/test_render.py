@@ -278,3 +278,27 @@ def test_an_unreachable_loudness_is_reported_as_unreachable_not_as_a_huge_gain()
     assert true_peak_dbtp(y, FS) <= -9.0 + 1e-4
     assert "no gain gets there" in report["loudness_note"]
     assert "needs about" not in report["loudness_note"]
+
+
+def test_an_explicit_target_no_gain_reaches_stops_where_limiting_stays_clean() -> None:
+    """An explicit target is chased through heavy limiting, but one that no gain reaches at this
+    ceiling used to take the solver's bracket end plus a correction over a near-flat slope (+183 dB on
+    a voice at -6 dBTP: its noise floor brickwalled to full scale). It stops at the clean-limiting cap
+    and says why, as a reference target does."""
+    from engine.render import MAX_HARD_LIMIT_SHARE
+
+    rng = np.random.default_rng(2)
+    noise_floor = np.float32(1e-6) * rng.standard_normal((8 * FS, 2)).astype(np.float32)
+    audio = _bursts() + noise_floor
+    params = {"lufs": {"target_db": -3.0}, "limiter": {"tp_db": -9.0}}
+    y, report = render(audio, params, sample_rate_hz=FS, max_hard_limit_share=None)
+    assert report["gain_db"] < 40.0, report["gain_db"]
+    assert "no gain gets there" in report["loudness_note"]
+    assert report["artifacts_rate"] <= MAX_HARD_LIMIT_SHARE + 0.02
+    assert report["gain_reduction_max_db"] < 60.0
+    assert true_peak_dbtp(y, FS) <= -9.0 + 1e-4
+    # a target heavy limiting does reach is still reached whatever it costs
+    y, report = render(audio, {"lufs": {"target_db": -14.0}, "limiter": {"tp_db": -9.0}},
+                       sample_rate_hz=FS, max_hard_limit_share=None)
+    assert "loudness_note" not in report and report["artifacts_rate"] > MAX_HARD_LIMIT_SHARE
+    assert integrated_loudness_lufs(y, FS) == pytest.approx(-14.0, abs=0.15)
