@@ -433,7 +433,10 @@ def estimate_compressor(
             f"off: no compressor setting brings the target's level distribution clearly nearer the "
             f"reference's (quantile mismatch {cost0:.2f} dB, best {cost:.2f} dB; {facts})"
         )
+    full_ratio = ratio
     ratio = 1.0 + (ratio - 1.0) * intensity
+    if ratio < 1.05:
+        return None, f"off: intensity {intensity:g} scales the {full_ratio:g}:1 ratio to about 1:1 ({facts})"
     thr = float(np.clip(thr, *COMP_RANGES["threshold_db"]))
     gr = frame_gain_reduction_db(level_t, hop_t, thr, ratio, attack_ms, release_ms)
     makeup = float(np.clip(np.median(gr[act_t]), *COMP_RANGES["makeup_db"]))
@@ -553,8 +556,11 @@ def estimate_reverb(ref: dict, tgt: dict, intensity: float = 1.0) -> tuple[dict 
     if mix <= 0.0:
         # longer decay at the same DRR: a little of the longer room
         mix = 0.15
-    mix = float(min(mix, MIX_MAX) * intensity)
+    full_mix = float(min(mix, MIX_MAX))
+    mix = full_mix * intensity
     if mix < 0.01:
+        if full_mix >= 0.01:
+            return None, f"off: intensity {intensity:g} scales the {full_mix:.2f} mix to under 1 % ({facts})"
         return None, f"off: the mix needed is below 1 % ({facts})"
     _, rt_ir = parse_ir_key(key)
     # analysis by synthesis: a reverb fills the quiet part of the level distribution, so the target's
@@ -726,11 +732,16 @@ def invert_mode_b(
             if name == "reverb":
                 block, note = estimate_reverb(reference_features, target_features, intensity)
             elif name == "compressor":
+                # fitted with the full-intensity reverb, then scaled: intensity scales the whole
+                # correction (fitted beside a half-mix reverb, 0.5 gave 5.5:1 where 1 gave 1.5:1)
+                full_reverb = params.get("reverb")
+                if intensity < 1.0 and "reverb" not in exclude:
+                    full_reverb = estimate_reverb(reference_features, target_features, 1.0)[0]
                 block, note = estimate_compressor(
                     reference_features,
                     target_features,
                     intensity,
-                    _reverb_sim(params.get("reverb"), target_features),
+                    _reverb_sim(full_reverb, target_features),
                     params.get("eq"),
                 )
             else:

@@ -172,6 +172,28 @@ def test_reverb_on_for_wetter_reference_with_the_mix_that_reaches_its_drr():
     assert 0 < r["pre_delay_ms"] <= 50
 
 
+def test_intensity_scales_the_whole_mode_b_correction():
+    # a reference both wetter and more compressed: at 0 nothing is added and the notes say it is the
+    # intensity; in between, the mix and ratio - 1 are the full solution's, scaled (the compressor is
+    # fitted beside the full reverb, not beside the scaled one)
+    rng = np.random.default_rng(1)
+    env_t = -20 + 6 * rng.standard_normal(800)
+    compressed = env_t - frame_gain_reduction_db(env_t, 0.05, -22.0, 4.0, 10.0, 150.0)
+    env_r = _with_reverb(compressed, 0.05, {"rt60_s": 1.9, "mix": 0.3, "wet_gain": 1.0})
+
+    def run(intensity: float) -> dict:
+        ref = feats(env=env_r, lra=4.0, crest=9.0, rt60=1.9, drr=2.0)
+        return invert_mode_b(ref, feats(env=env_t, rt60=0.3, drr=18.0), PARAMS_A, {"intensity": intensity})
+
+    full, half, none = run(1.0), run(0.5), run(0.0)
+    assert "reverb" in full and "compressor" in full, full["notes"]
+    assert half["reverb"]["mix"] == pytest.approx(0.5 * full["reverb"]["mix"], abs=0.01)
+    assert half["compressor"]["ratio"] - 1 == pytest.approx(0.5 * (full["compressor"]["ratio"] - 1), abs=0.01)
+    assert "reverb" not in none and "compressor" not in none
+    assert none["notes"]["reverb"].startswith("off: intensity 0 scales")
+    assert none["notes"]["compressor"].startswith("off: intensity 0 scales")
+
+
 def test_a_dry_target_with_an_arbitrary_rt60_still_gets_reverb():
     p = invert_mode_b(feats(rt60=1.5, drr=0.0), feats(rt60=3.6, drr=25.0), PARAMS_A, {})
     assert p["reverb"]["ir_key"] == "ir/hall_1.5s.wav"
