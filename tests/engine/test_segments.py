@@ -45,14 +45,21 @@ def test_plan_keeps_a_pitch_shift_in_one_segment_and_covers_reverb_tails() -> No
     assert all(s["preroll_s"] >= 4.5 for s in plan[1:])
 
 
-@pytest.mark.parametrize("rate", [None, 48000])
-def test_segmented_render_equals_whole_render(tmp_path: Path, rate: int | None) -> None:
+# mode B: a compressor's release and a 3 s reverb tail cross every segment boundary
+PARAMS_B = {**PARAMS, "lufs": {"target_db": -12.0},
+            "compressor": {"threshold_db": -28.0, "ratio": 4.0, "attack_ms": 10.0, "release_ms": 150.0,
+                           "makeup_db": 3.0, "knee_db": 6.0},
+            "reverb": {"ir_key": "ir/hall_2.0s.wav", "mix": 0.3, "pre_delay_ms": 20.0}}
+
+
+@pytest.mark.parametrize(("rate", "style"), [(None, "A"), (48000, "A"), (None, "B"), (48000, "B")])
+def test_segmented_render_equals_whole_render(tmp_path: Path, rate: int | None, style: str) -> None:
     x = synth_music(16.0, FS, seed=5)
     src = tmp_path / "in.wav"
     sf.write(src, x, FS, subtype="FLOAT")
-    params = resolve_gain(src, PARAMS, sample_rate_hz=rate)
+    params = resolve_gain(src, PARAMS if style == "A" else PARAMS_B, sample_rate_hz=rate)
     render_file(src, tmp_path / "whole.wav", params, fmt="float32", sample_rate_hz=rate)
-    plan = plan_segments(16.0, 5.0)
+    plan = plan_segments(16.0, 5.0, style_params=params)
     paths = []
     for seg in plan:
         p = tmp_path / f"seg{seg['idx']}.wav"
@@ -65,7 +72,7 @@ def test_segmented_render_equals_whole_render(tmp_path: Path, rate: int | None) 
     rel = 10 * np.log10(np.sum((a - b) ** 2) / np.sum(a ** 2) + 1e-300)
     assert rel < -100
     assert rep["true_peak_dbtp"] <= -1.0 + 1e-3
-    assert abs(rep["lufs_integrated"] + 10.0) <= 0.2
+    assert abs(rep["lufs_integrated"] - params["lufs"]["target_db"]) <= 0.2
 
 
 def test_segment_render_refuses_unresolved_gain(tmp_path: Path) -> None:
