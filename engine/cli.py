@@ -243,7 +243,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     from engine.options import validate_options
     from engine.params import fit_eq_to_rate, validate_style_params
     from engine.preset import load_preset
-    from engine.render import render_file
+    from engine.render import clipping_note, render_file
 
     fmt = _fmt_for(args.output, args.format)
     params = load_preset(args.preset)
@@ -268,6 +268,8 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     report = render_file(args.target, args.output, params, fmt=fmt, sample_rate_hz=args.sample_rate,
                          progress=bar)
     bar.done()
+    if clipping_note(report):
+        print(f"tonematch: warning: {clipping_note(report)}", file=sys.stderr)
     if args.report:
         _write_json(args.report, report)
     if not args.quiet:

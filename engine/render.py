@@ -685,6 +685,25 @@ def _render_post(pre_out: np.ndarray, params: dict[str, Any], rate: int, channel
     return np.concatenate(outs, axis=0), rep.result(), rep.loudness.integrated_lufs()
 
 
+def as_written(y: np.ndarray, fmt: str) -> np.ndarray:
+    """``y`` as an integer-format file holds it: clipped to full scale (a copy only when it goes over),
+    so the report measures the file, not the signal before the writer clipped it. ``float32`` keeps
+    everything."""
+    if fmt == "float32" or y.size == 0 or (float(y.max()) <= 1.0 and float(y.min()) >= -1.0):
+        return y
+    return np.clip(y, -1.0, 1.0)
+
+
+def clipping_note(report: dict[str, Any]) -> str | None:
+    """A warning when output frames went over full scale (clipped in the file), else None; only
+    possible without the limiter."""
+    clipped, frames = int(report.get("clipped_frames") or 0), int(report.get("frames") or 0)
+    if not clipped or not frames:
+        return None
+    return (f"{100.0 * clipped / frames:.2f} % of the output's frames reached full scale and are clipped "
+            "in the file (nothing limits the peaks: include the limiter, or lower the loudness target)")
+
+
 def _stream_to_writer(blocks: Iterable[np.ndarray], chain: ChainRunner, writer: AudioWriter, rep: _Report,
                       skip_frames: int = 0, keep_frames: int | None = None,
                       progress: Progress = None, total_frames: int = 0) -> None:
@@ -707,6 +726,7 @@ def _stream_to_writer(blocks: Iterable[np.ndarray], chain: ChainRunner, writer: 
             y = y[:room]
             gr = None if gr is None else gr[:room]
         if y.shape[0]:
+            y = as_written(y, writer.fmt)
             write.put(y)
             measure.put(y, gr)
             kept += y.shape[0]

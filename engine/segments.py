@@ -19,7 +19,7 @@ import numpy as np
 from engine.audio_io import AudioWriter, iter_blocks, probe
 from engine.chain import build_chain
 from engine.errors import ParamsError
-from engine.render import BLOCK_FRAMES, _Report, render_file
+from engine.render import BLOCK_FRAMES, _Report, as_written, render_file
 from engine.threads import BackgroundSink, prefetch, usable_cores
 
 DEFAULT_PREROLL_S = 3.0
@@ -188,8 +188,9 @@ def _merge_into(segment_paths: list[str | os.PathLike], plan: list[dict[str, Any
                 limit = body if k < len(plan) - 1 else n + pos
                 keep = max(0, min(n, limit - pos))
                 if keep:  # queued blocks are never modified afterwards (a cross-fade copies first)
-                    write.put(block[:keep])
-                    measure.put(block[:keep], None)
+                    out = as_written(block[:keep], fmt)
+                    write.put(out)
+                    measure.put(out, None)
                 if k < len(plan) - 1 and pos + n > body:
                     lo = max(0, body - pos)
                     hi = min(n, body + xf - pos)

@@ -302,3 +302,20 @@ def test_an_explicit_target_no_gain_reaches_stops_where_limiting_stays_clean() -
                        sample_rate_hz=FS, max_hard_limit_share=None)
     assert "loudness_note" not in report and report["artifacts_rate"] > MAX_HARD_LIMIT_SHARE
     assert integrated_loudness_lufs(y, FS) == pytest.approx(-14.0, abs=0.15)
+
+
+def test_without_the_limiter_the_report_describes_the_clipped_file(tmp_path: Path, music: np.ndarray) -> None:
+    """The limiter left out and a loud target: the writer clips what goes over full scale, and the
+    report (loudness, true peak, clipped frames) measures that file, not the signal before it."""
+    from engine.render import clipping_note
+
+    src = tmp_path / "in.wav"
+    sf.write(src, music, FS, subtype="FLOAT")
+    rep = render_file(src, tmp_path / "out.wav", {"lufs": {"target_db": -6.0}}, fmt="wav24")
+    y, _ = sf.read(tmp_path / "out.wav")
+    assert np.max(np.abs(y)) <= 1.0 and rep["clipped_frames"] > 0
+    assert rep["lufs_integrated"] == pytest.approx(integrated_loudness_lufs(y, FS), abs=0.01)
+    assert rep["true_peak_dbtp"] == pytest.approx(true_peak_dbtp(y, FS), abs=0.05)
+    assert "clipped in the file" in clipping_note(rep)
+    # a limited render never clips, and says nothing
+    assert clipping_note(render_file(src, tmp_path / "lim.wav", PARAMS, fmt="wav24")) is None
