@@ -92,7 +92,7 @@ def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLik
     from engine.invert import invert_params
     from engine.options import validate_options
     from engine.params import fit_eq_to_rate
-    from engine.render import MAX_HARD_LIMIT_SHARE, _check_out_folder, clipping_note, render_file
+    from engine.render import MAX_HARD_LIMIT_SHARE, _check_out_folder, render_file, render_warnings
 
     o = validate_options(opts)
     analysis = analysis_options(mode)
@@ -132,8 +132,7 @@ def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLik
     # the loudness asked for (a capped render's params carry the loudness reached instead)
     target_db = (params.get("lufs") or {}).get("target_db")
     params = report.pop("style_params", params)
-    if clipping_note(report):
-        warnings.append(clipping_note(report))
+    warnings.extend(render_warnings(report))
     if report.get("loudness_note"):
         warnings.append(f"loudness: {report['loudness_note']}")
     elif target_db is not None and report.get("lufs_integrated") is not None and \

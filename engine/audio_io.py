@@ -351,3 +351,18 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate_hz: int,
     with AudioWriter(path, sample_rate_hz, audio.shape[1], fmt) as w:
         for i in range(0, audio.shape[0], 1 << 18):
             w.write(audio[i:i + (1 << 18)])
+
+
+def dc_offset_dbfs(path: str | os.PathLike) -> float:
+    """The larger channel mean (|mean(L)| or |mean(R)|) of a file in dBFS, as the features'
+    ``dc_offset_dbfs`` (floor -150); one streaming pass, memory flat."""
+    sums: np.ndarray | None = None
+    frames = 0
+    for block in iter_blocks(path):
+        b = np.sum(block, axis=0, dtype=np.float64)
+        sums = b if sums is None else sums + b
+        frames += block.shape[0]
+    if sums is None or frames == 0:
+        return -150.0
+    dc = float(np.max(np.abs(sums / frames)))
+    return max(-150.0, 20.0 * float(np.log10(dc))) if dc > 0 else -150.0

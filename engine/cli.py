@@ -239,11 +239,12 @@ def _print_summary(out: str, params: dict[str, Any], report: dict[str, Any], met
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
-    from engine.audio_io import probe
+    from engine.audio_io import dc_offset_dbfs, probe
+    from engine.invert import with_dc_high_pass
     from engine.options import validate_options
     from engine.params import fit_eq_to_rate, validate_style_params
     from engine.preset import load_preset
-    from engine.render import clipping_note, render_file
+    from engine.render import render_file, render_warnings
 
     fmt = _fmt_for(args.output, args.format)
     params = load_preset(args.preset)
@@ -264,12 +265,17 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     params, left_out = fit_eq_to_rate(params, rate)
     if left_out:
         print(f"tonematch: warning: eq bands {left_out}", file=sys.stderr)
+    params, dc_note = with_dc_high_pass(params, dc_offset_dbfs(args.target))
+    if dc_note and "stays" in dc_note:
+        print(f"tonematch: warning: {dc_note}", file=sys.stderr)
     bar = _ProgressBar("applying", args.progress or sys.stderr.isatty())
     report = render_file(args.target, args.output, params, fmt=fmt, sample_rate_hz=args.sample_rate,
                          progress=bar)
     bar.done()
-    if clipping_note(report):
-        print(f"tonematch: warning: {clipping_note(report)}", file=sys.stderr)
+    for w in render_warnings(report):
+        print(f"tonematch: warning: {w}", file=sys.stderr)
+    if report.get("loudness_note"):
+        print(f"tonematch: warning: loudness: {report['loudness_note']}", file=sys.stderr)
     if args.report:
         _write_json(args.report, report)
     if not args.quiet:

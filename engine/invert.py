@@ -332,6 +332,31 @@ def _width(reference_features: dict[str, Any], target_features: dict[str, Any]) 
     return float(np.clip(width, 0.5, 1.5)), note
 
 
+def with_dc_high_pass(style_params: dict[str, Any], dc_offset_dbfs: float | None
+                      ) -> tuple[dict[str, Any], str | None]:
+    """``style_params`` for a target carrying a DC offset of ``dc_offset_dbfs`` (features'
+    ``dc_offset_dbfs``): a preset re-applied to it gets mode A's 10 Hz high-pass first, unless its EQ
+    already cuts below 20 Hz; with 8 bands already there it cannot, and the note says so. Returns the
+    (copied) params and a note (also appended to ``notes.eq``), or None when there is nothing to do."""
+    if dc_offset_dbfs is None or float(dc_offset_dbfs) <= DC_OFFSET_LIMIT_DBFS:
+        return style_params, None
+    bands = list(style_params.get("eq") or [])
+    if any(b["type"] == "high_pass" and float(b["f_hz"]) <= 20.0 for b in bands):
+        return style_params, None
+    if len(bands) >= MAX_BANDS:
+        note = (f"the target's DC offset ({float(dc_offset_dbfs):.1f} dBFS) stays: the preset's EQ has "
+                f"{MAX_BANDS} bands and no room for the 10 Hz high-pass that removes it (it takes the "
+                "limiter's headroom)")
+        kept = bands
+    else:
+        note = (f"a 10 Hz high-pass removes the target's DC offset ({float(dc_offset_dbfs):.1f} dBFS), "
+                "which would otherwise take the limiter's headroom")
+        kept = [dict(DC_HIGH_PASS), *bands]
+    notes = dict(style_params.get("notes") or {})
+    notes["eq"] = f"{notes['eq']}; {note}" if notes.get("eq") else note
+    return {**style_params, "eq": kept, "notes": notes}, note
+
+
 def fit_eq_bands(reference_features: dict[str, Any], target_features: dict[str, Any],
                  intensity: float = 1.0) -> tuple[list[dict[str, Any]], str]:
     """The ``eq`` block and its note: at most :data:`MAX_BANDS` bands fitted to the spectral difference,

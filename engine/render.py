@@ -694,14 +694,22 @@ def as_written(y: np.ndarray, fmt: str) -> np.ndarray:
     return np.clip(y, -1.0, 1.0)
 
 
-def clipping_note(report: dict[str, Any]) -> str | None:
-    """A warning when output frames went over full scale (clipped in the file), else None; only
-    possible without the limiter."""
+def render_warnings(report: dict[str, Any]) -> list[str]:
+    """What a render's report calls for saying: output frames clipped at full scale (only possible
+    without the limiter), or a limiter cutting more than ``HARD_LIMIT_DB`` on more than
+    ``MAX_HARD_LIMIT_SHARE`` of the audio (an explicit or a preset's target reached by flattening)."""
     clipped, frames = int(report.get("clipped_frames") or 0), int(report.get("frames") or 0)
-    if not clipped or not frames:
-        return None
-    return (f"{100.0 * clipped / frames:.2f} % of the output's frames reached full scale and are clipped "
-            "in the file (nothing limits the peaks: include the limiter, or lower the loudness target)")
+    if not frames:
+        return []
+    if clipped:
+        return [f"{100.0 * clipped / frames:.2f} % of the output's frames reached full scale and are "
+                "clipped in the file (nothing limits the peaks: include the limiter, or lower the "
+                "loudness target)"]
+    share = float(report.get("artifacts_rate") or 0.0)
+    if share > MAX_HARD_LIMIT_SHARE:
+        return [f"the limiter cuts more than {HARD_LIMIT_DB:.0f} dB on {100.0 * share:.0f} % of the audio "
+                "(flattened peaks): a lower loudness target or a higher ceiling keeps them"]
+    return []
 
 
 def _stream_to_writer(blocks: Iterable[np.ndarray], chain: ChainRunner, writer: AudioWriter, rep: _Report,

@@ -146,7 +146,9 @@ def analyze_target(event: dict, ctx: StepContext) -> dict:
     return _analyze(event, ctx, "target", "tgt_key", "AnalyzeTarget")
 
 
-def _preset_params(event: dict, ctx: StepContext, sample_rate_hz: int) -> dict:
+def _preset_params(event: dict, ctx: StepContext, sample_rate_hz: int, dc_offset_dbfs: float | None = None
+                   ) -> dict:
+    from engine.invert import with_dc_high_pass
     from engine.params import fit_eq_to_rate, validate_style_params
 
     preset = ctx.status.get_preset(event["preset_id"], event["user_id"])
@@ -159,8 +161,10 @@ def _preset_params(event: dict, ctx: StepContext, sample_rate_hz: int) -> dict:
     if opts.get("ceiling_dbtp") is not None and "limiter" in params:
         params["limiter"]["tp_db"] = float(opts["ceiling_dbtp"])
     params.get("lufs", {}).pop("gain_db", None)  # re-resolved for this target
-    # EQ bands above what this target's rate carries are left out (said in notes.eq)
-    return fit_eq_to_rate(validate_style_params(params, mode=event["mode"]), sample_rate_hz)[0]
+    # EQ bands above what this target's rate carries are left out, and an offset target gets the DC
+    # high-pass a match would give it (both said in notes.eq)
+    params = fit_eq_to_rate(validate_style_params(params, mode=event["mode"]), sample_rate_hz)[0]
+    return with_dc_high_pass(params, dc_offset_dbfs)[0]
 
 
 def invert(event: dict, ctx: StepContext) -> dict:
@@ -178,7 +182,8 @@ def invert(event: dict, ctx: StepContext) -> dict:
         params = get_json(ctx, params_key)
     else:
         if event.get("preset_id"):
-            params = _preset_params(event, ctx, sample_rate_hz)
+            tgt_feats = get_json(ctx, tgt["features_key"])
+            params = _preset_params(event, ctx, sample_rate_hz, tgt_feats.get("dc_offset_dbfs"))
         else:
             ref_feats = get_json(ctx, event["reference"]["features_key"])
             tgt_feats = get_json(ctx, tgt["features_key"])

@@ -189,3 +189,17 @@ def test_integer_pcm_reads_libsndfiles_samples(tmp_path: Path, container: str, s
     np.testing.assert_array_equal(got, want)
     part = np.concatenate(list(iter_blocks(path, 1000, start_frame=12_345, stop_frame=50_000)))
     np.testing.assert_array_equal(part, want[12_345:50_000])
+
+
+def test_dc_offset_of_a_file_matches_the_features(tmp_path: Path) -> None:
+    from engine.audio_io import dc_offset_dbfs
+    from engine.features import analyze_features
+
+    rng = np.random.default_rng(4)
+    x = 0.1 * rng.standard_normal((44100 * 3, 2)) + np.array([0.02, -0.05])
+    sf.write(tmp_path / "dc.wav", x, 44100, subtype="FLOAT")
+    measured = dc_offset_dbfs(tmp_path / "dc.wav")
+    assert measured == pytest.approx(20 * np.log10(np.max(np.abs(x.mean(axis=0)))), abs=0.01)
+    assert measured == pytest.approx(analyze_features(tmp_path / "dc.wav")["dc_offset_dbfs"], abs=0.01)
+    sf.write(tmp_path / "zero.wav", np.zeros((88200, 1)), 44100)
+    assert dc_offset_dbfs(tmp_path / "zero.wav") == -150.0

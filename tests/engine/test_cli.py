@@ -227,3 +227,30 @@ def test_apply_leaves_out_eq_bands_a_lower_rate_target_cannot_carry(tmp_path: Pa
     r = _run("apply", str(preset), str(tmp_path / "phone.wav"), "-o", str(tmp_path / "o2.wav"),
              "--sample-rate", "0")
     assert r.returncode == 2 and "output_sample_rate_hz" in r.stderr and not (tmp_path / "o2.wav").exists()
+
+
+def test_apply_to_an_offset_target_removes_the_offset_and_warns_on_heavy_limiting(tmp_path: Path) -> None:
+    preset = tmp_path / "p.json"
+    preset.write_text(json.dumps({
+        "format": "tonematch-preset", "version": 1, "mode": "A",
+        "style_params": {"eq": [{"type": "peaking", "f_hz": 1000.0, "q": 1.0, "gain_db": 3.0}],
+                         "lufs": {"target_db": -16.0},
+                         "limiter": {"tp_db": -1.0, "lookahead_ms": 1.5, "release_ms": 100.0}}}))
+    rng = np.random.default_rng(6)
+    t = np.arange(44100 * 6) / 44100
+    music = 0.1 * rng.standard_normal(t.size) * (1 + np.sin(2 * np.pi * 1.5 * t))
+    sf.write(tmp_path / "dc.wav", np.stack([music + 0.15, music + 0.15], axis=1), 44100, subtype="FLOAT")
+    r = _run("apply", str(preset), str(tmp_path / "dc.wav"), "-o", str(tmp_path / "o.wav"),
+             "--report", str(tmp_path / "r.json"))
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    eq = rep["style_params"]["eq"]
+    assert eq[0]["type"] == "high_pass" and "DC offset" in rep["style_params"]["notes"]["eq"]
+    assert rep["artifacts_rate"] < 0.05 and abs(rep["lufs_integrated"] + 16.0) <= 0.2
+    y, _ = sf.read(tmp_path / "o.wav")
+    assert abs(float(np.mean(y))) < 0.01  # the offset is gone
+    # a target reached only by flattening is reached, with a warning that says so
+    r = _run("apply", str(preset), str(tmp_path / "dc.wav"), "-o", str(tmp_path / "o2.wav"),
+             "--target-lufs", "-7")
+    assert r.returncode == 0, r.stderr
+    assert "the limiter cuts more than 6 dB on" in r.stderr

@@ -179,3 +179,18 @@ def test_a_short_reference_is_matched_with_a_note() -> None:
     assert "reference" not in invert_params(long_ref, target)["notes"]
     note = invert_params(short_ref, target)["notes"]["reference"]
     assert "2.5 s" in note and "10 s or more" in note
+
+
+def test_a_preset_reapplied_to_an_offset_target_gets_the_dc_high_pass():
+    from engine.invert import DC_HIGH_PASS, with_dc_high_pass
+
+    peak = {"type": "peaking", "f_hz": 1000.0, "q": 1.0, "gain_db": 3.0}
+    params = {"eq": [peak], "notes": {"eq": "1 band"}}
+    out, note = with_dc_high_pass(params, -20.0)
+    assert out["eq"] == [DC_HIGH_PASS, peak] and "10 Hz high-pass" in out["notes"]["eq"] and note
+    assert params["eq"] == [peak]  # the preset itself is not changed
+    assert with_dc_high_pass(params, -70.0) == (params, None)  # no offset worth removing
+    assert with_dc_high_pass(out, -20.0) == (out, None)  # already cut below 20 Hz
+    full = {"eq": [dict(peak, f_hz=100.0 * (i + 1)) for i in range(8)]}
+    kept, note = with_dc_high_pass(full, -20.0)
+    assert kept["eq"] == full["eq"] and "stays" in note and "8 bands" in note

@@ -307,7 +307,7 @@ def test_an_explicit_target_no_gain_reaches_stops_where_limiting_stays_clean() -
 def test_without_the_limiter_the_report_describes_the_clipped_file(tmp_path: Path, music: np.ndarray) -> None:
     """The limiter left out and a loud target: the writer clips what goes over full scale, and the
     report (loudness, true peak, clipped frames) measures that file, not the signal before it."""
-    from engine.render import clipping_note
+    from engine.render import render_warnings
 
     src = tmp_path / "in.wav"
     sf.write(src, music, FS, subtype="FLOAT")
@@ -316,6 +316,6 @@ def test_without_the_limiter_the_report_describes_the_clipped_file(tmp_path: Pat
     assert np.max(np.abs(y)) <= 1.0 and rep["clipped_frames"] > 0
     assert rep["lufs_integrated"] == pytest.approx(integrated_loudness_lufs(y, FS), abs=0.01)
     assert rep["true_peak_dbtp"] == pytest.approx(true_peak_dbtp(y, FS), abs=0.05)
-    assert "clipped in the file" in clipping_note(rep)
+    assert "clipped in the file" in render_warnings(rep)[0]
     # a limited render never clips, and says nothing
-    assert clipping_note(render_file(src, tmp_path / "lim.wav", PARAMS, fmt="wav24")) is None
+    assert render_warnings(render_file(src, tmp_path / "lim.wav", PARAMS, fmt="wav24")) == []

@@ -29,3 +29,11 @@ def test_a_preset_applied_to_a_lower_rate_target_leaves_out_the_bands_it_cannot_
     assert "gain_db" not in params["lufs"]  # re-resolved for this target
     full = steps._preset_params(event, _ctx(), 44100)
     assert len(full["eq"]) == 2 and full["notes"]["eq"] == "2 bands"
+
+
+def test_a_preset_applied_to_an_offset_target_gets_the_dc_high_pass():
+    event = {"preset_id": "p1", "user_id": "u1", "mode": "A", "opts": {}}
+    params = steps._preset_params(event, _ctx(), 44100, dc_offset_dbfs=-18.0)
+    assert params["eq"][0] == {"type": "high_pass", "f_hz": 10.0, "q": 0.71, "gain_db": 0.0}
+    assert "DC offset (-18.0 dBFS)" in params["notes"]["eq"]
+    assert steps._preset_params(event, _ctx(), 44100, dc_offset_dbfs=-90.0)["eq"][0]["type"] == "low_shelf"
