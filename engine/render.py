@@ -706,7 +706,7 @@ def render_warnings(report: dict[str, Any]) -> list[str]:
                 "clipped in the file (nothing limits the peaks: include the limiter, or lower the "
                 "loudness target)"]
     share = float(report.get("artifacts_rate") or 0.0)
-    if share > MAX_HARD_LIMIT_SHARE:
+    if share > MAX_HARD_LIMIT_SHARE and not report.get("loudness_note"):  # the note says it already
         return [f"the limiter cuts more than {HARD_LIMIT_DB:.0f} dB on {100.0 * share:.0f} % of the audio "
                 "(flattened peaks): a lower loudness target or a higher ceiling keeps them"]
     return []
