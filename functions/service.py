@@ -353,6 +353,7 @@ def job_view(ctx: StepContext, job: dict) -> dict:
         "metrics": job.get("metrics"),
         "params": job.get("params"),
         "preset_id": out.get("preset_id") or job.get("preset_id"),
+        "warnings": out.get("warnings") or [],
         "download_url": None,
         "viz_urls": None,
         "preset_url": None,

@@ -107,6 +107,9 @@ class JobStatus(BaseModel):
     download_url: str | None = None
     viz_urls: dict[str, str | None] | None = None
     metrics: dict[str, Any] | None = None
+    warnings: list[str] = Field(default_factory=list,
+                                description="what `tonematch match` would warn about the result "
+                                            "(clipping, heavy limiting, a loudness target not reached)")
     error: str | None = None
 
 

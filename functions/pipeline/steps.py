@@ -342,6 +342,20 @@ def merge(event: dict, ctx: StepContext) -> dict:
     return {"key": merged_key, "report_key": report_key, "features_key": features_key, "format": fmt}
 
 
+def job_warnings(report: dict, params: dict) -> list[str]:
+    """What ``tonematch match`` would warn about this result: clipping or heavy limiting in the merged
+    output, a loudness target not reached, EQ bands left out or an offset kept (from ``notes``)."""
+    from engine.render import render_warnings
+
+    notes = params.get("notes") or {}
+    said = list(render_warnings(report))
+    if "not reached" in str(notes.get("lufs", "")):
+        said.append(f"loudness: {notes['lufs']}")
+    said += [f"eq: {part.strip()}" for part in str(notes.get("eq", "")).split(";")
+             if "left out for" in part or " stays:" in part]
+    return said
+
+
 def finalize(event: dict, ctx: StepContext) -> dict:
     """Write the result (processed audio, metrics row, visualisation JSON, preset + EQ text, preset
     row, billing row) and mark the job COMPLETED."""
@@ -417,6 +431,7 @@ def finalize(event: dict, ctx: StepContext) -> dict:
         "preset_id": preset_id,
         "format": merged.get("format"),
         "duration_s": duration_s,
+        "warnings": job_warnings(report, params),
     }
     ctx.status.update_job(
         job_id,

@@ -75,6 +75,7 @@ class MockApi:
 
     viz: dict = field(default_factory=lambda: synthetic_viz(180.0, 300))
     fail_job: bool = False
+    job_warnings: list[str] = field(default_factory=list)
     polls_to_finish: int = 3
     expire_after_login: bool = False
     calls: list[tuple[str, str, Any]] = field(default_factory=list)
@@ -165,6 +166,7 @@ class MockApi:
                 j.update(status="FAILED", last_step="AnalyzeTarget", error="tgt_key: the audio is silent")
             else:
                 j.update(status="COMPLETED", progress=100, download_url=f"{BASE}/mock-get/out",
+                         warnings=list(self.job_warnings),
                          viz_urls={"viz": f"{BASE}/mock-viz"},
                          metrics={"stft_dist": 0.71, "mel_dist": 1.9, "lufs_err": 0.1, "tp_db": -1.02,
                                   "artifacts_rate": 0.0012},

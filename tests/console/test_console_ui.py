@@ -171,6 +171,23 @@ def test_settings_are_shown_in_words(page):
     assert "Target -10.0 LUFS, gain +7.9 dB" in text
 
 
+def test_the_result_shows_what_the_service_warns_about(page):
+    api = MockApi(job_warnings=["the limiter cuts more than 6 dB on 40 % of the audio (flattened peaks): "
+                                "a lower loudness target or a higher ceiling keeps them"])
+    mock_login(page, api)
+    finished_job(page, api)
+    assert page.is_visible("#job-warnings")
+    assert "the limiter cuts more than 6 dB on 40 %" in page.inner_text("#job-warnings")
+
+
+def test_no_warnings_box_for_a_clean_result(page):
+    api = MockApi()
+    mock_login(page, api)
+    finished_job(page, api)
+    page.wait_for_selector("#metrics tbody tr")
+    assert not page.is_visible("#job-warnings")
+
+
 def test_every_control_has_a_name(page):
     """No unlabeled inputs or buttons on the screens (screen readers say something for each)."""
     api = MockApi()

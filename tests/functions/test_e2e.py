@@ -148,6 +148,7 @@ def test_api_job_gives_the_same_audio_as_tonematch_match(service, pair, cli_resu
     assert level_db(got - cli_result) < -90.0
 
     assert set(view["metrics"]) >= {"stft_dist", "mel_dist", "lufs_err", "tp_db", "artifacts_rate"}
+    assert isinstance(view["warnings"], list)  # what tonematch match would warn about (job_warnings)
     assert view["loudness"]["result_lufs"] is not None and view["loudness"]["target_lufs"] is not None
     viz = httpx.get(view["viz_urls"]["viz"]).json()
     assert {"lufs_trajectory", "gain_reduction", "spectrum"} <= set(viz)

@@ -37,3 +37,17 @@ def test_a_preset_applied_to_an_offset_target_gets_the_dc_high_pass():
     assert params["eq"][0] == {"type": "high_pass", "f_hz": 10.0, "q": 0.71, "gain_db": 0.0}
     assert "DC offset (-18.0 dBFS)" in params["notes"]["eq"]
     assert steps._preset_params(event, _ctx(), 44100, dc_offset_dbfs=-90.0)["eq"][0]["type"] == "low_shelf"
+
+
+def test_job_warnings_say_what_tonematch_match_would_warn_about():
+    clean = {"frames": 1000, "clipped_frames": 0, "artifacts_rate": 0.0}
+    assert steps.job_warnings(clean, PRESET) == []
+    flattened = {**clean, "artifacts_rate": 0.4}
+    assert steps.job_warnings(flattened, PRESET)[0].startswith("the limiter cuts more than 6 dB on 40 %")
+    clipped = {**clean, "clipped_frames": 50}
+    assert "clipped in the file" in steps.job_warnings(clipped, PRESET)[0]
+    notes = {"lufs": "target -6.00 LUFS not reached: at a -1.0 dBTP ceiling no gain gets there",
+             "eq": "8 bands; left out for 8000 Hz audio (nothing above 3920 Hz to shape): high_shelf 9000 Hz"}
+    said = steps.job_warnings(clean, {**PRESET, "notes": notes})
+    assert said == [f"loudness: {notes['lufs']}",
+                    "eq: left out for 8000 Hz audio (nothing above 3920 Hz to shape): high_shelf 9000 Hz"]

@@ -708,9 +708,22 @@ function downloadLink(label, url, filename) {
   return li;
 }
 
+function renderWarnings(job) {
+  // what `tonematch match` would warn about: clipping, flattened peaks, a loudness target not reached
+  const ul = $("#job-warnings");
+  ul.textContent = "";
+  for (const w of job.warnings || []) {
+    const li = document.createElement("li");
+    li.textContent = w;
+    ul.appendChild(li);
+  }
+  ul.hidden = !(job.warnings || []).length;
+}
+
 async function showResult(job) {
   $("#job-result").hidden = false;
   $("#job-h").textContent = "Match finished";
+  renderWarnings(job);
   renderMetrics(job);
   renderParams($("#params"), job.params || job.style_params);
   const dl = $("#downloads");
