@@ -78,11 +78,18 @@ def _fmt_for(out: str, fmt: str | None) -> str:
     return fmt
 
 
+def _check_side_outputs(*paths: str | None) -> None:
+    """Refuse a report / preset / EQ-text path whose folder is missing before any work is done (not
+    after the audio has been rendered and written)."""
+    for path in paths:
+        if path and str(Path(path).parent) and not Path(path).parent.is_dir():
+            raise _CliError(path, "folder does not exist")
+
+
 def _write_json(path: str, obj: Any) -> None:
     """Atomic JSON write (temp file + rename)."""
     p = Path(path)
-    if not p.parent.is_dir() and str(p.parent):
-        raise _CliError(path, "folder does not exist")
+    _check_side_outputs(path)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.part")
     try:
         tmp.write_text(json.dumps(obj, indent=2, allow_nan=False, default=_json_default) + "\n",
@@ -179,6 +186,7 @@ def _cmd_match(args: argparse.Namespace) -> int:
         if side and Path(side).resolve() in (Path(args.reference).resolve(), Path(args.target).resolve(),
                                              Path(args.output).resolve()):
             raise _CliError(side, "would overwrite an input or the audio output")
+    _check_side_outputs(args.preset_out, args.report, args.eq_apo_out)
     bar = _ProgressBar("matching", args.progress or sys.stderr.isatty())
     result = match_files(args.reference, args.target, args.output, mode=args.mode, opts=opts, progress=bar,
                          measure_result=bool(args.report))
@@ -250,6 +258,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     params = load_preset(args.preset)
     if Path(args.output).resolve() == Path(args.target).resolve():
         raise _CliError(args.output, "the output would overwrite the target")
+    _check_side_outputs(args.report)
     if params.get("lufs"):
         # the gain is resolved again for this target
         params["lufs"] = {k: v for k, v in params["lufs"].items() if k != "gain_db"}
@@ -286,6 +295,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from engine.features import analyze_features
 
+    _check_side_outputs(args.output)
     feats = analyze_features(args.file)
     if args.output:
         _write_json(args.output, feats)

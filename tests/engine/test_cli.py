@@ -254,3 +254,13 @@ def test_apply_to_an_offset_target_removes_the_offset_and_warns_on_heavy_limitin
              "--target-lufs", "-7")
     assert r.returncode == 0, r.stderr
     assert "the limiter cuts more than 6 dB on" in r.stderr
+
+
+@pytest.mark.parametrize("flag", ["--report", "--preset-out", "--eq-apo-out"])
+def test_a_side_output_in_a_missing_folder_is_refused_before_any_work(tmp_path: Path, pair: dict[str, str],
+                                                                      capsys: pytest.CaptureFixture,
+                                                                      flag: str) -> None:
+    side = str(tmp_path / "nowhere" / "side.json")
+    rc = main(["match", pair["reference"], pair["target"], "-o", str(tmp_path / "m.wav"), flag, side])
+    assert "folder does not exist" in _one_line_error(capsys, rc, side)
+    assert not (tmp_path / "m.wav").exists()  # refused up front, not after rendering the audio
