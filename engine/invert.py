@@ -32,7 +32,7 @@ from scipy.optimize import least_squares
 
 from engine.errors import ParamsError
 from engine.options import validate_options
-from engine.params import LIMITER_DEFAULTS, validate_style_params
+from engine.params import LIMITER_DEFAULTS, validate_style_params, with_note
 from engine.processors.eq import eq_sos
 
 FIT_LO_HZ = 30.0
@@ -349,12 +349,14 @@ def with_dc_high_pass(style_params: dict[str, Any], dc_offset_dbfs: float | None
                 "limiter's headroom)")
         kept = bands
     else:
-        note = (f"a 10 Hz high-pass removes the target's DC offset ({float(dc_offset_dbfs):.1f} dBFS), "
-                "which would otherwise take the limiter's headroom")
+        note = _dc_high_pass_note(float(dc_offset_dbfs))
         kept = [dict(DC_HIGH_PASS), *bands]
-    notes = dict(style_params.get("notes") or {})
-    notes["eq"] = f"{notes['eq']}; {note}" if notes.get("eq") else note
-    return {**style_params, "eq": kept, "notes": notes}, note
+    return with_note({**style_params, "eq": kept}, "eq", note), note
+
+
+def _dc_high_pass_note(dc_offset_dbfs: float) -> str:
+    return (f"a 10 Hz high-pass removes the target's DC offset ({dc_offset_dbfs:.1f} dBFS), "
+            "which would otherwise take the limiter's headroom")
 
 
 def fit_eq_bands(reference_features: dict[str, Any], target_features: dict[str, Any],
@@ -377,8 +379,7 @@ def fit_eq_bands(reference_features: dict[str, Any], target_features: dict[str, 
             f"{math.sqrt(float(np.average(resid ** 2, weights=w))):.2f} dB")
     if remove_dc:
         bands = [dict(DC_HIGH_PASS), *bands]
-        note += (f"; a 10 Hz high-pass removes the target's DC offset ({dc_dbfs:.1f} dBFS), "
-                 "which would otherwise take the limiter's headroom")
+        note += f"; {_dc_high_pass_note(dc_dbfs)}"
     return bands, note
 
 

@@ -153,6 +153,13 @@ def validate_style_params(params: Any, *, mode: str = "A") -> dict[str, Any]:
     return out
 
 
+def with_note(style_params: dict[str, Any], key: str, note: str) -> dict[str, Any]:
+    """A copy of ``style_params`` with ``note`` appended to ``notes[key]`` (``"; "``-separated)."""
+    notes = dict(style_params.get("notes") or {})
+    notes[key] = f"{notes[key]}; {note}" if notes.get(key) else note
+    return {**style_params, "notes": notes}
+
+
 def fit_eq_to_rate(style_params: dict[str, Any], sample_rate_hz: float) -> tuple[dict[str, Any], str | None]:
     """``style_params`` for audio at ``sample_rate_hz``: a preset made on 44.1 kHz audio, re-applied
     to a 16 kHz file, may hold EQ bands at or above what that rate carries (``MAX_NYQUIST_FRACTION``
@@ -167,6 +174,4 @@ def fit_eq_to_rate(style_params: dict[str, Any], sample_rate_hz: float) -> tuple
     gone = ", ".join(f"{b['type']} {float(b['f_hz']):.0f} Hz" for b in bands if float(b["f_hz"]) >= limit_hz)
     note = (f"left out for {float(sample_rate_hz):g} Hz audio (nothing above {limit_hz:.0f} Hz to shape): "
             f"{gone}")
-    notes = dict(style_params.get("notes") or {})
-    notes["eq"] = f"{notes['eq']}; {note}" if notes.get("eq") else note
-    return {**style_params, "eq": kept, "notes": notes}, note
+    return with_note({**style_params, "eq": kept}, "eq", note), note

@@ -36,6 +36,7 @@ from engine.errors import AudioInputError, ParamsError
 from engine.features import FeatureAnalyzer
 from engine.loudness import LoudnessMeter, gated_integrated_lufs, k_weighting_sos
 from engine.memory import PeriodicTrim, release_freed_memory
+from engine.params import with_note
 from engine.processors.limiter import DEFAULT_RELEASE_MS, HARD_LIMIT_DB, MARGIN_DB
 from engine.threads import BackgroundSink, prefetch, usable_cores
 from engine.true_peak import TruePeakMeter
@@ -75,15 +76,11 @@ def _with_gain(style_params: dict[str, Any], gain_db: float, note: str | None = 
     """``style_params`` with ``lufs.gain_db``. With ``note`` (why the target was not reached), the note
     is added to ``notes.lufs`` and ``lufs.target_db`` becomes ``reached_lufs``, so a preset made from
     these params re-applies to the same result instead of forcing the original target."""
-    out = dict(style_params)
+    out = with_note(style_params, "lufs", note) if note else dict(style_params)
     out["lufs"] = dict(style_params.get("lufs") or {})
     out["lufs"]["gain_db"] = round(float(gain_db), 4)
-    if note:
-        notes = dict(style_params.get("notes") or {})
-        notes["lufs"] = f"{notes['lufs']}; {note}" if notes.get("lufs") else note
-        out["notes"] = notes
-        if reached_lufs is not None:
-            out["lufs"]["target_db"] = round(float(reached_lufs), 2)
+    if note and reached_lufs is not None:
+        out["lufs"]["target_db"] = round(float(reached_lufs), 2)
     return out
 
 

@@ -181,12 +181,11 @@ def invert(event: dict, ctx: StepContext) -> dict:
     if ctx.objects.exists(params_key):
         params = get_json(ctx, params_key)
     else:
+        tgt_feats = get_json(ctx, tgt["features_key"])
         if event.get("preset_id"):
-            tgt_feats = get_json(ctx, tgt["features_key"])
             params = _preset_params(event, ctx, sample_rate_hz, tgt_feats.get("dc_offset_dbfs"))
         else:
             ref_feats = get_json(ctx, event["reference"]["features_key"])
-            tgt_feats = get_json(ctx, tgt["features_key"])
             # an output rate below the target's cannot carry its top EQ bands (said in notes.eq)
             params, _ = fit_eq_to_rate(invert_params(ref_feats, tgt_feats, mode=event["mode"], opts=opts),
                                        sample_rate_hz)
