@@ -30,6 +30,7 @@ from engine.analysis import dynamics, reverb, spectrum, stereo
 from engine.analysis.f0 import FMAX_HZ, FMIN_HZ, Decimator, YinTracker, pitch_class_histogram
 from engine.blocks import as_float32_block
 from engine.errors import AudioInputError, TonematchError
+from engine.iir import sos_frequency_response
 from engine.loudness import LoudnessMeter, k_weighting_sos
 from engine.memory import PeriodicTrim
 from engine.true_peak import TruePeakMeter
@@ -59,9 +60,7 @@ LF_CROSSOVER_HZ = 400.0
 
 def _kw_power(freqs_hz: np.ndarray, sample_rate_hz: float) -> np.ndarray:
     """|K(f)|^2 of the BS.1770 K-weighting at the bin frequencies."""
-    from scipy.signal import sosfreqz
-
-    _, h = sosfreqz(k_weighting_sos(sample_rate_hz), worN=freqs_hz, fs=sample_rate_hz)
+    h = sos_frequency_response(k_weighting_sos(sample_rate_hz), freqs_hz, sample_rate_hz)
     return (np.abs(h) ** 2).astype(np.float32)
 
 

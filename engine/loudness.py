@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.signal import sosfilt
 
 from engine.errors import TonematchError
+from engine.iir import sosfilt
 
 #: BS.1770 offset: ``L = -0.691 + 10 log10(sum_c G_c z_c)``.
 LUFS_OFFSET_DB = -0.691

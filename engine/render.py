@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 from scipy.ndimage import maximum_filter1d
-from scipy.signal import sosfilt
 
 from engine.audio_io import AudioWriter, iter_blocks, probe
 from engine.chain import CHAIN_ORDER, POST_STAGES, ChainRunner, build_chain
 from engine.errors import AudioInputError, ParamsError
 from engine.features import FeatureAnalyzer
+from engine.iir import sosfilt
 from engine.loudness import LoudnessMeter, gated_integrated_lufs, k_weighting_sos
 from engine.memory import PeriodicTrim, release_freed_memory
 from engine.params import with_note

@@ -13,7 +13,6 @@ import functools
 
 import numpy as np
 import scipy.fft
-from scipy.signal import firwin
 
 FMIN_HZ = 55.0
 FMAX_HZ = 1000.0
@@ -23,6 +22,14 @@ _TARGET_RATE_HZ = 5500.0
 _GRID = np.linspace(-1.0, 1.0, 17)
 _GRID_STEP = _GRID[1] - _GRID[0]
 _HALF = 1  # extra lags computed beyond tau_max (for the refinement around tau_max)
+
+
+def kaiser_lowpass(taps: int, cutoff: float, *, beta: float) -> np.ndarray:
+    """Linear-phase low-pass FIR by the window method (``scipy.signal.firwin(taps, cutoff,
+    window=("kaiser", beta))``): ``cutoff`` as a fraction of Nyquist, unity gain at DC."""
+    m = np.arange(taps) - (taps - 1) / 2.0
+    h = cutoff * np.sinc(cutoff * m) * np.kaiser(taps, beta)
+    return h / np.sum(h)
 
 
 class Decimator:
@@ -35,7 +42,7 @@ class Decimator:
             self.taps = np.ones(1, dtype=np.float32)
         else:
             # Pass band to 0.8 of the new Nyquist (>= 2.2 kHz: F0 <= 1 kHz and its first harmonics).
-            taps = firwin(4 * self.factor + 1, 0.8 / self.factor, window=("kaiser", 5.0))
+            taps = kaiser_lowpass(4 * self.factor + 1, 0.8 / self.factor, beta=5.0)
             self.taps = taps.astype(np.float32)
         # time-reversed taps, zero-padded to whole rows of ``factor`` samples: (rows, factor)
         rows = -(-self.taps.size // self.factor)

@@ -1,4 +1,4 @@
-"""Parametric EQ: RBJ Audio-EQ-Cookbook biquads run as one cascade with ``scipy.signal.sosfilt``.
+"""Parametric EQ: RBJ Audio-EQ-Cookbook biquads run as one cascade through ``engine.iir.sosfilt``.
 
 All bands form one second-order-sections array, so a block is filtered with a single ``sosfilt``
 call (both channels at once); the filter memory ``zi`` is the processor state. The cascade runs in
@@ -16,9 +16,9 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.signal import sosfilt
 
 from engine.errors import ParamsError
+from engine.iir import sosfilt
 from engine.processors._codec import decode_array, encode_array
 from engine.processors.base import State
 
