@@ -76,6 +76,9 @@ def _analyze_pair(ref: str, tgt: str, analysis: dict[str, bool],
     return ref_features, tgt_features
 
 
+_OVER_FULL_SCALE_DB = 0.1  # a sample peak above this is no clipped file
+
+
 def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLike,
                 out_path: str | os.PathLike, *, mode: str = "A", opts: dict[str, Any] | None = None,
                 progress: Callable[[float], None] | None = None,
@@ -115,7 +118,10 @@ def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLik
     warnings = []
     for label, feats, path in (("reference", ref_features, ref), ("target", tgt_features, tgt)):
         peak = feats.get("sample_peak_dbfs")
-        if peak is not None and peak >= -0.01:
+        if peak is not None and peak > _OVER_FULL_SCALE_DB:  # only a floating-point file holds this
+            warnings.append(f"{label} {path} goes {peak:.1f} dB over full scale (floating-point samples, "
+                            "not clipped); it is measured as it is")
+        elif peak is not None and peak >= -0.01:
             warnings.append(f"{label} {path} reaches 0 dBFS (probably clipped); clipping cannot be undone")
     params = invert_params(ref_features, tgt_features, mode=mode, opts=o)
     if (params.get("notes") or {}).get("reference"):

@@ -149,3 +149,22 @@ def test_an_output_rate_below_the_target_leaves_out_the_top_eq_bands(tmp_path) -
     assert all(b["f_hz"] < 0.49 * 8000 for b in low["style_params"]["eq"])
     assert any("left out for 8000 Hz audio" in w for w in low["warnings"])
     assert sf.info(tmp_path / "phone.wav").samplerate == 8000
+
+
+def test_clipped_and_hot_float_targets_get_different_warnings(pair: dict[str, str], tmp_path) -> None:
+    import soundfile as sf
+
+    audio, fs = sf.read(pair["target"], dtype="float32")
+    scaled = audio / np.max(np.abs(audio))
+    clipped = tmp_path / "clipped.wav"
+    sf.write(clipped, np.clip(scaled * 2.0, -1.0, 1.0), fs, subtype="PCM_16")
+    hot = tmp_path / "hot.wav"
+    sf.write(hot, scaled * 4.0, fs, subtype="FLOAT")  # 12 dB over full scale, nothing lost
+    res = {name: engine.match_files(pair["reference"], path, tmp_path / f"{name}_out.wav",
+                                    measure_result=False)
+           for name, path in (("clipped", clipped), ("hot", hot))}
+    assert any("probably clipped" in w for w in res["clipped"]["warnings"])
+    hot_warnings = [w for w in res["hot"]["warnings"] if "full scale" in w]
+    assert hot_warnings and "12.0 dB over full scale" in hot_warnings[0] and "not clipped" in hot_warnings[0]
+    assert not any("probably clipped" in w for w in res["hot"]["warnings"])
+    assert res["hot"]["report"]["true_peak_dbtp"] <= -1.0
