@@ -74,6 +74,8 @@ def sosfilt(sos: np.ndarray, x: np.ndarray, *, axis: int, zi: np.ndarray) -> tup
         raise ValueError(f"zi must be shaped {zi_shape} for x shaped {x.shape}, got {zi.shape}")
     if dtype.char not in "fd":
         dtype = np.dtype(np.float64)  # integer input, as scipy.signal.sosfilt does
+    if x.shape[axis] == 0:  # nothing to filter: the state passes through (scipy raises here)
+        return x.astype(dtype), zi.astype(dtype)
     xm = np.moveaxis(x, axis, -1)
     work = np.array(xm.reshape(-1, xm.shape[-1]), dtype=dtype, order="C")  # filtered in place
     state = np.ascontiguousarray(np.moveaxis(zi, (0, axis + 1), (-2, -1)).reshape(-1, n_sections, 2),

@@ -54,6 +54,12 @@ def test_without_the_kernel_the_public_function_gives_the_same(monkeypatch):
     assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
 
 
+def test_an_empty_block_keeps_the_state():
+    zi = np.random.default_rng(6).standard_normal((SOS.shape[0], 2, 2))
+    y, zf = iir.sosfilt(SOS, np.zeros((0, 2), np.float32), axis=0, zi=zi)
+    assert y.shape == (0, 2) and np.array_equal(zf, zi)
+
+
 def test_bad_state_shape_is_refused():
     with pytest.raises(ValueError, match="zi must be shaped"):
         iir.sosfilt(SOS, np.zeros((100, 2)), axis=0, zi=np.zeros((SOS.shape[0], 2, 1)))
