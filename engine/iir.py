@@ -61,7 +61,7 @@ def sosfilt(sos: np.ndarray, x: np.ndarray, *, axis: int, zi: np.ndarray) -> tup
     x = np.asarray(x)
     zi = np.asarray(zi)
     dtype = np.result_type(sos, x, zi)
-    if _KERNEL is None or dtype.char not in "fdlihbLIHB?":  # complex or long double: scipy's own
+    if _KERNEL is None or dtype.kind not in "fiub" or dtype.itemsize > 8:  # complex, long double: scipy
         from scipy.signal import sosfilt as public_sosfilt
 
         return public_sosfilt(sos, x, axis=axis, zi=zi)
