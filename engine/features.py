@@ -505,7 +505,9 @@ class FeatureAnalyzer:
         if not self._mid_parts:
             return {"rt60_s": None, "drr_db": None, "dsp_rt60_s": None, "model": None,
                     "reason": "no audio captured for the blind estimate"}
-        return estimate_reverb(np.concatenate(self._mid_parts), round(self.fs))
+        audio = np.concatenate(self._mid_parts) if len(self._mid_parts) > 1 else self._mid_parts[0]
+        self._mid_parts = [audio]  # the parts are freed before the estimate allocates its own arrays
+        return estimate_reverb(audio, round(self.fs))
 
 
 def _r(v: float | None, digits: int) -> float | None:

@@ -47,9 +47,9 @@ def prepare(audio: np.ndarray, sample_rate_hz: int) -> np.ndarray:
     """Mono float64 at 16 kHz of at most the middle ``MAX_EXCERPT_S`` seconds, less its DC offset (see
     :func:`_resting_level`): an offset is a floor under every gap of the broadband envelope, which
     reads as reverb."""
-    x = np.asarray(audio, dtype=np.float64)
-    if x.ndim == 2:
-        x = x.mean(axis=1)
+    x = np.asarray(audio)
+    # the mono mix taken in float64 straight from the samples (no float64 copy of every channel)
+    x = x.mean(axis=1, dtype=np.float64) if x.ndim == 2 else x.astype(np.float64)
     n_max = int(MAX_EXCERPT_S * sample_rate_hz)
     if len(x) > n_max:
         start = (len(x) - n_max) // 2
@@ -129,8 +129,9 @@ def reverb_features(audio: np.ndarray, sample_rate_hz: int) -> np.ndarray | None
     x = prepare(audio, sample_rate_hz)
     if unusable_reason(x) is not None:
         return None
-    bands = [signal.sosfilt(sos, x) for sos in _SOS] + [x]
-    feats = [_band_features(_envelope_db(b)) for b in bands]
+    # one band signal alive at a time: each is reduced to its envelope's features at once
+    feats = [_band_features(_envelope_db(signal.sosfilt(sos, x))) for sos in _SOS]
+    feats.append(_band_features(_envelope_db(x)))
     return np.concatenate(feats).astype(np.float32)
 
 
