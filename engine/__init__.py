@@ -79,6 +79,24 @@ def _analyze_pair(ref: str, tgt: str, analysis: dict[str, bool],
 _OVER_FULL_SCALE_DB = 0.1  # a sample peak above this is no clipped file
 
 
+def input_warnings(reference_features: dict | None, target_features: dict, *, reference_name: str = "",
+                   target_name: str = "") -> list[str]:
+    """What to say about the inputs' levels (from their features): a recording at 0 dBFS is probably
+    clipped, which cannot be undone; one over full scale (a floating-point file) lost nothing. Shared
+    by ``tonematch match`` and the service's job warnings."""
+    said = []
+    for label, feats, name in (("reference", reference_features, reference_name),
+                               ("target", target_features, target_name)):
+        peak = (feats or {}).get("sample_peak_dbfs")
+        who = f"{label} {name}" if name else label
+        if peak is not None and peak > _OVER_FULL_SCALE_DB:  # only a floating-point file holds this
+            said.append(f"{who} goes {peak:.1f} dB over full scale (floating-point samples, not clipped); "
+                        "it is measured as it is")
+        elif peak is not None and peak >= -0.01:
+            said.append(f"{who} reaches 0 dBFS (probably clipped); clipping cannot be undone")
+    return said
+
+
 def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLike,
                 out_path: str | os.PathLike, *, mode: str = "A", opts: dict[str, Any] | None = None,
                 progress: Callable[[float], None] | None = None,
@@ -115,14 +133,7 @@ def match_files(reference_path: str | os.PathLike, target_path: str | os.PathLik
     if progress:
         progress(0.0)
     ref_features, tgt_features = _analyze_pair(ref, tgt, analysis, stage(0.0, 0.3))
-    warnings = []
-    for label, feats, path in (("reference", ref_features, ref), ("target", tgt_features, tgt)):
-        peak = feats.get("sample_peak_dbfs")
-        if peak is not None and peak > _OVER_FULL_SCALE_DB:  # only a floating-point file holds this
-            warnings.append(f"{label} {path} goes {peak:.1f} dB over full scale (floating-point samples, "
-                            "not clipped); it is measured as it is")
-        elif peak is not None and peak >= -0.01:
-            warnings.append(f"{label} {path} reaches 0 dBFS (probably clipped); clipping cannot be undone")
+    warnings = input_warnings(ref_features, tgt_features, reference_name=ref, target_name=tgt)
     params = invert_params(ref_features, tgt_features, mode=mode, opts=o)
     if (params.get("notes") or {}).get("reference"):
         warnings.append(f"reference {ref} is {params['notes']['reference']}")

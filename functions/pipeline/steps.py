@@ -341,13 +341,19 @@ def merge(event: dict, ctx: StepContext) -> dict:
     return {"key": merged_key, "report_key": report_key, "features_key": features_key, "format": fmt}
 
 
-def job_warnings(report: dict, params: dict) -> list[str]:
-    """What ``tonematch match`` would warn about this result: clipping or heavy limiting in the merged
-    output, a loudness target not reached, EQ bands left out or an offset kept (from ``notes``)."""
+def job_warnings(report: dict, params: dict, target_features: dict | None = None,
+                 reference_features: dict | None = None) -> list[str]:
+    """What ``tonematch match`` would warn about this job: a clipped (or over-full-scale) input, a
+    reference too short to describe, clipping or heavy limiting in the merged output, a loudness
+    target not reached, EQ bands left out or an offset kept (from ``notes``)."""
+    from engine import input_warnings
     from engine.render import render_warnings
 
     notes = params.get("notes") or {}
-    said = list(render_warnings(report))
+    said = input_warnings(reference_features, target_features) if target_features is not None else []
+    if notes.get("reference"):
+        said.append(f"reference is {notes['reference']}")
+    said += render_warnings(report)
     if "not reached" in str(notes.get("lufs", "")):
         said.append(f"loudness: {notes['lufs']}")
     said += [f"eq: {part.strip()}" for part in str(notes.get("eq", "")).split(";")
@@ -430,7 +436,7 @@ def finalize(event: dict, ctx: StepContext) -> dict:
         "preset_id": preset_id,
         "format": merged.get("format"),
         "duration_s": duration_s,
-        "warnings": job_warnings(report, params),
+        "warnings": job_warnings(report, params, tgt_feats, ref_feats),
     }
     ctx.status.update_job(
         job_id,

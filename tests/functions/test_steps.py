@@ -51,3 +51,15 @@ def test_job_warnings_say_what_tonematch_match_would_warn_about():
     said = steps.job_warnings(clean, {**PRESET, "notes": notes})
     assert said == [f"loudness: {notes['lufs']}",
                     "eq: left out for 8000 Hz audio (nothing above 3920 Hz to shape): high_shelf 9000 Hz"]
+
+
+def test_job_warnings_name_a_clipped_or_over_full_scale_input():
+    clean = {"frames": 1000, "clipped_frames": 0, "artifacts_rate": 0.0}
+    said = steps.job_warnings(clean, PRESET, {"sample_peak_dbfs": 0.0}, {"sample_peak_dbfs": 6.02})
+    assert said == ["reference goes 6.0 dB over full scale (floating-point samples, not clipped); it is "
+                    "measured as it is",
+                    "target reaches 0 dBFS (probably clipped); clipping cannot be undone"]
+    assert steps.job_warnings(clean, PRESET, {"sample_peak_dbfs": -0.3}, None) == []  # a preset job
+    short = {**PRESET, "notes": {"reference": "only 1.5 s long: its spectrum and loudness describe little"}}
+    assert steps.job_warnings(clean, short, {"sample_peak_dbfs": -3.0}) == [
+        "reference is only 1.5 s long: its spectrum and loudness describe little"]
