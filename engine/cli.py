@@ -247,7 +247,8 @@ def _print_summary(out: str, params: dict[str, Any], report: dict[str, Any], met
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
-    from engine.audio_io import dc_offset_dbfs, probe
+    from engine import input_warnings
+    from engine.audio_io import input_levels, probe
     from engine.invert import with_dc_high_pass
     from engine.options import validate_options
     from engine.params import fit_eq_to_rate, validate_style_params
@@ -274,7 +275,10 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     params, left_out = fit_eq_to_rate(params, rate)
     if left_out:
         print(f"tonematch: warning: eq bands {left_out}", file=sys.stderr)
-    params, dc_note = with_dc_high_pass(params, dc_offset_dbfs(args.target))
+    levels = input_levels(args.target)
+    for w in input_warnings(None, levels, target_name=str(args.target)):
+        print(f"tonematch: warning: {w}", file=sys.stderr)
+    params, dc_note = with_dc_high_pass(params, levels["dc_offset_dbfs"])
     if dc_note and "stays" in dc_note:
         print(f"tonematch: warning: {dc_note}", file=sys.stderr)
     bar = _ProgressBar("applying", args.progress or sys.stderr.isatty())

@@ -264,3 +264,21 @@ def test_a_side_output_in_a_missing_folder_is_refused_before_any_work(tmp_path: 
     rc = main(["match", pair["reference"], pair["target"], "-o", str(tmp_path / "m.wav"), flag, side])
     assert "folder does not exist" in _one_line_error(capsys, rc, side)
     assert not (tmp_path / "m.wav").exists()  # refused up front, not after rendering the audio
+
+
+def test_apply_to_a_clipped_target_says_so(tmp_path: Path) -> None:
+    preset = tmp_path / "p.json"
+    preset.write_text(json.dumps({
+        "format": "tonematch-preset", "version": 1, "mode": "A",
+        "style_params": {"eq": [{"type": "peaking", "f_hz": 1000.0, "q": 1.0, "gain_db": 3.0}],
+                         "lufs": {"target_db": -16.0},
+                         "limiter": {"tp_db": -1.0, "lookahead_ms": 1.5, "release_ms": 100.0}}}))
+    t = np.arange(44100 * 4) / 44100
+    tone = np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.7 * t))
+    sf.write(tmp_path / "clipped.wav", np.clip(2.0 * tone, -1.0, 1.0), 44100, subtype="PCM_16")
+    sf.write(tmp_path / "clean.wav", 0.5 * tone, 44100, subtype="PCM_16")
+    r = _run("apply", str(preset), str(tmp_path / "clipped.wav"), "-o", str(tmp_path / "o.wav"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "clipped.wav reaches 0 dBFS (probably clipped)" in r.stderr
+    r = _run("apply", str(preset), str(tmp_path / "clean.wav"), "-o", str(tmp_path / "o2.wav"), "--quiet")
+    assert r.returncode == 0 and "clipped" not in r.stderr, r.stderr
