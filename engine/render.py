@@ -830,7 +830,8 @@ def _output_analyzer(options: dict[str, bool] | None, rate: int, channels: int,
                      frames: int) -> FeatureAnalyzer | None:
     if options is None:
         return None
-    return FeatureAnalyzer(rate, channels, expected_frames=frames, **options)
+    # the report shares the analyser's meters, and the report must carry the output's true peak
+    return FeatureAnalyzer(rate, channels, expected_frames=frames, **{**options, "true_peak": True})
 
 
 def _render_file_resolving(in_path, out_path, style_params, *, fmt, rate, channels, total_frames,

@@ -19,7 +19,7 @@ import numpy as np
 from engine.audio_io import AudioWriter, iter_blocks, probe
 from engine.chain import build_chain
 from engine.errors import ParamsError
-from engine.render import BLOCK_FRAMES, _Report, as_written, render_file
+from engine.render import BLOCK_FRAMES, _output_analyzer, _Report, as_written, render_file
 from engine.threads import BackgroundSink, prefetch, usable_cores
 
 DEFAULT_PREROLL_S = 3.0
@@ -115,12 +115,8 @@ def merge_segments(segment_paths: list[str | os.PathLike], plan: list[dict[str, 
                               f"{channels} ch", where="segments")
     total = sum(round((s["stop_s"] - s["start_s"]) * rate) for s in plan) + max(
         0, infos[-1].frames - round((plan[-1]["stop_s"] - plan[-1]["start_s"]) * rate))
-    analyzer = None
-    if analysis is not None:  # its meters are the report's: loudness and true peak measured once
-        from engine.features import FeatureAnalyzer
-
-        analyzer = FeatureAnalyzer(rate, channels, expected_frames=total, **analysis)
-    rep = _Report(rate, channels, total, analyzer)
+    # with ``analysis`` its meters are the report's: loudness and true peak measured once
+    rep = _Report(rate, channels, total, _output_analyzer(analysis, rate, channels, total))
     _merge_into(segment_paths, plan, out_path, fmt, rate, channels, rep)
     report = rep.result()
     report.update({"format": fmt, "out_path": str(out_path), "segments": len(plan)})

@@ -267,6 +267,24 @@ class TruePeakMeter:
         return _to_dbtp(self._sample_peak)
 
 
+class SamplePeakMeter:
+    """The sample-peak half of :class:`TruePeakMeter`, for analyses that do not need the true peak
+    (the 4x interpolation is about a fifth of an analysis)."""
+
+    def __init__(self) -> None:
+        self._sample_peak = 0.0
+
+    def feed(self, block: np.ndarray) -> None:
+        """Measure one ``(frames, channels)`` block."""
+        x = np.asarray(block)
+        if x.size:
+            self._sample_peak = max(self._sample_peak, float(x.max()), -float(x.min()))
+
+    def sample_peak_dbfs(self) -> float:
+        """Sample peak so far in dBFS (``-inf`` for silence)."""
+        return _to_dbtp(self._sample_peak)
+
+
 def true_peak_dbtp(audio: np.ndarray, sample_rate_hz: float) -> float:
     """True peak (dBTP, 4x oversampled) of a ``(frames, channels)`` or 1-D array; ``-inf`` if silent.
 

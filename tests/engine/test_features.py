@@ -100,6 +100,16 @@ def test_loudness_and_peaks_match_the_meters(noise_features: tuple[np.ndarray, d
     assert doc["dynamics"]["short_term_p10_lufs"] <= doc["dynamics"]["short_term_p95_lufs"]
 
 
+def test_skipping_the_true_peak_changes_nothing_else(noise_features: tuple[np.ndarray, dict]) -> None:
+    x, doc = noise_features
+    assert doc["true_peak_measured"] is True
+    quick = analyze_features(x, sample_rate_hz=FS, true_peak=False)
+    assert quick["true_peak_dbtp"] is None and quick["true_peak_measured"] is False
+    assert quick["sample_peak_dbfs"] == doc["sample_peak_dbfs"]
+    rest = {k: v for k, v in doc.items() if k not in ("true_peak_dbtp", "true_peak_measured")}
+    assert {k: v for k, v in quick.items() if k in rest} == rest
+
+
 def test_louder_copy_differs_by_exactly_the_gain(noise_features: tuple[np.ndarray, dict]) -> None:
     x, doc = noise_features
     louder = analyze_features(x * np.float32(10 ** (4.0 / 20)), sample_rate_hz=FS)

@@ -13,8 +13,8 @@ from engine.render import render
 
 
 def test_analysis_options_per_mode() -> None:
-    assert analysis_options("A") == {"pitch": False, "blind_reverb": False}
-    assert analysis_options("b") == {"pitch": True, "blind_reverb": True}
+    assert analysis_options("A") == {"pitch": False, "blind_reverb": False, "true_peak": False}
+    assert analysis_options("b") == {"pitch": True, "blind_reverb": True, "true_peak": False}
     with pytest.raises(TonematchError):
         analysis_options("C")
 
@@ -28,6 +28,9 @@ def test_mode_a_skips_f0_and_mode_b_gets_learned_reverb(pair: dict[str, str], tm
     a = engine.match_files(pair["reference"], pair["target"], tmp_path / "a.wav", mode="A",
                            measure_result=False)
     assert a["target_features"]["f0"]["measured"] is False
+    # the inputs' true peak is not needed; the result's is measured (the report and its features)
+    assert a["target_features"]["true_peak_measured"] is False
+    assert a["report"]["true_peak_dbtp"] is not None
     assert "blind" not in a["reference_features"]["reverb"]
     b = engine.match_files(pair["reference"], pair["target"], tmp_path / "b.wav", mode="B",
                            measure_result=False)
