@@ -334,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         from functions.cli import main as service_main
         return service_main(argv)
     debug = os.environ.get("TONEMATCH_DEBUG") == "1"
+    from engine.memory import reuse_heap_for_blocks
+
+    reuse_heap_for_blocks()
     try:
         args = _build_parser().parse_args(argv)
         return _COMMANDS[args.command](args)
