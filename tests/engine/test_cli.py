@@ -229,13 +229,19 @@ def test_apply_leaves_out_eq_bands_a_lower_rate_target_cannot_carry(tmp_path: Pa
     assert r.returncode == 2 and "output_sample_rate_hz" in r.stderr and not (tmp_path / "o2.wav").exists()
 
 
-def test_apply_to_an_offset_target_removes_the_offset_and_warns_on_heavy_limiting(tmp_path: Path) -> None:
-    preset = tmp_path / "p.json"
+def _boost_1k_preset(folder: Path) -> Path:
+    """A mode-A preset file: +3 dB at 1 kHz, -16 LUFS, -1 dBTP limiter."""
+    preset = folder / "p.json"
     preset.write_text(json.dumps({
         "format": "tonematch-preset", "version": 1, "mode": "A",
         "style_params": {"eq": [{"type": "peaking", "f_hz": 1000.0, "q": 1.0, "gain_db": 3.0}],
                          "lufs": {"target_db": -16.0},
                          "limiter": {"tp_db": -1.0, "lookahead_ms": 1.5, "release_ms": 100.0}}}))
+    return preset
+
+
+def test_apply_to_an_offset_target_removes_the_offset_and_warns_on_heavy_limiting(tmp_path: Path) -> None:
+    preset = _boost_1k_preset(tmp_path)
     rng = np.random.default_rng(6)
     t = np.arange(44100 * 6) / 44100
     music = 0.1 * rng.standard_normal(t.size) * (1 + np.sin(2 * np.pi * 1.5 * t))
@@ -267,12 +273,7 @@ def test_a_side_output_in_a_missing_folder_is_refused_before_any_work(tmp_path: 
 
 
 def test_apply_to_a_clipped_target_says_so(tmp_path: Path) -> None:
-    preset = tmp_path / "p.json"
-    preset.write_text(json.dumps({
-        "format": "tonematch-preset", "version": 1, "mode": "A",
-        "style_params": {"eq": [{"type": "peaking", "f_hz": 1000.0, "q": 1.0, "gain_db": 3.0}],
-                         "lufs": {"target_db": -16.0},
-                         "limiter": {"tp_db": -1.0, "lookahead_ms": 1.5, "release_ms": 100.0}}}))
+    preset = _boost_1k_preset(tmp_path)
     t = np.arange(44100 * 4) / 44100
     tone = np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.7 * t))
     sf.write(tmp_path / "clipped.wav", np.clip(2.0 * tone, -1.0, 1.0), 44100, subtype="PCM_16")
