@@ -355,25 +355,18 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate_hz: int,
 
 def input_levels(path: str | os.PathLike) -> dict[str, float]:
     """``{dc_offset_dbfs, sample_peak_dbfs}`` of a file, as the features name them (floor -150): the
-    larger channel mean and the largest sample magnitude; one streaming pass, memory flat."""
+    larger channel mean (|mean(L)| or |mean(R)|) and the largest sample magnitude; one streaming
+    pass, memory flat."""
+    from engine.true_peak import SamplePeakMeter
+
     sums: np.ndarray | None = None
-    peak = 0.0
+    peak = SamplePeakMeter()
     frames = 0
     for block in iter_blocks(path):
         b = np.sum(block, axis=0, dtype=np.float64)
         sums = b if sums is None else sums + b
-        if block.size:
-            peak = max(peak, float(np.max(np.abs(block))))
+        peak.feed(block)
         frames += block.shape[0]
-
-    def dbfs(v: float) -> float:
-        return max(-150.0, 20.0 * float(np.log10(v))) if v > 0 else -150.0
-
     dc = float(np.max(np.abs(sums / frames))) if sums is not None and frames else 0.0
-    return {"dc_offset_dbfs": dbfs(dc), "sample_peak_dbfs": dbfs(peak)}
-
-
-def dc_offset_dbfs(path: str | os.PathLike) -> float:
-    """The larger channel mean (|mean(L)| or |mean(R)|) of a file in dBFS, as the features'
-    ``dc_offset_dbfs`` (floor -150)."""
-    return input_levels(path)["dc_offset_dbfs"]
+    return {"dc_offset_dbfs": max(-150.0, 20.0 * math.log10(dc)) if dc > 0 else -150.0,
+            "sample_peak_dbfs": max(-150.0, peak.sample_peak_dbfs())}

@@ -108,8 +108,9 @@ class JobStatus(BaseModel):
     viz_urls: dict[str, str | None] | None = None
     metrics: dict[str, Any] | None = None
     warnings: list[str] = Field(default_factory=list,
-                                description="what `tonematch match` would warn about the result "
-                                            "(clipping, heavy limiting, a loudness target not reached)")
+                                description="what `tonematch match` would warn about the job (a clipped "
+                                            "input, clipping or heavy limiting in the result, a "
+                                            "loudness target not reached, EQ bands left out)")
     error: str | None = None
 
 

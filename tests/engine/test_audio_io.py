@@ -191,15 +191,18 @@ def test_integer_pcm_reads_libsndfiles_samples(tmp_path: Path, container: str, s
     np.testing.assert_array_equal(part, want[12_345:50_000])
 
 
-def test_dc_offset_of_a_file_matches_the_features(tmp_path: Path) -> None:
-    from engine.audio_io import dc_offset_dbfs
+def test_dc_offset_and_peak_of_a_file_match_the_features(tmp_path: Path) -> None:
+    from engine.audio_io import input_levels
     from engine.features import analyze_features
 
     rng = np.random.default_rng(4)
     x = 0.1 * rng.standard_normal((44100 * 3, 2)) + np.array([0.02, -0.05])
     sf.write(tmp_path / "dc.wav", x, 44100, subtype="FLOAT")
-    measured = dc_offset_dbfs(tmp_path / "dc.wav")
+    levels = input_levels(tmp_path / "dc.wav")
+    measured = levels["dc_offset_dbfs"]
+    doc = analyze_features(tmp_path / "dc.wav")
     assert measured == pytest.approx(20 * np.log10(np.max(np.abs(x.mean(axis=0)))), abs=0.01)
-    assert measured == pytest.approx(analyze_features(tmp_path / "dc.wav")["dc_offset_dbfs"], abs=0.01)
+    assert measured == pytest.approx(doc["dc_offset_dbfs"], abs=0.01)
+    assert levels["sample_peak_dbfs"] == pytest.approx(doc["sample_peak_dbfs"], abs=0.001)
     sf.write(tmp_path / "zero.wav", np.zeros((88200, 1)), 44100)
-    assert dc_offset_dbfs(tmp_path / "zero.wav") == -150.0
+    assert input_levels(tmp_path / "zero.wav") == {"dc_offset_dbfs": -150.0, "sample_peak_dbfs": -150.0}

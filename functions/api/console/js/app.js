@@ -709,7 +709,7 @@ function downloadLink(label, url, filename) {
 }
 
 function renderWarnings(job) {
-  // what `tonematch match` would warn about: clipping, flattened peaks, a loudness target not reached
+  // what `tonematch match` would warn about: a clipped input, clipping or flattened peaks, a target not reached
   const ul = $("#job-warnings");
   ul.textContent = "";
   for (const w of job.warnings || []) {
