@@ -12,9 +12,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from infra import assets
 from infra.config import Settings
-from infra.stacks.common import DataBucket, grant_objects, python_function
+from infra.stacks.common import DataBucket, job_starting_function
 from infra.stacks.database import DatabaseStack
 
 ACCESS_LOG_FORMAT = json.dumps(
@@ -49,30 +48,19 @@ class ApiStack(Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        dsp_layer = assets.layer(self, "dsp", settings.lambda_python, settings.python_runtime)
-        service_layer = assets.layer(self, "service", settings.lambda_python, settings.python_runtime)
-        self.function = python_function(
+        # presigned PUT/GET are signed with this role's rights; deleting is the service's own call
+        self.function = job_starting_function(
             self,
             "ApiFunction",
             handler="functions.handlers.api.handler",
-            settings=settings,
-            layers=[dsp_layer, service_layer],
             description="tonematch HTTPS API (FastAPI through Mangum)",
-            environment={
-                "TONEMATCH_BUCKET": bucket.name,
-                "TONEMATCH_STATE_MACHINE_ARN": state_machine.state_machine_arn,
-                "TONEMATCH_RUNNER": "stepfunctions",
-                **database.client_environment,
-            },
-            memory_mb=1024,
             timeout_s=29,
-            vpc=database.vpc,
-            security_groups=[database.app_security_group],
+            settings=settings,
+            bucket=bucket,
+            database=database,
+            state_machine=state_machine,
+            delete_objects=True,
         )
-        # presigned PUT/GET are signed with this role's rights; deleting is the service's own call
-        grant_objects(self.function, bucket, read=True, write=True, delete=True, list_keys=True)
-        state_machine.grant_start_execution(self.function)
-        database.grant_client(self.function)
 
         self.api = apigw.HttpApi(
             self,

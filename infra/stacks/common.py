@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra import assets
 from infra.config import Settings
+
+if TYPE_CHECKING:
+    from infra.stacks.database import DatabaseStack
 
 SERVICE_NAME = "tonematch"
 METRICS_NAMESPACE = "Tonematch"
@@ -124,3 +129,47 @@ def grant_objects(
     grantee.grant_principal.add_to_principal_policy(
         iam.PolicyStatement(actions=kms_actions, resources=[bucket.key_arn])
     )
+
+
+def job_starting_function(
+    scope: Construct,
+    construct_id: str,
+    *,
+    handler: str,
+    description: str,
+    timeout_s: int,
+    settings: Settings,
+    bucket: DataBucket,
+    database: DatabaseStack,
+    state_machine: sfn.IStateMachine,
+    delete_objects: bool = False,
+) -> lambda_.Function:
+    """A service Lambda that creates jobs and starts the pipeline (the API, the drop-folder starter):
+    both layers, the database client inside its VPC, read/write/list on the bucket (``delete_objects``
+    adds delete) and the right to start the state machine."""
+    layers = [
+        assets.layer(scope, kind, settings.lambda_python, settings.python_runtime)
+        for kind in ("dsp", "service")
+    ]
+    function = python_function(
+        scope,
+        construct_id,
+        handler=handler,
+        settings=settings,
+        layers=layers,
+        description=description,
+        environment={
+            "TONEMATCH_BUCKET": bucket.name,
+            "TONEMATCH_STATE_MACHINE_ARN": state_machine.state_machine_arn,
+            "TONEMATCH_RUNNER": "stepfunctions",
+            **database.client_environment,
+        },
+        memory_mb=1024,
+        timeout_s=timeout_s,
+        vpc=database.vpc,
+        security_groups=[database.app_security_group],
+    )
+    grant_objects(function, bucket, read=True, write=True, delete=delete_objects, list_keys=True)
+    state_machine.grant_start_execution(function)
+    database.grant_client(function)
+    return function

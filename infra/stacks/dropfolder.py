@@ -11,9 +11,8 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from infra import assets
 from infra.config import Settings
-from infra.stacks.common import DataBucket, grant_objects, python_function
+from infra.stacks.common import DataBucket, job_starting_function
 from infra.stacks.database import DatabaseStack
 
 #: Drop-folder keys look like ``drop/{user_id}/{batch}/...`` (functions/dropfolder.py decides what
@@ -74,30 +73,18 @@ class DropFolderStack(Stack):
             ],
         )
 
-        dsp_layer = assets.layer(self, "dsp", settings.lambda_python, settings.python_runtime)
-        service_layer = assets.layer(self, "service", settings.lambda_python, settings.python_runtime)
-        self.starter = python_function(
+        # reads the dropped files and writes the job's raw-audio copies (functions/dropfolder.py)
+        self.starter = job_starting_function(
             self,
             "StarterFunction",
             handler="functions.handlers.starter.handler",
-            settings=settings,
-            layers=[dsp_layer, service_layer],
             description="starts jobs from drop-folder uploads",
-            environment={
-                "TONEMATCH_BUCKET": bucket.name,
-                "TONEMATCH_STATE_MACHINE_ARN": state_machine.state_machine_arn,
-                "TONEMATCH_RUNNER": "stepfunctions",
-                **database.client_environment,
-            },
-            memory_mb=1024,
             timeout_s=60,
-            vpc=database.vpc,
-            security_groups=[database.app_security_group],
+            settings=settings,
+            bucket=bucket,
+            database=database,
+            state_machine=state_machine,
         )
-        # reads the dropped files and writes the job's raw-audio copies (functions/dropfolder.py)
-        grant_objects(self.starter, bucket, read=True, write=True, list_keys=True)
-        state_machine.grant_start_execution(self.starter)
-        database.grant_client(self.starter)
         self.starter.add_event_source(
             sources.SqsEventSource(
                 self.queue,
