@@ -8,6 +8,9 @@ Lambda on AWS (prefix ``drop/``). What happens:
 
 * unknown prefix or user, or a file name that is not ``reference.*``/``target.*``/``manifest.json``:
   ignored (``{"action": "ignored", "reason": ...}``), nothing written;
+* a batch folder named with characters object keys do not take (anything but letters, digits, ``.``,
+  ``_`` and ``-``; a space, for one): ``{"action": "rejected"}``, the reason written beside it in
+  ``drop/{user_id}/{the name with those characters as _}.error.json``;
 * only half of the pair present: ``{"action": "waiting", "missing": [...]}``;
 * a reference/target that is not audio, a bad manifest, bad audio or options: the batch gets an
   ``error.json`` ``{code, message, detail}`` and ``{"action": "rejected"}``; the inputs stay;
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from pathlib import PurePosixPath
 from typing import Any
@@ -26,7 +30,7 @@ from typing import Any
 from functions import service
 from functions.pipeline.context import StepContext
 from functions.service import AUDIO_TYPES, ServiceError
-from functions.stores.objects import ObjectNotFoundError
+from functions.stores.objects import ObjectNotFoundError, check_key
 from functions.stores.status import is_uuid
 
 log = logging.getLogger("tonematch.drop")
@@ -43,6 +47,29 @@ def _reject(ctx: StepContext, folder: str, user_id: str | None, err: ServiceErro
     return {"action": "rejected", "folder": folder, **err.body()}
 
 
+def _valid_key(key: str) -> bool:
+    try:
+        check_key(key)
+    except ValueError:
+        return False
+    return True
+
+
+def _reject_batch_name(ctx: StepContext, key: str, user_id: str) -> dict:
+    """A batch folder name the store refuses: its files cannot be read or answered in place, so the
+    error goes beside it, where the user looks."""
+    folder = key.rsplit("/", 1)[0]
+    batch = folder.split("/", 2)[2]
+    err = service.invalid(
+        batch, "only letters, digits, '.', '_' and '-' are accepted in a batch folder's name; rename it"
+    )
+    err.detail["key"] = key
+    error_key = f"drop/{user_id}/{re.sub(r'[^A-Za-z0-9._-]', '_', batch)}.error.json"
+    _write(ctx, error_key.rsplit("/", 1)[0], error_key.rsplit("/", 1)[1], err.body())
+    ctx.status.audit(user_id, "drop.rejected", folder, err.body())
+    return {"action": "rejected", "folder": folder, **err.body()}
+
+
 def handle_object_created(key: str, ctx: StepContext) -> dict:
     """React to a new object ``key`` (see the module docstring); never raises for bad input."""
     parts = key.split("/")
@@ -52,6 +79,14 @@ def handle_object_created(key: str, ctx: StepContext) -> dict:
     if not is_uuid(user_id) or ctx.status.get_user(user_id) is None:
         return {"action": "ignored", "reason": f"unknown user {user_id!r}", "key": key}
     folder, name = key.rsplit("/", 1)
+    if not _valid_key(folder + "/job.json"):
+        return _reject_batch_name(ctx, key, user_id)
+    if not _valid_key(key):  # so no reference.*, target.* or manifest.json
+        return {
+            "action": "ignored",
+            "reason": f"{name!r} is not reference.*, target.* or manifest.json",
+            "key": key,
+        }
     stem, _, ext = name.partition(".")
     if name != "manifest.json" and stem not in ROLES:
         return {
@@ -142,17 +177,19 @@ class DropWatcher:
         for key in self.ctx.objects.list("drop/"):
             if key in self._handled:
                 continue
+            # one object must not stop the scan for everyone else: whatever goes wrong is logged
             try:
-                size = self.ctx.objects.size(key)
+                # a name the store refuses cannot be sized; handled at once (it only gets an error)
+                size = self.ctx.objects.size(key) if _valid_key(key) else None
+                if size is not None and self._sizes.get(key) != size:
+                    self._sizes[key] = size
+                    continue
+                self._handled.add(key)
+                out.append(handle_object_created(key, self.ctx))
             except ObjectNotFoundError:
                 continue
-            if self._sizes.get(key) != size:
-                self._sizes[key] = size
-                continue
-            self._handled.add(key)
-            try:
-                out.append(handle_object_created(key, self.ctx))
             except Exception:
+                self._handled.add(key)
                 log.exception("drop folder: %s", key)
         return out
 

@@ -112,3 +112,30 @@ def test_watcher_waits_for_a_stable_size(ctx, launched, tmp_path):
     assert sorted(r["action"] for r in results) in (["exists", "started"], ["started", "waiting"])
     assert len(launched) == 1
     assert watcher.scan() == []  # handled once
+
+
+def test_a_batch_named_with_a_space_is_answered_and_blocks_no_one(ctx, launched, tmp_path):
+    """"my batch/" is a folder name people make; the store refuses such keys. The batch gets an
+    error beside it saying what to rename, and another user's batch in the same scan still starts."""
+    first, second = sorted((add_user(ctx), add_user(ctx)), key=lambda u: u["id"])  # bad one sorts first
+    bad = ctx.objects.root / "drop" / first["id"] / "my batch"
+    good = ctx.objects.root / "drop" / second["id"] / "ok"
+    for folder in (bad, good):
+        folder.mkdir(parents=True)
+        shutil.copyfile(write_wav(tmp_path / "r.wav"), folder / "reference.wav")
+        shutil.copyfile(write_wav(tmp_path / "t.wav", seed=2), folder / "target.wav")
+    watcher = DropWatcher(ctx, interval_s=0.01)
+    results = watcher.scan() + watcher.scan()
+    assert [r["job_id"] for r in results if r["action"] == "started"] == [launched[0]["job_id"]]
+    assert ctx.status.get_job(launched[0]["job_id"], second["id"]) is not None
+    err = json.loads(ctx.objects.get_bytes(f"drop/{first['id']}/my_batch.error.json"))
+    assert err["code"] == "INVALID_INPUT" and err["detail"]["field"] == "my batch"
+    assert "rename" in err["message"] and f"{first['id']}/my batch/" in err["detail"]["key"]
+    assert (bad / "reference.wav").exists() and (bad / "target.wav").exists()  # nothing lost
+    assert [r for r in watcher.scan() if r["action"] != "ignored"] == [] and len(launched) == 1
+
+
+def test_an_odd_file_name_in_a_good_batch_is_ignored(ctx, launched):
+    u = add_user(ctx)
+    r = handle_object_created(f"drop/{u['id']}/b/cover art (1).jpg", ctx)
+    assert r["action"] == "ignored" and "cover art (1).jpg" in r["reason"]
