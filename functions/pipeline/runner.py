@@ -171,7 +171,8 @@ class LocalRunner:
 
     def stop(self, *, abandon: bool = False, timeout_s: float | None = None) -> None:
         """Stop the job threads: finish the running jobs, or with ``abandon`` drop them where they
-        are (as a crash would: they stay RUNNING and the next start resumes them)."""
+        are (as a crash would: they stay RUNNING and the next start resumes them) and end the render
+        processes, busy or not, so none outlives the server."""
         if abandon:
             self._abandon.set()
         for _ in self._threads:
@@ -179,9 +180,23 @@ class LocalRunner:
         for t in self._threads:
             t.join(timeout_s)
         self._threads = []
-        if self._pool is not None:
-            self._pool.shutdown(wait=not abandon, cancel_futures=True)
-            self._pool = None
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if not abandon:
+            pool.shutdown(wait=True, cancel_futures=True)
+            return
+        # shutdown(wait=False) leaves busy render processes rendering after the server has gone
+        # (and idle ones waiting on a manager thread that exits with the server): end them here
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            proc.terminate()
+        for proc in processes:
+            proc.join(timeout_s if timeout_s is not None else 5.0)
+            if proc.is_alive():
+                proc.kill()
 
     def submit(self, job: str | dict) -> None:
         """Queue a job (id, or an event dict with ``job_id``); a job already queued is not queued

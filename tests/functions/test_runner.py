@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from functions.pipeline.definition import PIPELINE
-from functions.pipeline.runner import LocalRunner
+from functions.pipeline.runner import LocalRunner, _worker_ping
 from tests.functions.conftest import add_user
 from tests.functions.pipeline_fakes import FAKE_PIPELINE, calls
 
@@ -161,6 +161,30 @@ def test_start_warms_every_render_process_before_taking_jobs(ctx, caplog):
         assert job["id"] in line and "COMPLETED" in line and "Square" in line  # ...and logged per job
     finally:
         runner.stop()
+
+
+def test_an_abandoning_stop_ends_every_render_process(ctx):
+    """`tonematch serve` stopped (SIGTERM) abandons its jobs for the next start to resume; its render
+    processes, busy or idle, must not keep running (200 MB each) after the server has gone."""
+    runner = LocalRunner(ctx, pipeline=FAKE_PIPELINE, workers=2, sleep=lambda s: None)
+    runner.start(resume=False)  # warms both render processes
+    pids = set(runner._get_pool()._processes)
+    runner._get_pool().submit(_worker_ping, 30.0)  # one of them busy with a long task
+    time.sleep(0.3)
+    runner.stop(abandon=True, timeout_s=5)
+    assert len(pids) == 2 and [pid for pid in pids if _process_alive(pid)] == []
+
+
+def _process_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (ended, not yet reaped) counts as gone
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().split(")")[-1].split()[0] != "Z"
 
 
 def test_render_processes_run_with_one_blas_thread(ctx, monkeypatch):
