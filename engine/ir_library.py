@@ -40,7 +40,7 @@ LIBRARY: dict[str, tuple[float, ...]] = {
     "hall": (1.2, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0),
 }
 
-_KEY_RE = re.compile(r"^ir/(room|plate|hall)_(\d+(?:\.\d{1,2})?)s\.wav$")
+_KEY_RE = re.compile(r"ir/(room|plate|hall)_(\d+(?:\.\d{1,2})?)s\.wav")
 
 # octave-band centres and, per kind, the band RT60 relative to the broadband RT60 (air and wall
 # absorption shorten the highs; plates stay brighter).
@@ -71,7 +71,7 @@ def _fmt_rt60(rt60_s: float) -> str:
 
 def parse_ir_key(key: str) -> tuple[str, float]:
     """``(kind, rt60_s)`` of a key; raises ParamsError(where="reverb.ir_key") for a malformed one."""
-    m = _KEY_RE.match(str(key))
+    m = _KEY_RE.fullmatch(str(key))  # fullmatch: "...wav\n" would pass a $-anchored match
     if not m:
         raise ParamsError(
             f"unknown impulse response {key!r}: expected 'ir/<room|plate|hall>_<RT60>s.wav'",

@@ -39,6 +39,21 @@ EXCLUDABLE = ("eq", "stereo", "limiter", "compressor", "reverb", "pitch")
 FORMATS = ("wav16", "wav24", "flac")
 
 
+def checked_float(value: Any, where: str) -> float:
+    """``value`` as a finite float, or a ParamsError naming ``where``: not a number (a bool is not
+    one), not finite, or an integer too large for a float (JSON allows 400-digit numbers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ParamsError(f"must be a number, got {value!r}", where=where)
+    try:
+        v = float(value)
+    except OverflowError:
+        raise ParamsError(f"must be a finite number, got an integer of {value.bit_length()} bits",
+                          where=where) from None
+    if not math.isfinite(v):
+        raise ParamsError(f"must be finite, got {value!r}", where=where)
+    return v
+
+
 def validate_options(opts: dict[str, Any] | None) -> dict[str, Any]:
     """Defaults filled in, values checked; returns a new dict."""
     if opts is None:
@@ -53,15 +68,13 @@ def validate_options(opts: dict[str, Any] | None) -> dict[str, Any]:
         if value is None:
             continue
         if key in RANGES:
-            is_number = isinstance(value, int | float) and not isinstance(value, bool)
-            if not is_number or not math.isfinite(float(value)):
-                raise ParamsError(f"must be a number, got {value!r}", where=f"opts.{key}")
+            v = checked_float(value, f"opts.{key}")
             lo, hi = RANGES[key]
-            if not lo <= float(value) <= hi:
-                raise ParamsError(f"{float(value):g} is outside {lo:g}..{hi:g}", where=f"opts.{key}")
-            out[key] = int(value) if key == "output_sample_rate_hz" else float(value)
-            if key == "output_sample_rate_hz" and float(value) != int(value):
+            if not lo <= v <= hi:
+                raise ParamsError(f"{v:g} is outside {lo:g}..{hi:g}", where=f"opts.{key}")
+            if key == "output_sample_rate_hz" and v != int(v):
                 raise ParamsError("must be a whole number of Hz", where=f"opts.{key}")
+            out[key] = int(v) if key == "output_sample_rate_hz" else v
         elif key == "exclude":
             if isinstance(value, str) or not isinstance(value, list | tuple):
                 raise ParamsError("must be a list of processor names", where="opts.exclude")

@@ -16,10 +16,10 @@ A missing block means that processor is off.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from engine.errors import ParamsError
+from engine.options import checked_float
 from engine.processors.eq import BAND_TYPES, MAX_NYQUIST_FRACTION
 
 MAX_EQ_BANDS = 8
@@ -37,11 +37,7 @@ MODES = ("A", "B")
 
 
 def _number(value: Any, where: str, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ParamsError(f"must be a number, got {value!r}", where=where)
-    v = float(value)
-    if not math.isfinite(v):
-        raise ParamsError(f"must be finite, got {value!r}", where=where)
+    v = checked_float(value, where)
     if not lo <= v <= hi:
         raise ParamsError(f"{v:g} is outside {lo:g}..{hi:g}", where=where)
     return v
@@ -132,14 +128,17 @@ def validate_style_params(params: Any, *, mode: str = "A") -> dict[str, Any]:
             key = rv.get("ir_key")
             if not isinstance(key, str) or not key.strip():
                 raise ParamsError("must be a non-empty string", where="reverb.ir_key")
+            from engine.ir_library import parse_ir_key
+
+            parse_ir_key(key)  # a key of the generated library, refused here rather than at render
             out["reverb"] = {"ir_key": key,
                              "mix": _number(rv.get("mix"), "reverb.mix", *RANGES["reverb"]["mix"]),
                              "pre_delay_ms": _number(rv.get("pre_delay_ms", 0.0), "reverb.pre_delay_ms",
                                                      *RANGES["reverb"]["pre_delay_ms"])}
         if params.get("pitch") is not None:
             pi = _object(params["pitch"], "pitch", ("semitones",))
-            v = pi.get("semitones")
-            if isinstance(v, bool) or not isinstance(v, int | float) or float(v) != int(v):
+            v = checked_float(pi.get("semitones"), "pitch.semitones")
+            if v != int(v):
                 raise ParamsError(f"must be a whole number, got {v!r}", where="pitch.semitones")
             if abs(int(v)) > 3:
                 raise ParamsError(f"{int(v)} is outside -3..3", where="pitch.semitones")

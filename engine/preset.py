@@ -80,6 +80,8 @@ def load_preset(obj_or_path: dict[str, Any] | str | os.PathLike) -> dict[str, An
         except json.JSONDecodeError as exc:
             raise ParamsError(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
                               where=where) from None
+        except ValueError as exc:  # an integer past Python's 4300-digit conversion limit
+            raise ParamsError(f"not a usable JSON document ({exc})", where=where) from None
     if not isinstance(obj, dict):
         raise ParamsError("a preset must be a JSON object", where=where)
     if obj.get("format") != PRESET_FORMAT:

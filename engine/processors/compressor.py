@@ -24,6 +24,7 @@ import numpy as np
 from scipy import signal
 
 from engine.errors import ParamsError
+from engine.options import checked_float
 from engine.processors.base import State
 
 DETECTOR_MS = 5.0
@@ -60,7 +61,11 @@ def static_gain_reduction_db(
 def validate_compressor_params(params: dict[str, Any]) -> dict[str, float]:
     """Normalised copy of a ``compressor`` block; ParamsError names the bad field."""
     if not isinstance(params, dict):
-        raise ParamsError("compressor must be an object", where="compressor")
+        raise ParamsError(f"must be an object, got {type(params).__name__}", where="compressor")
+    for key in params:
+        if key not in RANGES:
+            raise ParamsError(f"unknown field {key!r} (allowed: {', '.join(RANGES)})",
+                              where=f"compressor.{key}")
     out: dict[str, float] = {}
     for name, (lo, hi) in RANGES.items():
         if name not in params:
@@ -68,12 +73,9 @@ def validate_compressor_params(params: dict[str, Any]) -> dict[str, float]:
                 out[name] = DEFAULT_KNEE_DB
                 continue
             raise ParamsError("missing", where=f"compressor.{name}")
-        try:
-            value = float(params[name])
-        except (TypeError, ValueError) as exc:
-            raise ParamsError(f"not a number: {params[name]!r}", where=f"compressor.{name}") from exc
-        if not np.isfinite(value) or not lo <= value <= hi:
-            raise ParamsError(f"{value} outside {lo:g}..{hi:g}", where=f"compressor.{name}")
+        value = checked_float(params[name], f"compressor.{name}")  # "-20" or true is no number
+        if not lo <= value <= hi:
+            raise ParamsError(f"{value:g} is outside {lo:g}..{hi:g}", where=f"compressor.{name}")
         out[name] = value
     return out
 

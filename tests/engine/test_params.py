@@ -47,7 +47,7 @@ def test_out_of_range_is_refused_with_the_field(patch: dict, where: str) -> None
 
 
 def test_mode_b_blocks() -> None:
-    b = {**GOOD, "reverb": {"ir_key": "room-small", "mix": 0.3, "pre_delay_ms": 10},
+    b = {**GOOD, "reverb": {"ir_key": "ir/room_0.5s.wav", "mix": 0.3, "pre_delay_ms": 10},
          "pitch": {"semitones": -2}}
     out = validate_style_params(b, mode="B")
     assert out["pitch"] == {"semitones": -2} and out["reverb"]["mix"] == 0.3
@@ -55,8 +55,40 @@ def test_mode_b_blocks() -> None:
         validate_style_params({**b, "pitch": {"semitones": 1.5}}, mode="B")
     assert e.value.where == "pitch.semitones"
     with pytest.raises(ParamsError) as e:
-        validate_style_params({**b, "reverb": {"ir_key": "x", "mix": 2}}, mode="B")
+        validate_style_params({**b, "reverb": {"ir_key": "ir/room_0.5s.wav", "mix": 2}}, mode="B")
     assert e.value.where == "reverb.mix"
+
+
+@pytest.mark.parametrize("key", ["room-small", "../../etc/passwd", "ir/room_0.5s.wav\n", "ir/hall_9.0s.wav"])
+def test_an_impulse_response_outside_the_library_is_refused_with_the_params(key: str) -> None:
+    """A preset naming an IR the library cannot make is refused when it is read (saved, or a job
+    created), not when its render starts; a trailing newline is no library key either."""
+    reverb = {"ir_key": key, "mix": 0.3, "pre_delay_ms": 10}
+    with pytest.raises(ParamsError) as e:
+        validate_style_params({**GOOD, "reverb": reverb}, mode="B")
+    assert e.value.where == "reverb.ir_key"
+
+
+@pytest.mark.parametrize("field, value", [("threshold_db", "-20"), ("ratio", True), ("knee", 6.0),
+                                          ("makeup_db", 10**400)])
+def test_the_compressor_block_is_checked_like_the_others(field: str, value: object) -> None:
+    """Numbers as strings or booleans, unknown fields and integers past float range are refused,
+    naming the field, as in every other block."""
+    comp = {"threshold_db": -20.0, "ratio": 3.0, "attack_ms": 10.0, "release_ms": 100.0, "makeup_db": 2.0}
+    with pytest.raises(ParamsError) as e:
+        validate_style_params({**GOOD, "compressor": {**comp, field: value}}, mode="B")
+    assert e.value.where == f"compressor.{field}"
+
+
+@pytest.mark.parametrize("where, params", [
+    ("lufs.target_db", {"lufs": {"target_db": -(10**400)}}),
+    ("eq[0].f_hz", {"eq": [{"type": "peaking", "f_hz": 10**400, "q": 1, "gain_db": 1}]}),
+    ("pitch.semitones", {"pitch": {"semitones": 10**400}}),
+])
+def test_integers_past_float_range_are_refused_naming_the_field(where: str, params: dict) -> None:
+    with pytest.raises(ParamsError) as e:
+        validate_style_params(params, mode="B")
+    assert e.value.where == where and "bits" in str(e.value)
 
 
 def test_options_defaults_and_ranges() -> None:
@@ -71,3 +103,21 @@ def test_options_defaults_and_ranges() -> None:
         with pytest.raises(ParamsError) as e:
             validate_options(bad)
         assert e.value.where == where
+
+
+def test_an_option_past_float_range_is_refused_naming_it() -> None:
+    """JSON carries integers of any length; one past float range is a bad option, not a crash."""
+    with pytest.raises(ParamsError) as e:
+        validate_options({"segment_s": 10**400})
+    assert e.value.where == "opts.segment_s"
+
+
+def test_a_preset_with_a_5000_digit_number_is_a_bad_preset(tmp_path) -> None:
+    from engine.preset import load_preset
+
+    p = tmp_path / "p.json"
+    p.write_text('{"format": "tonematch-preset", "version": 1, "style_params": {"lufs": {"target_db": -'
+                 + "1" * 5000 + "}}}")
+    with pytest.raises(ParamsError) as e:
+        load_preset(p)
+    assert e.value.where == str(p) and "4300" in str(e.value)
