@@ -18,7 +18,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
+import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -88,12 +89,38 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
         raise AudioInputError(f"cannot read file ({exc.strerror or exc})", where=str(path)) from None
 
 
+# libsndfile's log of a WAV/AIFF/W64 whose audio chunk runs past the end of the file:
+# "data : 3528000 (should be 1175970)" (SSND in AIFF)
+_CHUNK_SHORT_RE = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+# sizes a recorder writes while it streams and never fixes up: the length is unknown, not cut short
+_UNFINISHED_SIZE = 0x7FFF0000
+_TRUNCATION_TOLERANCE_S = 0.1  # a missing pad byte or last frame of a sloppy writer is no cut file
+
+
+def _truncated_share(extra_info: str) -> float | None:
+    """Share of the header's audio chunk the file really holds, when it holds less (else None)."""
+    m = _CHUNK_SHORT_RE.search(extra_info or "")
+    if not m:
+        return None
+    declared, present = int(m.group(1)), int(m.group(2))
+    if declared == 0 or declared >= _UNFINISHED_SIZE or present >= declared:
+        return None
+    return present / declared
+
+
 def probe(path: str | os.PathLike) -> AudioInfo:
-    """Open ``path`` and describe it; refuse what the engine cannot use (AudioInputError, where=path)."""
+    """Open ``path`` and describe it; refuse what the engine cannot use (AudioInputError, where=path),
+    a WAV/AIFF cut short of the audio its header promises among them."""
     with _open(path) as f:
         info = AudioInfo(path=str(path), sample_rate_hz=int(f.samplerate), channels=int(f.channels),
                          frames=int(f.frames), duration_s=f.frames / float(f.samplerate),
                          format=str(f.format), subtype=str(f.subtype))
+        share = _truncated_share(f.extra_info) if info.format in ("WAV", "WAVEX", "AIFF", "W64", "RF64") \
+            else None
+    if share is not None and info.duration_s / share - info.duration_s > _TRUNCATION_TOLERANCE_S:
+        raise AudioInputError(
+            f"is truncated: its header promises {info.duration_s / share:.2f} s of audio, the file holds "
+            f"{info.duration_s:.2f} s (an interrupted copy or download?)", where=str(path))
     if info.channels > MAX_CHANNELS:
         raise AudioInputError(
             f"has {info.channels} channels; only mono and stereo are supported "
@@ -126,7 +153,8 @@ def iter_blocks(path: str | os.PathLike, block_frames: int = DEFAULT_BLOCK_FRAME
     file's own rate). Resamples with soxr (streaming, VHQ) when ``sample_rate_hz`` differs from the
     file's rate; a seek into a resampled stream starts the resampler early on a grid point shared by
     both rates, so the samples equal those of a read from the start. Raises AudioInputError on
-    NaN/Inf samples or undecodable data; a file shorter than its header says ends where its audio
+    NaN/Inf samples or undecodable data; a WAV/AIFF shorter than its header says is refused by
+    :func:`probe`, and a compressed file whose length was an estimate (MP3, OGG) ends where its audio
     ends."""
     info = probe(path)
     src_rate = info.sample_rate_hz
@@ -268,6 +296,20 @@ def _quantize(block: np.ndarray, fmt: str, rng: np.random.Generator) -> np.ndarr
     return q
 
 
+def _new_private_name(folder: Path, prefix: str, suffix: str) -> str:
+    """Create an empty file with a fresh random name in ``folder`` and return its path. Unlike
+    mkstemp's 0600, it gets 0666 less the umask, as any file the user writes (the output file
+    takes its mode when it replaces the old one)."""
+    for _ in range(100):
+        path = folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return str(path)
+    raise FileExistsError(f"no free temporary name in {folder}")
+
+
 class AudioWriter:
     """Write ``(frames, channels)`` float blocks to ``path`` as ``fmt`` (``wav16`` dithered, ``wav24``,
     ``flac`` 24-bit, ``float32``), atomically: the data goes to a temporary file in the same folder that
@@ -295,8 +337,7 @@ class AudioWriter:
         folder = self.path.parent if str(self.path.parent) else Path(".")
         if not folder.is_dir():
             raise AudioInputError("output folder does not exist", where=str(folder))
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=folder)
-        os.close(fd)
+        self._tmp = _new_private_name(folder, f".{self.path.name}.", ".part")
         container, subtype = _SF_FORMAT[self.fmt]
         try:
             self._file = sf.SoundFile(self._tmp, "w", samplerate=self.sample_rate_hz, channels=self.channels,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -477,10 +476,14 @@ class FeatureAnalyzer:
             padded_f[:n] = np.where(voiced, f0, np.nan)
             counts = np.minimum(factor, n - np.arange(n_groups) * factor)
             series_voiced = padded_v.reshape(n_groups, factor).sum(axis=1) >= 0.5 * counts
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN groups are unvoiced
-                med = np.nanmedian(padded_f.reshape(n_groups, factor), axis=1)
-            series_f0 = np.where(series_voiced, np.nan_to_num(med), 0.0)
+            # all-NaN groups are unvoiced (0); nanmedian is kept off them rather than its warning
+            # silenced: warnings.catch_warnings is process-wide and the two analyses run in threads
+            groups = padded_f.reshape(n_groups, factor)
+            has_f0 = ~np.isnan(groups).all(axis=1)
+            med = np.zeros(n_groups)
+            if has_f0.any():
+                med[has_f0] = np.nanmedian(groups[has_f0], axis=1)
+            series_f0 = np.where(series_voiced, med, 0.0)
         else:
             series_voiced = np.zeros(0, dtype=bool)
             series_f0 = np.zeros(0)

@@ -97,8 +97,9 @@ def test_truncated_file_is_refused_or_read_to_its_real_end(tmp_path: Path) -> No
     sf.write(wav, x, FS, subtype="PCM_16")
     raw = wav.read_bytes()
     (tmp_path / "cut.wav").write_bytes(raw[: len(raw) // 2])
-    y, _ = read_audio(tmp_path / "cut.wav")  # WAV: libsndfile reads what is there
-    assert y.shape[0] < x.shape[0]
+    with pytest.raises(AudioInputError) as e:  # WAV: the header's length says what is missing
+        read_audio(tmp_path / "cut.wav")
+    assert e.value.where == str(tmp_path / "cut.wav") and "truncated" in str(e.value)
 
 
 def test_nan_samples_name_the_position(tmp_path: Path) -> None:
@@ -206,3 +207,44 @@ def test_dc_offset_and_peak_of_a_file_match_the_features(tmp_path: Path) -> None
     assert levels["sample_peak_dbfs"] == pytest.approx(doc["sample_peak_dbfs"], abs=0.001)
     sf.write(tmp_path / "zero.wav", np.zeros((88200, 1)), 44100)
     assert input_levels(tmp_path / "zero.wav") == {"dc_offset_dbfs": -150.0, "sample_peak_dbfs": -150.0}
+
+
+def test_an_output_file_gets_the_mode_any_file_of_the_user_gets(tmp_path: Path) -> None:
+    """Written through a temporary file, the output must still be readable by the group and others
+    under umask 022 (mkstemp's 0600 made results unreadable to a web server or a colleague)."""
+    old = os.umask(0o022)
+    try:
+        write_audio(tmp_path / "out.wav", np.zeros((4410, 2), np.float32), 44100, "wav16")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.wav").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["out.wav"]
+
+
+def _wav_bytes(tmp_path: Path, seconds: float = 6.0) -> bytes:
+    p = tmp_path / "full.wav"
+    sf.write(p, np.full((int(44100 * seconds), 2), 0.1, np.float32), 44100, subtype="PCM_16")
+    return p.read_bytes()
+
+
+def test_a_wav_cut_short_of_its_header_is_refused_naming_both_lengths(tmp_path: Path) -> None:
+    """An interrupted copy keeps the header of the whole file: matching the third that arrived
+    without a word would be a silent wrong answer."""
+    data = _wav_bytes(tmp_path)
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 3])
+    with pytest.raises(AudioInputError) as e:
+        probe(tmp_path / "cut.wav")
+    assert e.value.where == str(tmp_path / "cut.wav")
+    assert "truncated" in str(e.value) and "6.00 s" in str(e.value) and "2.00 s" in str(e.value)
+
+
+def test_a_wav_short_by_a_few_bytes_or_with_an_unfinished_size_is_read(tmp_path: Path) -> None:
+    data = _wav_bytes(tmp_path)
+    (tmp_path / "short.wav").write_bytes(data[:-3])  # a sloppy writer's missing last frame
+    assert abs(probe(tmp_path / "short.wav").duration_s - 6.0) < 0.001
+    # a recorder that streamed and never wrote the sizes: 0xFFFFFFFF means "unknown", not "cut"
+    at = data.index(b"data") + 4
+    unfinished = bytearray(data)
+    unfinished[4:8] = unfinished[at:at + 4] = (0xFFFFFFFF).to_bytes(4, "little")
+    (tmp_path / "streamed.wav").write_bytes(bytes(unfinished))
+    assert sum(b.shape[0] for b in iter_blocks(tmp_path / "streamed.wav")) == 6 * 44100
