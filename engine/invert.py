@@ -32,7 +32,7 @@ from scipy.optimize import least_squares
 
 from engine.errors import ParamsError
 from engine.options import validate_options
-from engine.params import LIMITER_DEFAULTS, validate_style_params, with_note
+from engine.params import LIMITER_DEFAULTS, RANGES, validate_style_params, with_note
 from engine.processors.eq import eq_sos
 
 FIT_LO_HZ = 30.0
@@ -411,6 +411,14 @@ def invert_params(reference_features: dict[str, Any], target_features: dict[str,
             raise ParamsError("the reference has no measurable loudness (digital silence?)",
                               where="reference.loudness.integrated_lufs")
         notes["lufs"] = "target = the reference's integrated loudness"
+        lo, hi = RANGES["lufs"]["target_db"]
+        if not lo <= float(target_lufs) <= hi:
+            # a full-scale square wave reads +1.6 LUFS; a whisper of a reference, -66
+            reach = min(max(float(target_lufs), lo), hi)
+            notes["reference"] = (f"{float(target_lufs):+.1f} LUFS loud, outside the {lo:g}..{hi:g} LUFS "
+                                  f"a loudness target can be: the target is {reach:g} LUFS")
+            notes["lufs"] += f", held at {reach:g} LUFS"
+            target_lufs = reach
     else:
         notes["lufs"] = "target set by the options"
     params["lufs"] = {"target_db": round(float(target_lufs), 2)}
@@ -420,9 +428,9 @@ def invert_params(reference_features: dict[str, Any], target_features: dict[str,
         notes["limiter"] = "off: excluded by the options (true peaks are not controlled)"
     ref_s = reference_features.get("duration_s")
     if ref_s is not None and float(ref_s) < SHORT_REFERENCE_S:
-        notes["reference"] = (f"only {float(ref_s):.1f} s long: its spectrum and loudness describe "
-                              f"that moment more than a mix; {SHORT_REFERENCE_S:.0f} s or more "
-                              "describes it better")
+        short = (f"only {float(ref_s):.1f} s long: its spectrum and loudness describe that moment more "
+                 f"than a mix; {SHORT_REFERENCE_S:.0f} s or more describes it better")
+        notes["reference"] = f"{notes['reference']}; {short}" if notes.get("reference") else short
     params["notes"] = notes
     if mode == "B":
         from engine.invert_mode_b import invert_mode_b

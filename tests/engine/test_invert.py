@@ -194,3 +194,15 @@ def test_a_preset_reapplied_to_an_offset_target_gets_the_dc_high_pass():
     full = {"eq": [dict(peak, f_hz=100.0 * (i + 1)) for i in range(8)]}
     kept, note = with_dc_high_pass(full, -20.0)
     assert kept["eq"] == full["eq"] and "stays" in note and "8 bands" in note
+
+
+@pytest.mark.parametrize("ref_lufs, held", [(1.6, 0.0), (-66.0, -60.0)])
+def test_a_reference_louder_or_quieter_than_any_target_is_matched_with_the_target_held(
+        ref_lufs: float, held: float) -> None:
+    """A full-scale square wave reads +1.6 LUFS; that is a reference, not a bad option the user
+    typed: the match goes on at the nearest target there is, and the note says so."""
+    base = _base()
+    params = invert_params(_features(base, base - 10, lufs=ref_lufs), _features(base, base - 10))
+    assert params["lufs"]["target_db"] == held
+    note = params["notes"]["reference"]
+    assert f"{ref_lufs:+.1f} LUFS" in note and f"the target is {held:g} LUFS" in note
