@@ -26,7 +26,7 @@ MAX_EQ_BANDS = 8
 RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "eq": {"f_hz": (10.0, 24000.0), "q": (0.1, 18.0), "gain_db": (-24.0, 24.0)},
     "stereo": {"width": (0.5, 1.5)},
-    "lufs": {"target_db": (-60.0, 0.0), "gain_db": (-90.0, 90.0)},
+    "lufs": {"target_db": (-60.0, 0.0), "gain_db": (-240.0, 240.0)},  # 8 bands of +-24 dB, and more
     "limiter": {"tp_db": (-9.0, 0.0), "lookahead_ms": (0.5, 20.0), "release_ms": (10.0, 2000.0)},
     "reverb": {"mix": (0.0, 1.0), "pre_delay_ms": (0.0, 200.0)},
 }

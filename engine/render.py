@@ -266,9 +266,10 @@ class LoudnessModel:
             release_ms = float(limiter.get("release_ms", DEFAULT_RELEASE_MS))
             self.beta_cell = math.exp(-self.cell_frames / (release_ms * 1e-3 * fs))
 
-    def _chunks(self, gain_db: float) -> Iterator[tuple[int, int, np.ndarray | None]]:
-        """``(first_cell, end_cell, attenuation_db or None)`` per chunk at ``gain_db``."""
-        if not self.limiter or self.max_peak_db + gain_db <= self.threshold_db:
+    def _chunks(self, gain_db: float, limit: bool = True) -> Iterator[tuple[int, int, np.ndarray | None]]:
+        """``(first_cell, end_cell, attenuation_db or None)`` per chunk at ``gain_db`` (never any
+        attenuation without ``limit``)."""
+        if not limit or not self.limiter or self.max_peak_db + gain_db <= self.threshold_db:
             for a, b in self._bounds:
                 yield a, b, None
             return
@@ -296,18 +297,19 @@ class LoudnessModel:
                 v0 = float(acc[-1])
             yield a, b, att
 
-    def lufs(self, gain_db: float) -> float | None:
-        """Predicted integrated loudness (LUFS) of the limited output at ``gain_db``."""
+    def lufs(self, gain_db: float, limit: bool = True) -> float | None:
+        """Predicted integrated loudness (LUFS) of the limited output at ``gain_db`` (of the output
+        with the limiter left out, without ``limit``)."""
         starts = self._starts
         if starts.size < 5:
             total = 0.0
-            for a, b, att in self._chunks(gain_db):
+            for a, b, att in self._chunks(gain_db, limit):
                 total += self._chunk_energy(a, b, gain_db, att).sum()
             return gated_integrated_lufs(np.array([total / max(1.0, self.energy_db.size * self.cell_frames)]))
         if self._cells_per_segment:
             seg = np.zeros(starts.size - 1)
             k = 0
-            for a, b, att in self._chunks(gain_db):
+            for a, b, att in self._chunks(gain_db, limit):
                 if a >= starts[-1]:
                     break
                 e = self._chunk_energy(a, min(b, starts[-1]), gain_db, att)
@@ -317,7 +319,7 @@ class LoudnessModel:
                     k = k1
             s = np.concatenate([[0.0], np.cumsum(seg)])
         else:
-            parts = [self._chunk_energy(a, b, gain_db, att) for a, b, att in self._chunks(gain_db)]
+            parts = [self._chunk_energy(a, b, gain_db, att) for a, b, att in self._chunks(gain_db, limit)]
             s = np.concatenate([[0.0], np.cumsum(np.concatenate(parts), dtype=np.float64)])[starts]
         return gated_integrated_lufs((s[4:] - s[:-4]) / self._frames_per_block)
 
@@ -331,7 +333,10 @@ class LoudnessModel:
     def solve(self, target_lufs: float) -> float:
         """Gain (dB) whose predicted limited loudness equals ``target_lufs`` (monotone in the gain:
         bracket from the unlimited estimate, then secant + bisection)."""
-        l0 = self.lufs(0.0)
+        # start from the loudness without the limiter: the limited loudness at gain 0 of a signal
+        # whose peaks sit 100 dB over the ceiling (a stack of +24 dB bands) reads near the ceiling,
+        # and the search from there ran out of bracket and corrected itself into silence
+        l0 = self.lufs(0.0, limit=False)
         if l0 is None:
             raise AudioInputError("the processed audio is silent or too quiet to measure (no loudness above "
                                   "-70 LUFS); cannot reach a loudness target", where="audio")
@@ -346,9 +351,8 @@ class LoudnessModel:
         f_g = miss(g)
         if abs(f_g) < 0.005:
             return g
-        # Limiting at 0 dB makes the unlimited estimate g too low when g > 0 (more gain, more limiting)
-        # and too high when g < 0 (less gain releases limiting that l0 included): grow the bracket
-        # on the side the miss points to.
+        # limiting only takes loudness away, so at g the limited output is at most the target and
+        # the bracket grows upward (the miss's sign picks the side, for float rounding's sake)
         direction = 1.0 if f_g < 0 else -1.0
         near, f_near = g, f_g
         far, f_far = g, f_g

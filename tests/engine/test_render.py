@@ -16,6 +16,7 @@ from engine.errors import AudioInputError, ParamsError
 from engine.examples import synth_music
 from engine.features import analyze_features
 from engine.loudness import integrated_loudness_lufs
+from engine.params import validate_style_params
 from engine.render import render, render_file, resolve_gain
 from engine.true_peak import true_peak_dbtp
 
@@ -323,3 +324,16 @@ def test_without_the_limiter_the_report_describes_the_clipped_file(tmp_path: Pat
     assert said == [] or said[0].startswith("the limiter cuts more than 6 dB on")
     quiet = render_file(src, tmp_path / "quiet.wav", {**PARAMS, "lufs": {"target_db": -20.0}}, fmt="wav24")
     assert render_warnings(quiet) == []
+
+
+def test_a_preset_stacking_boosts_far_past_the_ceiling_still_reaches_its_loudness(music: np.ndarray) -> None:
+    """Five +24 dB bands at 1 kHz, each within range: the EQ'd audio peaks about 100 dB over the
+    ceiling. The solver started from the loudness the limiter leaves at gain 0 (near the ceiling),
+    ran out of bracket and 'corrected' itself to -300 dB: a silent file, exit 0. The gain comes from
+    the unlimited loudness now."""
+    band = {"type": "peaking", "f_hz": 1000.0, "q": 1.0, "gain_db": 24.0}
+    params = {"eq": [band] * 5, "lufs": {"target_db": -16.0}, "limiter": PARAMS["limiter"]}
+    y, report = render(music, params, sample_rate_hz=FS)
+    assert integrated_loudness_lufs(y, FS) == pytest.approx(-16.0, abs=0.2)
+    assert -120.0 < report["gain_db"] < -80.0 and true_peak_dbtp(y, FS) <= -1.0 + 1e-4
+    assert validate_style_params(report["style_params"])["lufs"]["gain_db"] == report["gain_db"]
