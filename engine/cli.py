@@ -278,7 +278,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     levels = input_levels(args.target)
     for w in input_warnings(None, levels, target_name=str(args.target)):
         print(f"tonematch: warning: {w}", file=sys.stderr)
-    params, dc_note = with_dc_high_pass(params, levels["dc_offset_dbfs"])
+    params, dc_note = with_dc_high_pass(params, levels["dc_offset_dbfs"], levels["sample_peak_dbfs"])
     if dc_note and "stays" in dc_note:
         print(f"tonematch: warning: {dc_note}", file=sys.stderr)
     bar = _ProgressBar("applying", args.progress or sys.stderr.isatty())

@@ -41,6 +41,7 @@ MAX_BANDS = 8
 #: a target whose channel mean is above this (0.3 % of full scale) gets a 10 Hz high-pass: a DC offset
 #: is inaudible but counts in every sample peak, so the limiter would spend the headroom on it.
 DC_OFFSET_LIMIT_DBFS = -50.0
+DC_OFFSET_BELOW_PEAK_DB = 40.0  # an offset 1 % of the peak: about 0.1 dB of the limiter's headroom
 #: a reference shorter than this (seconds) is matched, with a note that it is a thin description
 SHORT_REFERENCE_S = 10.0
 DC_HIGH_PASS = {"type": "high_pass", "f_hz": 10.0, "q": 0.71, "gain_db": 0.0}
@@ -332,13 +333,27 @@ def _width(reference_features: dict[str, Any], target_features: dict[str, Any]) 
     return float(np.clip(width, 0.5, 1.5)), note
 
 
-def with_dc_high_pass(style_params: dict[str, Any], dc_offset_dbfs: float | None
-                      ) -> tuple[dict[str, Any], str | None]:
+def dc_offset_matters(dc_offset_dbfs: float | None, sample_peak_dbfs: float | None = None) -> bool:
+    """Whether a target's DC offset is worth a 10 Hz high-pass: above :data:`DC_OFFSET_LIMIT_DBFS`,
+    or within :data:`DC_OFFSET_BELOW_PEAK_DB` of the target's sample peak. The second rule is for
+    quiet targets: the make-up gain lifts the offset with the audio (music 32 dB down with its
+    offset at -52 dBFS came out with the offset at -4 dBFS, eating the limiter's headroom)."""
+    if dc_offset_dbfs is None:
+        return False
+    dc = float(dc_offset_dbfs)
+    if dc > DC_OFFSET_LIMIT_DBFS:
+        return True
+    return sample_peak_dbfs is not None and dc > float(sample_peak_dbfs) - DC_OFFSET_BELOW_PEAK_DB
+
+
+def with_dc_high_pass(style_params: dict[str, Any], dc_offset_dbfs: float | None,
+                      sample_peak_dbfs: float | None = None) -> tuple[dict[str, Any], str | None]:
     """``style_params`` for a target carrying a DC offset of ``dc_offset_dbfs`` (features'
-    ``dc_offset_dbfs``): a preset re-applied to it gets mode A's 10 Hz high-pass first, unless its EQ
-    already cuts below 20 Hz; with 8 bands already there it cannot, and the note says so. Returns the
-    (copied) params and a note (also appended to ``notes.eq``), or None when there is nothing to do."""
-    if dc_offset_dbfs is None or float(dc_offset_dbfs) <= DC_OFFSET_LIMIT_DBFS:
+    ``dc_offset_dbfs``, and its ``sample_peak_dbfs``; see :func:`dc_offset_matters`): a preset
+    re-applied to it gets mode A's 10 Hz high-pass first, unless its EQ already cuts below 20 Hz; with
+    8 bands already there it cannot, and the note says so. Returns the (copied) params and a note
+    (also appended to ``notes.eq``), or None when there is nothing to do."""
+    if not dc_offset_matters(dc_offset_dbfs, sample_peak_dbfs):
         return style_params, None
     bands = list(style_params.get("eq") or [])
     if any(b["type"] == "high_pass" and float(b["f_hz"]) <= 20.0 for b in bands):
@@ -363,12 +378,12 @@ def fit_eq_bands(reference_features: dict[str, Any], target_features: dict[str, 
                  intensity: float = 1.0) -> tuple[list[dict[str, Any]], str]:
     """The ``eq`` block and its note: at most :data:`MAX_BANDS` bands fitted to the spectral difference,
     gains scaled by ``intensity`` (0..1), and a 10 Hz high-pass first when the target carries a DC
-    offset above :data:`DC_OFFSET_LIMIT_DBFS` (one of the bands). Mode B calls it again with the
+    offset that matters (:func:`dc_offset_matters`; one of the bands). Mode B calls it again with the
     target's spectrum as its own processors will colour it."""
     f, d, w = spectral_difference(reference_features, target_features)
     dc = target_features.get("dc_offset_dbfs")  # absent in feature documents before it existed
     dc_dbfs = -150.0 if dc is None else float(dc)
-    remove_dc = dc_dbfs > DC_OFFSET_LIMIT_DBFS and intensity > 0
+    remove_dc = dc_offset_matters(dc, target_features.get("sample_peak_dbfs")) and intensity > 0
     bands = fit_eq(f, d, w, max_bands=MAX_BANDS - 1 if remove_dc else MAX_BANDS)
     for b in bands:
         b["gain_db"] = round(b["gain_db"] * intensity, 1)

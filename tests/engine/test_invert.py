@@ -206,3 +206,19 @@ def test_a_reference_louder_or_quieter_than_any_target_is_matched_with_the_targe
     assert params["lufs"]["target_db"] == held
     note = params["notes"]["reference"]
     assert f"{ref_lufs:+.1f} LUFS" in note and f"the target is {held:g} LUFS" in note
+
+
+def test_a_quiet_targets_offset_counts_against_its_own_peak() -> None:
+    """Music 32 dB down with its offset at -52 dBFS: under the absolute -50 dBFS rule, but the make-up
+    gain lifts the offset with the audio (it came out at -4 dBFS, eating the limiter's headroom). An
+    offset within 40 dB of the target's peak gets the high-pass; a master's -60 dBFS offset does not."""
+    from engine.invert import DC_HIGH_PASS, with_dc_high_pass
+
+    base = _base()
+    quiet = dict(_features(base - 32, base - 42, lufs=-53.0), dc_offset_dbfs=-52.0, sample_peak_dbfs=-33.0)
+    assert invert_params(_features(base, base - 10), quiet)["eq"][0] == DC_HIGH_PASS
+    master = dict(_features(base, base - 10), dc_offset_dbfs=-60.0, sample_peak_dbfs=-1.0)
+    assert all(b["type"] != "high_pass" for b in invert_params(_features(base, base - 10), master)["eq"])
+    peak = {"type": "peaking", "f_hz": 1000.0, "q": 1.0, "gain_db": 3.0}
+    assert with_dc_high_pass({"eq": [peak]}, -52.0, -33.0)[0]["eq"] == [DC_HIGH_PASS, peak]
+    assert with_dc_high_pass({"eq": [peak]}, -60.0, -1.0)[1] is None
