@@ -186,6 +186,11 @@ def _cmd_match(args: argparse.Namespace) -> int:
         if side and Path(side).resolve() in (Path(args.reference).resolve(), Path(args.target).resolve(),
                                              Path(args.output).resolve()):
             raise _CliError(side, "would overwrite an input or the audio output")
+    sides = [Path(p).resolve() for p in (args.preset_out, args.report, args.eq_apo_out) if p]
+    if len(set(sides)) < len(sides):
+        raise _CliError(str(next(p for p in sides if sides.count(p) > 1)),
+                        "given for two of --preset-out, --report and --eq-apo-out; one would overwrite "
+                        "the other")
     _check_side_outputs(args.preset_out, args.report, args.eq_apo_out)
     bar = _ProgressBar("matching", args.progress or sys.stderr.isatty())
     result = match_files(args.reference, args.target, args.output, mode=args.mode, opts=opts, progress=bar,
@@ -260,13 +265,16 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     if Path(args.output).resolve() == Path(args.target).resolve():
         raise _CliError(args.output, "the output would overwrite the target")
     _check_side_outputs(args.report)
-    if params.get("lufs"):
-        # the gain is resolved again for this target
+    if (params.get("lufs") or {}).get("target_db") is not None:
+        # the gain toward the target is resolved again for this target; a preset holding only a
+        # gain_db (a fixed gain, no target) applies that gain
         params["lufs"] = {k: v for k, v in params["lufs"].items() if k != "gain_db"}
+    # the same options, ranges and messages as tonematch match
+    checked = validate_options({"target_lufs": args.target_lufs, "ceiling_dbtp": args.ceiling_dbtp})
     if args.target_lufs is not None:
-        params["lufs"] = {"target_db": args.target_lufs}
+        params["lufs"] = {"target_db": checked["target_lufs"]}
     if args.ceiling_dbtp is not None:
-        params["limiter"] = {**(params.get("limiter") or {}), "tp_db": args.ceiling_dbtp}
+        params["limiter"] = {**(params.get("limiter") or {}), "tp_db": checked["ceiling_dbtp"]}
     mode = "B" if any(k in params for k in ("compressor", "reverb", "pitch")) else "A"
     params = validate_style_params(params, mode=mode)
     if args.sample_rate is not None:

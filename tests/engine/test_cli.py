@@ -283,3 +283,35 @@ def test_apply_to_a_clipped_target_says_so(tmp_path: Path) -> None:
     assert "clipped.wav reaches 0 dBFS (probably clipped)" in r.stderr
     r = _run("apply", str(preset), str(tmp_path / "clean.wav"), "-o", str(tmp_path / "o2.wav"), "--quiet")
     assert r.returncode == 0 and "clipped" not in r.stderr, r.stderr
+
+
+def test_apply_keeps_a_fixed_gain_preset_and_checks_options_as_match_does(
+        tmp_path: Path, pair: dict[str, str], capsys: pytest.CaptureFixture) -> None:
+    """A preset whose lufs holds only gain_db (schema-valid: a fixed gain, no target) was refused with
+    'lufs: needs target_db or gain_db' after apply dropped that gain; and apply took --target-lufs
+    -60..0 and named a bad --ceiling-dbtp 'limiter.tp_db' where match says opts.*, -40..-5."""
+    import soundfile as sf
+
+    fixed = tmp_path / "fixed.json"
+    fixed.write_text(json.dumps({"format": "tonematch-preset", "version": 1,
+                                 "style_params": {"lufs": {"gain_db": -6.0}}}))
+    out = tmp_path / "o.wav"
+    assert main(["apply", str(fixed), pair["target"], "-o", str(out), "--quiet",
+                 "--format", "wav24"]) == 0
+    x, _ = sf.read(pair["target"], dtype="float64")
+    y, _ = sf.read(out, dtype="float64")
+    assert 20 * np.log10(np.abs(y).max() / np.abs(x).max()) == pytest.approx(-6.0, abs=0.01)
+    capsys.readouterr()
+    rc = main(["apply", str(fixed), pair["target"], "-o", str(tmp_path / "o2.wav"), "--target-lufs", "-50"])
+    _one_line_error(capsys, rc, "opts.target_lufs")
+    rc = main(["apply", str(fixed), pair["target"], "-o", str(tmp_path / "o3.wav"), "--ceiling-dbtp", "-10"])
+    _one_line_error(capsys, rc, "opts.ceiling_dbtp")
+
+
+def test_one_path_for_two_side_outputs_is_refused_before_any_work(
+        tmp_path: Path, pair: dict[str, str], capsys: pytest.CaptureFixture) -> None:
+    same = str(tmp_path / "r.json")
+    rc = main(["match", pair["reference"], pair["target"], "-o", str(tmp_path / "o.wav"),
+               "--report", same, "--preset-out", same])
+    _one_line_error(capsys, rc, same)
+    assert not (tmp_path / "o.wav").exists()
