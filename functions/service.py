@@ -14,6 +14,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -368,10 +369,27 @@ def job_view(ctx: StepContext, job: dict) -> dict:
     return view
 
 
+def parse_before(before: str | None) -> str | None:
+    """The ``before`` cursor (an ISO-8601 time, such as a job's ``created_at``; UTC when it has no
+    offset) as the stores' UTC ISO form, or INVALID_INPUT naming ``before``."""
+    if not before:
+        return None
+    try:
+        t = datetime.fromisoformat(before)
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=UTC)
+        return t.astimezone(UTC).isoformat(timespec="microseconds")
+    except (ValueError, OverflowError) as exc:
+        raise invalid(
+            "before", f"{before!r} is not an ISO-8601 time (a job's created_at, e.g. 2026-01-31T12:00:00Z)"
+        ) from exc
+
+
 def list_jobs(ctx: StepContext, user_id: str, limit: int = 50, before: str | None = None) -> list[dict]:
+    """The user's jobs, newest first, created before ``before`` (see :func:`parse_before`)."""
     return [
         {"job_id": j["id"], **{k: v for k, v in j.items() if k != "id"}}
-        for j in ctx.status.list_jobs(user_id, limit=limit, before=before)
+        for j in ctx.status.list_jobs(user_id, limit=limit, before=parse_before(before))
     ]
 
 
@@ -385,6 +403,24 @@ def _check_name(name: Any) -> str:
     return name.strip()
 
 
+def _refuse_nul(value: Any, where: str) -> None:
+    """INVALID_INPUT naming the first string (value or object key) under ``where`` holding a NUL
+    character: PostgreSQL's jsonb cannot store one, so both stores refuse it."""
+    todo = [(where, value)]  # a loop, not recursion: a deeply nested body must not overflow the stack
+    while todo:
+        path, v = todo.pop()
+        if isinstance(v, str):
+            if "\x00" in v:
+                raise invalid(path, "contains a NUL character (\\u0000)")
+        elif isinstance(v, dict):
+            for k in v:
+                if "\x00" in str(k):
+                    raise invalid(path, f"key {k!r} contains a NUL character (\\u0000)")
+            todo.extend((f"{path}.{k}", x) for k, x in reversed(v.items()))
+        elif isinstance(v, list):
+            todo.extend((f"{path}[{i}]", x) for i, x in reversed(list(enumerate(v))))
+
+
 def validate_params(style_params: Any, field_name: str = "style_params") -> dict:
     """Validated style_params (mode B when B blocks are present); INVALID_INPUT naming the field."""
     from engine.errors import TonematchError
@@ -392,6 +428,7 @@ def validate_params(style_params: Any, field_name: str = "style_params") -> dict
 
     if not isinstance(style_params, dict):
         raise invalid(field_name, "must be a JSON object")
+    _refuse_nul(style_params, field_name)
     mode = "B" if any(k in style_params for k in ("compressor", "reverb", "pitch")) else "A"
     try:
         return validate_style_params(style_params, mode=mode)

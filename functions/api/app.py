@@ -223,6 +223,8 @@ def create_app(
     # ---- auth -------------------------------------------------------------------------------
     @app.post("/auth/login", response_model=S.TokenPair, tags=["auth"])
     def login(body: S.LoginRequest) -> dict:
+        if any(ord(ch) < 0x20 or ch == "\x7f" for ch in body.email):
+            raise service.invalid("email", "contains a control character (NUL, newline, ...)")
         login_limiter.check(body.email.lower())
         user = ctx.status.get_user_by_email(body.email)
         if user is None or not verify_password(user["password_hash"], body.password):

@@ -62,12 +62,14 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def is_uuid(value: Any) -> bool:
+    """True for an id in the one form this store writes (lower-case, dashed). Only that form: the
+    other spellings ``uuid.UUID`` takes (upper case, no dashes, braces, ``urn:uuid:``) would name
+    the same row on PostgreSQL and no row on SQLite, or make PostgreSQL raise."""
+    return isinstance(value, str) and UUID_RE.fullmatch(value) is not None
 
 
 class StatusStore:
@@ -282,6 +284,8 @@ class StatusStore:
         return self.one("SELECT * FROM users WHERE id = ?", (user_id,))
 
     def get_user_by_email(self, email: str) -> dict | None:
+        if "\x00" in email:  # no stored email has one, and PostgreSQL refuses NUL in text
+            return None
         return self.one("SELECT * FROM users WHERE email = ?", (email.lower(),))
 
     def set_password(self, user_id: str, password_hash: str) -> None:

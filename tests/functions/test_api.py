@@ -271,6 +271,71 @@ def test_unknown_and_foreign_jobs_are_404(api):
     assert "PENDING" in body["message"]
 
 
+def test_ids_are_found_only_in_their_canonical_form(api):
+    """An id is the lower-case dashed uuid the API hands out; other spellings of it are 404 on both
+    databases (PostgreSQL used to find, and delete, a preset by its dash-less or upper-case id)."""
+    client, ctx = api
+    _, h = login(client, ctx)
+    pid = client.post("/presets", json={"name": "p", "style_params": {"stereo": {"width": 1.2}}}, headers=h)
+    pid = pid.json()["id"]
+    zero = "00000000-0000-0000-0000-000000000000"
+    for other in (pid.upper(), pid.replace("-", ""), f"{{{pid}}}", f"urn:uuid:{pid}"):
+        assert_error(client.get(f"/presets/{other}", headers=h), 404, "NOT_FOUND", "preset")
+        assert_error(client.delete(f"/presets/{other}", headers=h), 404, "NOT_FOUND", "preset")
+    for other in (zero.replace("-", ""), f"{{{zero}}}", f"urn:uuid:{zero}"):
+        assert_error(client.get(f"/jobs/{other}", headers=h), 404, "NOT_FOUND", "job")
+    assert client.get(f"/presets/{pid}", headers=h).status_code == 200  # still there
+
+
+def test_jobs_before_cursor(api):
+    """``before`` takes a job's created_at (any ISO-8601 spelling of it); anything else is a 400
+    naming it on both databases (SQLite used to ignore it, PostgreSQL answered 500)."""
+    client, ctx = api
+    user, h = login(client, ctx)
+    ids = []
+    for i in range(3):
+        job, _ = ctx.status.create_job(
+            user_id=user["id"], mode="A", ref_key=None, tgt_key=f"{user['id']}/t{i}.wav", opts={},
+            idempotency_key=f"k{i}",
+        )
+        ids.append(job["id"])
+    jobs = client.get("/jobs", headers=h).json()["jobs"]
+    assert [j["job_id"] for j in jobs] == ids[::-1]
+    cursor = jobs[0]["created_at"]  # the newest
+    page = client.get("/jobs", params={"before": cursor}, headers=h).json()["jobs"]
+    assert [j["job_id"] for j in page] == ids[1::-1]
+    as_z = cursor.replace("+00:00", "Z")
+    assert client.get("/jobs", params={"before": as_z}, headers=h).json()["jobs"] == page
+    assert client.get("/jobs", params={"before": "2000-01-01"}, headers=h).json()["jobs"] == []
+    for bad in ("garbage", "2026-13-45", "a\x00", "2026-01-01T25:00:00"):
+        body = assert_error(
+            client.get("/jobs", params={"before": bad}, headers=h), 400, "INVALID_INPUT", "before"
+        )
+        assert "ISO-8601" in body["message"]
+
+
+def test_nul_characters_are_refused_naming_the_field(api):
+    """PostgreSQL stores no NUL in text or jsonb: a NUL in a login email or anywhere in a preset's
+    parameters is a 400 naming where it is, on both databases (PostgreSQL answered 500)."""
+    client, ctx = api
+    user, h = login(client, ctx)
+    r = client.post("/auth/login", json={"email": user["email"] + "\x00", "password": PASSWORD})
+    assert_error(r, 400, "INVALID_INPUT", "email")
+    for params, field in (
+        ({"notes": {"eq": "two\x00bands"}}, "style_params.notes.eq"),
+        ({"notes": {"e\x00q": "two bands"}}, "style_params.notes"),
+        ({"reverb": {"ir_key": "ir/hall_2.0s.wav\x00", "mix": 0.2}}, "style_params.reverb.ir_key"),
+    ):
+        body = assert_error(
+            client.post("/presets", json={"name": "nul", "style_params": params}, headers=h),
+            400,
+            "INVALID_INPUT",
+            field,
+        )
+        assert "NUL" in body["message"]
+    assert client.get("/presets", headers=h).json()["presets"] == []
+
+
 def test_foreign_keys_cannot_be_used(api, tmp_path):
     client, ctx = api
     _, ha = login(client, ctx)
