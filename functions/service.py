@@ -253,10 +253,11 @@ def create_job(
     tgt_key = owned_key(ctx, user_id, tgt_key, "tgt_key")
     if ref_key is not None:
         ref_key = owned_key(ctx, user_id, ref_key, "ref_key")
-    if preset_id is not None and (
-        not isinstance(preset_id, str) or ctx.status.get_preset(preset_id, user_id) is None
-    ):
-        raise not_found("preset_id", str(preset_id))
+    if preset_id is not None:
+        preset = ctx.status.get_preset(preset_id, user_id) if isinstance(preset_id, str) else None
+        if preset is None:
+            raise not_found("preset_id", str(preset_id))
+        check_preset_applies(preset, mode)
     clean_opts = canonical_opts(opts)
     key = idempotency_key(mode, ref_key, tgt_key, clean_opts, preset_id)
     existing = ctx.status.find_active_job(key)
@@ -284,6 +285,32 @@ def create_job(
         if ctx.launch is not None:
             ctx.launch(job_event(job))
     return job, created
+
+
+def check_preset_applies(preset: dict, mode: str) -> None:
+    """INVALID_INPUT when a saved preset cannot be applied in ``mode`` (the job would only fail at
+    its Invert step): mode-B processors with mode A (naming ``mode``), or parameters the engine no
+    longer accepts (naming ``preset_id``)."""
+    from engine.errors import TonematchError
+    from engine.params import MODE_B_BLOCKS, validate_style_params
+
+    params = preset.get("style_params") or {}
+    b_blocks = [k for k in MODE_B_BLOCKS if k in params]
+    if mode == "A" and b_blocks:
+        err = invalid(
+            "mode",
+            f"preset {preset['name']!r} uses mode-B processors ({', '.join(b_blocks)}); apply it with "
+            "mode B",
+        )
+    else:
+        try:
+            validate_style_params(params, mode=mode)
+            return
+        except TonematchError as exc:
+            where = f"style_params.{exc.where}" if exc.where else "style_params"
+            err = invalid("preset_id", f"preset {preset['name']!r} cannot be applied: {where}: {exc.message}")
+    err.detail["preset_id"] = preset["id"]
+    raise err
 
 
 def get_job(ctx: StepContext, user_id: str, job_id: str) -> dict:

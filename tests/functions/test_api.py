@@ -490,6 +490,49 @@ def test_presets_crud_and_ownership(api):
     }
 
 
+def test_a_preset_that_cannot_apply_is_refused_before_any_work(api, tmp_path):
+    """A job applying a preset in a mode it cannot run in is a 400 at creation (it used to be
+    queued and then fail at Invert); so is a stored preset the engine no longer accepts."""
+    client, ctx = api
+    launched = []
+    ctx.launch = launched.append
+    user, h = login(client, ctx)
+    tgt = upload(client, h, write_wav(tmp_path / "t.wav"))
+    mode_b = {
+        "compressor": {"threshold_db": -20, "ratio": 3, "attack_ms": 10, "release_ms": 100, "makeup_db": 0},
+        "reverb": {"ir_key": "ir/hall_2.0s.wav", "mix": 0.2, "pre_delay_ms": 10},
+    }
+    pid = client.post("/presets", json={"name": "b", "style_params": mode_b}, headers=h).json()["id"]
+    body = assert_error(
+        client.post("/jobs", json={"mode": "A", "tgt_key": tgt, "preset_id": pid}, headers=h),
+        400,
+        "INVALID_INPUT",
+        "mode",
+    )
+    assert "compressor, reverb" in body["message"] and "mode B" in body["message"]
+    assert body["detail"]["preset_id"] == pid
+    # an IR outside the library is refused when saved...
+    bad_ir = {"reverb": {"ir_key": "../../etc/passwd", "mix": 0.2, "pre_delay_ms": 10}}
+    assert_error(
+        client.post("/presets", json={"name": "bad ir", "style_params": bad_ir}, headers=h),
+        400,
+        "INVALID_INPUT",
+        "style_params.reverb.ir_key",
+    )
+    # ...and one saved before that check is refused when applied
+    old = ctx.status.create_preset(user["id"], "old", bad_ir)
+    body = assert_error(
+        client.post("/jobs", json={"mode": "B", "tgt_key": tgt, "preset_id": old["id"]}, headers=h),
+        400,
+        "INVALID_INPUT",
+        "preset_id",
+    )
+    assert "style_params.reverb.ir_key" in body["message"]
+    assert ctx.status.query("SELECT count(*) AS n FROM jobs")[0]["n"] == 0 and launched == []
+    r = client.post("/jobs", json={"mode": "B", "tgt_key": tgt, "preset_id": pid}, headers=h)
+    assert r.status_code == 201, r.text
+
+
 def test_options_document(api):
     client, _ = api
     doc = client.get("/options").json()["options"]

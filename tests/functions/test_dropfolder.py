@@ -100,6 +100,29 @@ def test_ignored_and_rejected_inputs(ctx, launched, tmp_path):
     assert launched == [] and ctx.status.query("SELECT count(*) AS n FROM jobs")[0]["n"] == 0
 
 
+def test_a_manifest_the_job_cannot_run_gets_an_error_json(ctx, launched, tmp_path):
+    """What POST /jobs refuses, a manifest gets as error.json naming the field, instead of a job
+    that fails later (a mode-B preset in mode A) or a batch that answers nothing (an integer too
+    large for a float)."""
+    u = add_user(ctx)
+    preset = ctx.status.create_preset(u["id"], "b", {"reverb": {"ir_key": "ir/hall_2.0s.wav", "mix": 0.2}})
+    cases = (
+        ({"target": "t.wav", "preset_id": preset["id"], "mode": "A"}, b"", "mode"),
+        ({"reference": "r.wav", "target": "t.wav"}, b', "opts": {"segment_s": 1' + b"0" * 400 + b"}",
+         "opts.segment_s"),
+    )
+    for i, (manifest, extra, field) in enumerate(cases):
+        folder = f"drop/{u['id']}/m{i}"
+        ctx.objects.put_file(f"{folder}/r.wav", write_wav(tmp_path / "r.wav"))
+        ctx.objects.put_file(f"{folder}/t.wav", write_wav(tmp_path / "t.wav", seed=2))
+        ctx.objects.put_bytes(f"{folder}/manifest.json", json.dumps(manifest).encode()[:-1] + extra + b"}")
+        r = handle_object_created(f"{folder}/manifest.json", ctx)
+        assert r["action"] == "rejected" and r["detail"]["field"] == field, r
+        err = json.loads(ctx.objects.get_bytes(f"{folder}/error.json"))
+        assert err["code"] == "INVALID_INPUT" and err["detail"]["field"] == field
+    assert launched == [] and ctx.status.query("SELECT count(*) AS n FROM jobs")[0]["n"] == 0
+
+
 def test_watcher_waits_for_a_stable_size(ctx, launched, tmp_path):
     u = add_user(ctx)
     watcher = DropWatcher(ctx, interval_s=0.01)
