@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,24 @@ def fetch(ctx: StepContext, key: str, what: str = "input") -> Path:
     return path
 
 
+@contextmanager
+def naming_key(path: str | Path, label: str) -> Iterator[None]:
+    """Errors raised inside that mention the local file ``path`` name ``label`` (``"target
+    {key}"``) there instead: a job's error is shown to its user, who knows the object key and must
+    not learn the server's file paths."""
+    try:
+        yield
+    except Exception as exc:
+        local = str(path)
+        if local not in str(exc):
+            raise
+        exc.args = tuple(a.replace(local, label) if isinstance(a, str) else a for a in exc.args)
+        for attr in ("where", "message"):  # TonematchError keeps both besides args
+            if isinstance(getattr(exc, attr, None), str):
+                setattr(exc, attr, getattr(exc, attr).replace(local, label))
+        raise
+
+
 def put_json(ctx: StepContext, key: str, obj: Any) -> str:
     ctx.objects.put_bytes(
         key, json.dumps(obj, separators=(",", ":"), allow_nan=False).encode(), CONTENT_TYPES["json"]
@@ -118,7 +138,8 @@ def _analyze(event: dict, ctx: StepContext, which: str, key_field: str, task: st
     else:
         path = fetch(ctx, event[key_field], which)
         # the same per-mode choice as tonematch match: mode B needs F0 and the learned reverb estimate
-        feats = analyze_features(str(path), **analysis_options(event["mode"]))
+        with naming_key(path, f"{which} {event[key_field]}"):
+            feats = analyze_features(str(path), **analysis_options(event["mode"]))
         if (feats.get("loudness") or {}).get("integrated_lufs") is None:
             from engine.errors import AudioInputError
 
@@ -214,19 +235,21 @@ def _resolve_gain_like_match(ctx: StepContext, event: dict, params: dict, sample
     ) is not None:
         return params
     out = _job_scratch(ctx, event) / "gain-probe.wav"
+    src = fetch(ctx, event["tgt_key"], "target")
     try:
-        report = render_file(
-            str(fetch(ctx, event["tgt_key"], "target")),
-            str(out),
-            params,
-            fmt="float32",
-            sample_rate_hz=sample_rate_hz,
-            # as tonematch match: the reference's loudness only while the limiter stays clean (a
-            # target from the options or from a saved preset is reached whatever it costs)
-            max_hard_limit_share=None
-            if event.get("preset_id") or (event.get("opts") or {}).get("target_lufs") is not None
-            else MAX_HARD_LIMIT_SHARE,
-        )
+        with naming_key(src, f"target {event['tgt_key']}"):
+            report = render_file(
+                str(src),
+                str(out),
+                params,
+                fmt="float32",
+                sample_rate_hz=sample_rate_hz,
+                # as tonematch match: the reference's loudness only while the limiter stays clean (a
+                # target from the options or from a saved preset is reached whatever it costs)
+                max_hard_limit_share=None
+                if event.get("preset_id") or (event.get("opts") or {}).get("target_lufs") is not None
+                else MAX_HARD_LIMIT_SHARE,
+            )
     finally:
         out.unlink(missing_ok=True)
     resolved = report.get("style_params") or params
@@ -272,9 +295,10 @@ def render_segment(event: dict, ctx: StepContext) -> dict:
     src = fetch(ctx, event["tgt_key"], "target")
     out = _job_scratch(ctx, event) / f"seg-{idx:05d}.wav"
     try:
-        report = engine_render_segment(
-            str(src), str(out), params, item, sample_rate_hz=int(event["params"]["sample_rate_hz"])
-        )
+        with naming_key(src, f"target {event['tgt_key']}"):
+            report = engine_render_segment(
+                str(src), str(out), params, item, sample_rate_hz=int(event["params"]["sample_rate_hz"])
+            )
         ctx.objects.put_file(key, out, CONTENT_TYPES["wav"])
     finally:
         out.unlink(missing_ok=True)

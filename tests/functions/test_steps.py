@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
 
 from functions.pipeline import steps
 
@@ -63,3 +68,23 @@ def test_job_warnings_name_a_clipped_or_over_full_scale_input():
     short = {**PRESET, "notes": {"reference": "only 1.5 s long: its spectrum and loudness describe little"}}
     assert steps.job_warnings(clean, short, {"sample_peak_dbfs": -3.0}) == [
         "reference is only 1.5 s long: its spectrum and loudness describe little"]
+
+
+def test_an_input_error_names_the_object_key_not_the_servers_file_path(ctx, tmp_path):
+    """A NaN sample is found only when the target is analysed; the job's error says which object,
+    as the other input errors do, and never where the server keeps it."""
+    from engine.errors import AudioInputError
+
+    audio = np.random.default_rng(0).standard_normal((44100 * 2, 2)) * 0.1
+    audio[100] = np.nan
+    sf.write(tmp_path / "nan.wav", audio, 44100, subtype="FLOAT")
+    user_id = str(uuid.uuid4())
+    key = f"{user_id}/audio/raw/{uuid.uuid4()}.wav"
+    ctx.objects.put_file(key, tmp_path / "nan.wav")
+    event = {"job_id": str(uuid.uuid4()), "user_id": user_id, "mode": "A", "tgt_key": key, "opts": {}}
+    with pytest.raises(AudioInputError) as caught:
+        steps.analyze_target(event, ctx)
+    said = str(caught.value)
+    assert said.startswith(f"target {key}: contains NaN/Inf samples"), said
+    assert caught.value.where == f"target {key}"
+    assert str(ctx.objects.local_path(key)) not in said and str(tmp_path) not in said
