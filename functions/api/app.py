@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -102,6 +103,19 @@ def _field(loc: tuple | list) -> str:
     for p in parts:
         out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
     return out or "body"
+
+
+def _unparsable_body_reason(cause: BaseException) -> str:
+    """What was wrong with a JSON body that Python's json module refused other than as malformed
+    JSON (that one is a validation error with a position)."""
+    text = str(cause)
+    if isinstance(cause, ValueError) and "digits" in text:
+        return f"malformed JSON: a number has more than {sys.get_int_max_str_digits()} digits"
+    if isinstance(cause, RecursionError):
+        return "malformed JSON: arrays or objects nested too deeply"
+    if isinstance(cause, UnicodeDecodeError):
+        return "malformed JSON: the body is not UTF-8 text"
+    return "the body could not be parsed as JSON"
 
 
 async def current_user(request: Request) -> dict:
@@ -209,6 +223,11 @@ def create_app(
             return error_response(err, 405)
         elif exc.status_code == 401:
             err = ServiceError("UNAUTHORIZED", str(exc.detail))
+        elif exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not parse the body
+            reason = _unparsable_body_reason(exc.__cause__)
+            return error_response(
+                ServiceError("INVALID_INPUT", f"body: {reason}", {"field": "body", "reason": reason}), 400
+            )
         else:
             err = ServiceError("INVALID_INPUT", str(exc.detail))
             return error_response(err, exc.status_code)

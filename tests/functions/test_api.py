@@ -125,6 +125,31 @@ def test_framework_errors_use_the_one_body(api):
     assert_error(client.get("/jobs?limit=0", headers=h), r.status_code, "INVALID_INPUT", "query.limit")
 
 
+def test_numbers_past_float_range_are_refused_naming_the_field(api, tmp_path):
+    """An integer too large for a float is a 400 naming its field; one with more digits than Python
+    parses (4300) is a 400 saying so (it used to be "There was an error parsing the body")."""
+    client, ctx = api
+    _, h = login(client, ctx)
+    h = {**h, "Content-Type": "application/json"}
+    ref = upload(client, h, write_wav(tmp_path / "r.wav"))
+    tgt = upload(client, h, write_wav(tmp_path / "t.wav", seed=1))
+    big = b"1" + b"0" * 400
+    job = b'{"mode":"A","ref_key":"%s","tgt_key":"%s","opts":{"segment_s":%s}}' % (
+        ref.encode(), tgt.encode(), big
+    )
+    assert_error(client.post("/jobs", content=job, headers=h), 400, "INVALID_INPUT", "opts.segment_s")
+    preset = b'{"name":"big","style_params":{"lufs":{"target_db":-%s}}}' % big
+    assert_error(client.post("/presets", content=preset, headers=h), 400, "INVALID_INPUT",
+                 "style_params.lufs.target_db")
+    huge = b'{"name":"huge","style_params":{"lufs":{"target_db":1' + b"0" * 5000 + b"}}}"
+    body = assert_error(client.post("/presets", content=huge, headers=h), 400, "INVALID_INPUT", "body")
+    assert "more than 4300 digits" in body["message"]
+    deep = b'{"name":"deep","style_params":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    body = assert_error(client.post("/presets", content=deep, headers=h), 400, "INVALID_INPUT", "body")
+    assert "nested too deeply" in body["message"]
+    assert client.get("/health").status_code == 200
+
+
 def test_request_body_limit(api):
     client, ctx = api
     _, h = login(client, ctx)
