@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -77,10 +78,15 @@ def _decode(secret: str, token: str, kind: str) -> str:
     if claims.get("typ") != kind:
         raise ServiceError(
             "UNAUTHORIZED",
-            f"this is a {claims.get('typ')} token, not a {kind} token",
+            f"this is {_a(str(claims.get('typ')))} token, not {_a(kind)} token",
             {"field": "token", "reason": "wrong type"},
         )
     return str(claims["sub"])
+
+
+def _a(word: str) -> str:
+    """``word`` with its indefinite article ("an access", "a refresh")."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 class RateLimiter:
@@ -101,12 +107,13 @@ class RateLimiter:
             tokens, last = self._buckets.get(key, (self.burst, now))
             tokens = min(self.burst, tokens + (now - last) * self.rate)
             if tokens < 1.0:
-                wait_s = (1.0 - tokens) / self.rate
+                # whole seconds, rounded up (Retry-After takes no fraction; sooner would be refused)
+                wait_s = max(1, math.ceil((1.0 - tokens) / self.rate))
                 self._buckets[key] = (tokens, now)
                 raise ServiceError(
                     "RATE_LIMITED",
-                    f"too many requests; retry in {wait_s:.1f} s",
-                    {"retry_after_s": round(wait_s, 2)},
-                    headers={"Retry-After": str(max(1, round(wait_s)))},
+                    f"too many requests; retry in {wait_s} s",
+                    {"retry_after_s": wait_s},
+                    headers={"Retry-After": str(wait_s)},
                 )
             self._buckets[key] = (tokens - 1.0, now)

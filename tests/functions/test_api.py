@@ -78,12 +78,14 @@ def test_login_refresh_and_token_errors(api):
     access = r.json()["access_token"]
     assert client.get("/jobs", headers={"Authorization": f"Bearer {access}"}).status_code == 200
     # a refresh token is not an access token and vice versa
-    assert_error(
+    body = assert_error(
         client.get("/jobs", headers={"Authorization": f"Bearer {tokens['refresh_token']}"}),
         401,
         "UNAUTHORIZED",
     )
-    assert_error(client.post("/auth/refresh", json={"refresh_token": access}), 401, "UNAUTHORIZED")
+    assert body["message"] == "this is a refresh token, not an access token"
+    body = assert_error(client.post("/auth/refresh", json={"refresh_token": access}), 401, "UNAUTHORIZED")
+    assert body["message"] == "this is an access token, not a refresh token"
     # forged (other secret) and expired tokens, missing header
     forged = jwt.encode({"sub": user["id"], "typ": "access", "exp": time.time() + 60}, "x", algorithm="HS256")
     body = assert_error(
@@ -381,8 +383,10 @@ def test_rate_limit_per_user(backend, tmp_path, request):
             codes = [client.get("/jobs", headers=h).status_code for _ in range(5)]
             assert codes[:3] == [200, 200, 200] and codes[-1] == 429
             r = client.get("/jobs", headers=h)
-            assert_error(r, 429, "RATE_LIMITED")
-            assert int(r.headers["Retry-After"]) >= 1
+            body = assert_error(r, 429, "RATE_LIMITED")
+            wait_s = int(r.headers["Retry-After"])
+            assert wait_s >= 1 and body["detail"]["retry_after_s"] == wait_s
+            assert body["message"] == f"too many requests; retry in {wait_s} s"  # not "retry in 0.0 s"
             assert client.get("/jobs", headers=h2).status_code == 200  # per user
     finally:
         ctx.status.drop_schema()
