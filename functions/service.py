@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from functions.pipeline.context import StepContext
-from functions.stores.objects import check_key
+from functions.stores.objects import ObjectNotFoundError, check_key
 from functions.stores.status import ACTIVE_STATUSES, ConflictError, is_uuid
 
 #: upload extensions and the content types accepted for each
@@ -209,7 +209,13 @@ def complete_upload(ctx: StepContext, user_id: str, key: Any, upload_id: Any, pa
         raise ServiceError("CONFLICT", f"key {key!r} is already complete", {"field": "key", "key": key})
     try:
         ctx.objects.complete_multipart(key, upload_id, parts)
-    except (ValueError, KeyError) as exc:
+    except ObjectNotFoundError as exc:  # unknown, expired, malformed or another key's upload_id
+        raise ServiceError(
+            "NOT_FOUND",
+            f"upload_id: multipart upload {upload_id!r} not found for this key (sign the upload again)",
+            {"field": "upload_id", "id": upload_id},
+        ) from exc
+    except ValueError as exc:
         raise invalid("parts", str(exc)) from exc
     size = ctx.objects.size(key)
     ctx.status.audit(user_id, "upload.complete", key, {"size_bytes": size, "parts": len(parts)})

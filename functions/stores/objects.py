@@ -259,15 +259,17 @@ class LocalObjectStore:
         return f"{self.public_url}/objects/{self.signer.sign(grant)}"
 
     def _part_path(self, key: str, upload_id: str, part_number: int) -> Path:
+        """Where part ``part_number`` goes; ObjectNotFoundError for an upload_id that is malformed,
+        unknown or another key's (all alike, as S3's NoSuchUpload)."""
         if not re.fullmatch(r"[0-9a-f]{32}", upload_id):
-            raise ValueError(f"invalid upload_id {upload_id!r}")
+            raise ObjectNotFoundError(f"multipart upload {upload_id}")
         d = self._mp_root / upload_id
         try:
             meta = json.loads((d / "meta.json").read_text())
         except FileNotFoundError as exc:
             raise ObjectNotFoundError(f"multipart upload {upload_id}") from exc
         if meta["key"] != key:
-            raise ValueError(f"upload {upload_id} is for another key")
+            raise ObjectNotFoundError(f"multipart upload {upload_id}")
         return d / f"{int(part_number):05d}"
 
     def put_part(self, key: str, upload_id: str, part_number: int, chunks, max_bytes: int | None) -> str:
@@ -459,7 +461,9 @@ class S3ObjectStore:
             )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("InvalidPart", "InvalidPartOrder", "NoSuchUpload", "EntityTooSmall"):
+            if code == "NoSuchUpload":
+                raise ObjectNotFoundError(f"multipart upload {upload_id}") from exc
+            if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
                 raise ValueError(f"{code}: {exc.response['Error'].get('Message', '')}") from exc
             raise
 

@@ -258,6 +258,11 @@ def test_multipart_upload_through_the_app(api, tmp_path):
         headers=h,
     )
     assert_error(bad, 400, "INVALID_INPUT", "parts")
+    for upload_id in ("0" * 32, "not-an-upload-id"):  # unknown or malformed: not found, named
+        r = client.post(
+            "/uploads/complete", json={"key": doc["key"], "upload_id": upload_id, "parts": parts}, headers=h
+        )
+        assert_error(r, 404, "NOT_FOUND", "upload_id")
     r = client.post(
         "/uploads/complete",
         json={"key": doc["key"], "upload_id": doc["upload_id"], "parts": parts},
