@@ -326,6 +326,32 @@ def get_job(ctx: StepContext, user_id: str, job_id: str) -> dict:
     return job
 
 
+def _check_inputs_remain(ctx: StepContext, job: dict) -> None:
+    """CONFLICT naming the field when an input the retried job still needs is gone (it would only
+    fail again): the reference until its features are saved, the target until the segments are
+    rendered, the preset always."""
+    from functions.pipeline.steps import work_prefix
+
+    needed = {"tgt_key": job["tgt_key"]} if job["last_step"] not in ("Merge", "Finalize") else {}
+    features = f"{work_prefix({'user_id': job['user_id'], 'job_id': job['id']})}/reference.features.json"
+    if job["ref_key"] and not ctx.objects.exists(features):
+        needed["ref_key"] = job["ref_key"]
+    for field_name, key in needed.items():
+        if not ctx.objects.exists(key):
+            raise ServiceError(
+                "CONFLICT",
+                f"{field_name}: the job's input {key!r} no longer exists; upload it again and create a "
+                "new job",
+                {"field": field_name, "key": key},
+            )
+    if job.get("preset_id") and ctx.status.get_preset(job["preset_id"], job["user_id"]) is None:
+        raise ServiceError(
+            "CONFLICT",
+            f"preset_id: the job's preset {job['preset_id']} has been deleted; create a new job",
+            {"field": "preset_id", "id": job["preset_id"]},
+        )
+
+
 def retry_job(ctx: StepContext, user_id: str, job_id: str) -> dict:
     """Queue a FAILED job again (it continues from its failed step); CONFLICT in any other state."""
     job = get_job(ctx, user_id, job_id)
@@ -335,6 +361,7 @@ def retry_job(ctx: StepContext, user_id: str, job_id: str) -> dict:
             f"job {job_id} is {job['status']}; only a FAILED job can be retried",
             {"field": "status", "status": job["status"]},
         )
+    _check_inputs_remain(ctx, job)
     try:
         with ctx.status.transaction():
             fresh = ctx.status.get_job(job_id, user_id)

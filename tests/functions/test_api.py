@@ -486,6 +486,24 @@ def test_create_job_idempotent_and_bad_input_refused_before_work(api, tmp_path):
         assert ctx.objects.exists(key)
 
 
+def test_retrying_a_job_whose_input_is_gone_is_a_conflict(api, tmp_path):
+    """A retry that could only fail again (its target deleted from the store) is refused with the
+    field instead of being queued."""
+    client, ctx = api
+    launched = []
+    ctx.launch = launched.append
+    _, h = login(client, ctx)
+    ref = upload(client, h, write_wav(tmp_path / "r.wav"))
+    tgt = upload(client, h, write_wav(tmp_path / "t.wav", seed=1))
+    r = client.post("/jobs", json={"mode": "A", "ref_key": ref, "tgt_key": tgt}, headers=h)
+    job_id = r.json()["job_id"]
+    ctx.status.update_job(job_id, status="FAILED", error="TransientError: x", last_step="AnalyzeTarget")
+    ctx.objects.delete(tgt)
+    body = assert_error(client.post(f"/jobs/{job_id}/retry", headers=h), 409, "CONFLICT", "tgt_key")
+    assert "no longer exists" in body["message"] and body["detail"]["key"] == tgt
+    assert ctx.status.get_job(job_id)["status"] == "FAILED" and len(launched) == 1
+
+
 def test_presets_crud_and_ownership(api):
     client, ctx = api
     _, h = login(client, ctx)
