@@ -75,6 +75,7 @@ def canonical_opts(opts: dict | None) -> dict:
 
     if opts is not None and not isinstance(opts, dict):
         raise invalid("opts", "must be a JSON object")
+    _refuse_nul(opts, "opts")  # else a NUL in an option's name reaches the audit row of the refusal
     try:
         return validate_options(dict(opts or {}))
     except TonematchError as exc:

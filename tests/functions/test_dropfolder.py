@@ -103,13 +103,14 @@ def test_ignored_and_rejected_inputs(ctx, launched, tmp_path):
 def test_a_manifest_the_job_cannot_run_gets_an_error_json(ctx, launched, tmp_path):
     """What POST /jobs refuses, a manifest gets as error.json naming the field, instead of a job
     that fails later (a mode-B preset in mode A) or a batch that answers nothing (an integer too
-    large for a float)."""
+    large for a float; a NUL in an option's name, which the rejection's audit row could not store)."""
     u = add_user(ctx)
     preset = ctx.status.create_preset(u["id"], "b", {"reverb": {"ir_key": "ir/hall_2.0s.wav", "mix": 0.2}})
     cases = (
         ({"target": "t.wav", "preset_id": preset["id"], "mode": "A"}, b"", "mode"),
         ({"reference": "r.wav", "target": "t.wav"}, b', "opts": {"segment_s": 1' + b"0" * 400 + b"}",
          "opts.segment_s"),
+        ({"reference": "r.wav", "target": "t.wav", "opts": {"a\x00": 1}}, b"", "opts"),  # PostgreSQL: no NUL
     )
     for i, (manifest, extra, field) in enumerate(cases):
         folder = f"drop/{u['id']}/m{i}"
