@@ -167,7 +167,7 @@ def analyze_target(event: dict, ctx: StepContext) -> dict:
     return _analyze(event, ctx, "target", "tgt_key", "AnalyzeTarget")
 
 
-def _preset_params(event: dict, ctx: StepContext, sample_rate_hz: int, dc_offset_dbfs: float | None = None
+def _preset_params(event: dict, ctx: StepContext, sample_rate_hz: int, target_features: dict | None = None
                    ) -> dict:
     from engine.invert import with_dc_high_pass
     from engine.params import fit_eq_to_rate, validate_style_params
@@ -181,11 +181,13 @@ def _preset_params(event: dict, ctx: StepContext, sample_rate_hz: int, dc_offset
         params.setdefault("lufs", {})["target_db"] = float(opts["target_lufs"])
     if opts.get("ceiling_dbtp") is not None and "limiter" in params:
         params["limiter"]["tp_db"] = float(opts["ceiling_dbtp"])
-    params.get("lufs", {}).pop("gain_db", None)  # re-resolved for this target
+    if (params.get("lufs") or {}).get("target_db") is not None:
+        params["lufs"].pop("gain_db", None)  # re-resolved for this target (a fixed gain alone stays)
     # EQ bands above what this target's rate carries are left out, and an offset target gets the DC
     # high-pass a match would give it (both said in notes.eq)
     params = fit_eq_to_rate(validate_style_params(params, mode=event["mode"]), sample_rate_hz)[0]
-    return with_dc_high_pass(params, dc_offset_dbfs)[0]
+    tf = target_features or {}
+    return with_dc_high_pass(params, tf.get("dc_offset_dbfs"), tf.get("sample_peak_dbfs"))[0]
 
 
 def invert(event: dict, ctx: StepContext) -> dict:
@@ -204,7 +206,7 @@ def invert(event: dict, ctx: StepContext) -> dict:
     else:
         tgt_feats = get_json(ctx, tgt["features_key"])
         if event.get("preset_id"):
-            params = _preset_params(event, ctx, sample_rate_hz, tgt_feats.get("dc_offset_dbfs"))
+            params = _preset_params(event, ctx, sample_rate_hz, tgt_feats)
         else:
             ref_feats = get_json(ctx, event["reference"]["features_key"])
             # an output rate below the target's cannot carry its top EQ bands (said in notes.eq)

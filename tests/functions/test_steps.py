@@ -38,10 +38,25 @@ def test_a_preset_applied_to_a_lower_rate_target_leaves_out_the_bands_it_cannot_
 
 def test_a_preset_applied_to_an_offset_target_gets_the_dc_high_pass():
     event = {"preset_id": "p1", "user_id": "u1", "mode": "A", "opts": {}}
-    params = steps._preset_params(event, _ctx(), 44100, dc_offset_dbfs=-18.0)
+    params = steps._preset_params(event, _ctx(), 44100, {"dc_offset_dbfs": -18.0, "sample_peak_dbfs": -1.0})
     assert params["eq"][0] == {"type": "high_pass", "f_hz": 10.0, "q": 0.71, "gain_db": 0.0}
     assert "DC offset (-18.0 dBFS)" in params["notes"]["eq"]
-    assert steps._preset_params(event, _ctx(), 44100, dc_offset_dbfs=-90.0)["eq"][0]["type"] == "low_shelf"
+    clean = {"dc_offset_dbfs": -90.0, "sample_peak_dbfs": -1.0}
+    assert steps._preset_params(event, _ctx(), 44100, clean)["eq"][0]["type"] == "low_shelf"
+    # a quiet target: its offset is under -50 dBFS but within 40 dB of its peak (the make-up gain
+    # lifts it with the audio), as tonematch match and apply judge it
+    quiet = {"dc_offset_dbfs": -52.0, "sample_peak_dbfs": -33.0}
+    assert steps._preset_params(event, _ctx(), 44100, quiet)["eq"][0]["type"] == "high_pass"
+
+
+def test_a_fixed_gain_preset_keeps_its_gain():
+    """A preset whose lufs holds only gain_db (no target to resolve toward) applies that gain; it
+    was dropped, leaving 'lufs: needs target_db or gain_db'."""
+    event = {"preset_id": "p1", "user_id": "u1", "mode": "A", "opts": {}}
+    fixed = {"lufs": {"gain_db": -6.0}}
+    status = SimpleNamespace(get_preset=lambda preset_id, user_id: {"style_params": fixed})
+    ctx = SimpleNamespace(status=status)
+    assert steps._preset_params(event, ctx, 44100)["lufs"] == {"gain_db": -6.0}
 
 
 def test_job_warnings_say_what_tonematch_match_would_warn_about():
