@@ -64,7 +64,9 @@ def validate_options(opts: dict[str, Any] | None) -> dict[str, Any]:
     out["exclude"] = []
     for key, value in opts.items():
         if key not in DEFAULT_OPTIONS:
-            raise ParamsError(f"unknown option (known: {', '.join(DEFAULT_OPTIONS)})", where=f"opts.{key}")
+            # repr for a name with control characters: `where` is logged and stored
+            name = key if isinstance(key, str) and key.isprintable() else repr(key)
+            raise ParamsError(f"unknown option (known: {', '.join(DEFAULT_OPTIONS)})", where=f"opts.{name}")
         if value is None:
             continue
         if key in RANGES:

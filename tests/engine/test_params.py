@@ -121,3 +121,10 @@ def test_a_preset_with_a_5000_digit_number_is_a_bad_preset(tmp_path) -> None:
     with pytest.raises(ParamsError) as e:
         load_preset(p)
     assert e.value.where == str(p) and "4300" in str(e.value)
+
+
+def test_an_unknown_option_with_control_characters_is_named_printably() -> None:
+    """`where` ends up in logs, audit rows and JSON error bodies; a NUL in it broke PostgreSQL."""
+    with pytest.raises(ParamsError) as e:
+        validate_options({"a\x00b": 1})
+    assert e.value.where == "opts.'a\\x00b'" and e.value.where.isprintable()
