@@ -296,7 +296,7 @@ def _quantize(block: np.ndarray, fmt: str, rng: np.random.Generator) -> np.ndarr
     return q
 
 
-def _new_private_name(folder: Path, prefix: str, suffix: str) -> str:
+def _new_temp_file(folder: Path, prefix: str, suffix: str) -> str:
     """Create an empty file with a fresh random name in ``folder`` and return its path. Unlike
     mkstemp's 0600, it gets 0666 less the umask, as any file the user writes (the output file
     takes its mode when it replaces the old one)."""
@@ -337,7 +337,7 @@ class AudioWriter:
         folder = self.path.parent if str(self.path.parent) else Path(".")
         if not folder.is_dir():
             raise AudioInputError("output folder does not exist", where=str(folder))
-        self._tmp = _new_private_name(folder, f".{self.path.name}.", ".part")
+        self._tmp = _new_temp_file(folder, f".{self.path.name}.", ".part")
         container, subtype = _SF_FORMAT[self.fmt]
         try:
             self._file = sf.SoundFile(self._tmp, "w", samplerate=self.sample_rate_hz, channels=self.channels,
