@@ -257,7 +257,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     from engine.invert import with_dc_high_pass
     from engine.options import validate_options
     from engine.params import fit_eq_to_rate, validate_style_params
-    from engine.preset import load_preset
+    from engine.preset import load_preset, params_for_new_target
     from engine.render import render_file, render_warnings
 
     fmt = _fmt_for(args.output, args.format)
@@ -265,10 +265,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     if Path(args.output).resolve() == Path(args.target).resolve():
         raise _CliError(args.output, "the output would overwrite the target")
     _check_side_outputs(args.report)
-    if (params.get("lufs") or {}).get("target_db") is not None:
-        # the gain toward the target is resolved again for this target; a preset holding only a
-        # gain_db (a fixed gain, no target) applies that gain
-        params["lufs"] = {k: v for k, v in params["lufs"].items() if k != "gain_db"}
+    params = params_for_new_target(params)  # the gain re-solved, the old target's notes gone
     # the same options, ranges and messages as tonematch match
     checked = validate_options({"target_lufs": args.target_lufs, "ceiling_dbtp": args.ceiling_dbtp})
     if args.target_lufs is not None:

@@ -104,6 +104,34 @@ def load_preset(obj_or_path: dict[str, Any] | str | os.PathLike) -> dict[str, An
         raise
 
 
+#: parts of ``notes.eq`` that describe the audio a preset was made on, not the preset's EQ
+_TARGET_EQ_NOTES = ("left out for", " stays:", "removes the target's DC offset")
+
+
+def params_for_new_target(style_params: dict[str, Any]) -> dict[str, Any]:
+    """A preset's style_params ready to apply to another target (a copy): the make-up gain goes
+    where there is a loudness target to solve it toward again (a gain alone is a fixed gain and
+    stays), and so do the notes about the match the preset came from: its reference
+    (``notes.reference``), the loudness it reached (``notes.lufs``) and, from ``notes.eq``, bands
+    left out for its rate and its DC offset. Applying the preset writes this target's own notes."""
+    params = json.loads(json.dumps(style_params))
+    lufs = params.get("lufs") or {}
+    if lufs.get("target_db") is not None:
+        lufs.pop("gain_db", None)
+    notes = params.get("notes")
+    if isinstance(notes, dict):
+        notes.pop("reference", None)
+        notes.pop("lufs", None)
+        if isinstance(notes.get("eq"), str):
+            kept = [p.strip() for p in notes["eq"].split(";")
+                    if p.strip() and not any(t in p for t in _TARGET_EQ_NOTES)]
+            if kept:
+                notes["eq"] = "; ".join(kept)
+            else:
+                notes.pop("eq")
+    return params
+
+
 def eq_to_equalizer_apo(style_params: dict[str, Any]) -> str:
     """The EQ as Equalizer APO configuration text (REW imports the same lines). A negative preamp
     equal to the EQ's largest boost keeps the EQ from clipping."""

@@ -171,18 +171,18 @@ def _preset_params(event: dict, ctx: StepContext, sample_rate_hz: int, target_fe
                    ) -> dict:
     from engine.invert import with_dc_high_pass
     from engine.params import fit_eq_to_rate, validate_style_params
+    from engine.preset import params_for_new_target
 
     preset = ctx.status.get_preset(event["preset_id"], event["user_id"])
     if preset is None:
         raise StepFailed(f"preset {event['preset_id']} does not exist (deleted?)")
-    params = json.loads(json.dumps(preset["style_params"]))
+    # the gain re-solved for this target; notes about the match the preset came from dropped
+    params = params_for_new_target(preset["style_params"])
     opts = event.get("opts") or {}
     if opts.get("target_lufs") is not None:
-        params.setdefault("lufs", {})["target_db"] = float(opts["target_lufs"])
+        params["lufs"] = {"target_db": float(opts["target_lufs"])}  # solved for, a fixed gain or not
     if opts.get("ceiling_dbtp") is not None and "limiter" in params:
         params["limiter"]["tp_db"] = float(opts["ceiling_dbtp"])
-    if (params.get("lufs") or {}).get("target_db") is not None:
-        params["lufs"].pop("gain_db", None)  # re-resolved for this target (a fixed gain alone stays)
     # EQ bands above what this target's rate carries are left out, and an offset target gets the DC
     # high-pass a match would give it (both said in notes.eq)
     params = fit_eq_to_rate(validate_style_params(params, mode=event["mode"]), sample_rate_hz)[0]

@@ -77,3 +77,24 @@ def test_equalizer_apo_text() -> None:
     assert "Filter 2: ON PK Fc 850 Hz Gain -3.0 dB Q 1.40" in lines
     assert "Filter 3: ON HPQ Fc 30 Hz Q 0.71" in lines
     assert eq_to_equalizer_apo({}).strip().endswith("Preamp: 0.0 dB")
+
+
+def test_a_preset_for_a_new_target_forgets_what_described_its_old_one() -> None:
+    """Re-applied, a preset's notes about its own match (a 4 s reference, the loudness it stopped
+    at, EQ bands left out for its rate, its target's DC offset) would be warned about again as if
+    true of the new job; the EQ's own description stays, and the gain is re-solved."""
+    from engine.preset import params_for_new_target
+
+    params = {
+        "eq": [{"type": "peaking", "f_hz": 1000.0, "q": 1.0, "gain_db": 3.0}],
+        "lufs": {"target_db": -14.0, "gain_db": 3.2},
+        "notes": {"reference": "only 4.0 s long: ...", "lufs": "target -9.00 LUFS not reached: ...",
+                  "eq": "1 bands; weighted RMS residual 0.40 dB; a 10 Hz high-pass removes the target's DC "
+                        "offset (-18.0 dBFS), which would otherwise take the limiter's headroom; left out "
+                        "for 16000 Hz audio (nothing above 7200 Hz to shape): high_shelf 9000 Hz",
+                  "stereo": "width 1.10"}}
+    out = params_for_new_target(params)
+    assert out["lufs"] == {"target_db": -14.0}
+    assert out["notes"] == {"eq": "1 bands; weighted RMS residual 0.40 dB", "stereo": "width 1.10"}
+    assert params["notes"]["reference"] and params["lufs"]["gain_db"] == 3.2  # the preset is not changed
+    assert params_for_new_target({"lufs": {"gain_db": -6.0}})["lufs"] == {"gain_db": -6.0}  # a fixed gain

@@ -103,3 +103,18 @@ def test_an_input_error_names_the_object_key_not_the_servers_file_path(ctx, tmp_
     assert said.startswith(f"target {key}: contains NaN/Inf samples"), said
     assert caught.value.where == f"target {key}"
     assert str(ctx.objects.local_path(key)) not in said and str(tmp_path) not in said
+
+
+def test_a_preset_job_does_not_warn_about_the_reference_the_preset_was_made_with():
+    """A preset saved from a job with a 4 s reference carries that note; a job applying it has no
+    reference, and tonematch apply says nothing of it either."""
+    event = {"preset_id": "p1", "user_id": "u1", "mode": "A", "opts": {"target_lufs": -12.0}}
+    saved = {**PRESET, "lufs": {"gain_db": -6.0},
+             "notes": {"eq": "2 bands", "reference": "only 4.0 s long: its spectrum ...",
+                       "lufs": "target -9.00 LUFS not reached: ..."}}
+    status = SimpleNamespace(get_preset=lambda preset_id, user_id: {"style_params": saved})
+    params = steps._preset_params(event, SimpleNamespace(status=status), 44100)
+    assert params["notes"] == {"eq": "2 bands"}
+    assert params["lufs"] == {"target_db": -12.0}  # the job's target replaces the fixed gain
+    report = {"frames": 1000, "clipped_frames": 0, "artifacts_rate": 0.0}
+    assert steps.job_warnings(report, params) == []
