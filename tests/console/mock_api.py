@@ -9,11 +9,19 @@ import json
 import mimetypes
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import soundfile as sf
+
+
+def _when(s: str | None) -> datetime:
+    t = datetime.fromisoformat(s or "2000-01-01T00:00:00Z")
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
 
 CONSOLE_DIR = Path(__file__).resolve().parents[2] / "functions" / "api" / "console"
 BASE = "http://console.test"
@@ -152,7 +160,13 @@ class MockApi:
                               "polls": 0, "created_at": "2026-11-28T01:00:00Z", "opts": body.get("opts")}
             return self._json(route, {"job_id": jid})
         if path == "/jobs" and method == "GET":
-            jobs = [{k: v for k, v in j.items() if k != "polls"} for j in self.jobs.values()]
+            # newest first, `limit` of them, created strictly before `before` (as functions/service.py)
+            q = parse_qs(urlsplit(request.url).query)
+            limit = int(q.get("limit", ["50"])[0])
+            jobs = sorted(self.jobs.values(), key=lambda j: _when(j.get("created_at")), reverse=True)
+            if "before" in q:
+                jobs = [j for j in jobs if _when(j.get("created_at")) < _when(q["before"][0])]
+            jobs = [{k: v for k, v in j.items() if k != "polls"} for j in jobs[:limit]]
             return self._json(route, {"jobs": jobs})
         m = re.fullmatch(r"/jobs/([^/]+)", path)
         if m and method == "GET":

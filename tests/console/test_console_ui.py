@@ -203,3 +203,51 @@ def test_every_control_has_a_name(page):
                        return !(l || a || lb || (e.tagName === 'BUTTON' && t) || fs); })
         .map(e => e.outerHTML.slice(0, 80))""")
     assert nameless == []
+
+
+def test_older_jobs_are_reached_page_by_page(page):
+    """Past the 50 newest jobs, "Show older jobs" asks for the next page with `before` set to the
+    oldest shown job's created_at, until every job is listed."""
+    api = MockApi()
+    for i in range(120):  # job0 is the oldest, job119 the newest
+        when = f"2026-03-01T{i // 60:02d}:{i % 60:02d}:00.123456+00:00"
+        api.jobs[f"job{i}"] = {"job_id": f"job{i}", "mode": "A", "status": "COMPLETED", "progress": 100,
+                               "polls": 0, "created_at": when}
+    api.jobs["job119"]["status"] = "RENDERING"
+    mock_login(page, api)
+    page.get_by_role("link", name="Jobs").click()
+    page.wait_for_selector("#view-jobs[data-loaded='50']")
+    rows = page.locator("#jobs-table tbody tr")
+    assert rows.count() == 50
+    assert page.locator("#jobs-table a[href='#/jobs/job119']").count() == 1  # newest first
+    more = page.get_by_role("button", name="Show older jobs")
+    more.click()
+    page.wait_for_selector("#view-jobs[data-loaded='100']")
+    # the list refreshes while a job runs: the older page stays on screen
+    n = sum(1 for m, p, _ in api.calls if (m, p) == ("GET", "/jobs"))
+    page.wait_for_timeout(3500)
+    assert sum(1 for m, p, _ in api.calls if (m, p) == ("GET", "/jobs")) > n
+    assert rows.count() == 100
+    more.click()
+    page.wait_for_selector("#view-jobs[data-loaded='120']")
+    assert page.locator("#jobs-table a[href='#/jobs/job0']").count() == 1  # the oldest is reachable
+    ids = page.eval_on_selector_all("#jobs-table tbody a", "as => as.map(a => a.hash.split('/').pop())")
+    assert ids == [f"job{i}" for i in range(119, -1, -1)]  # each job once, newest to oldest
+    assert more.is_hidden()
+    assert "That's all of your jobs" in page.inner_text("#view-jobs")
+
+
+def test_jobs_page_cursor_is_the_oldest_shown_created_at(page):
+    api = MockApi()
+    for i in range(60):
+        api.jobs[f"job{i}"] = {"job_id": f"job{i}", "mode": "A", "status": "COMPLETED", "polls": 0,
+                               "created_at": f"2026-03-01T10:{i:02d}:00.000001+00:00"}
+    urls: list[str] = []
+    page.on("request", lambda r: urls.append(r.url) if "/jobs?" in r.url else None)
+    mock_login(page, api)
+    page.goto(BASE + "/#/jobs")
+    page.wait_for_selector("#view-jobs[data-loaded='50']")
+    page.click("#jobs-more")
+    page.wait_for_selector("#view-jobs[data-loaded='60']")
+    assert urls[-1].endswith("before=2026-03-01T10%3A10%3A00.000001%2B00%3A00"), urls  # job10, oldest shown
+    assert page.is_hidden("#jobs-more")

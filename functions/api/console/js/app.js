@@ -784,42 +784,97 @@ $("#save-preset").addEventListener("submit", async (e) => {
 });
 
 // ---------- jobs list ----------
+// GET /jobs gives the newest JOBS_PAGE; "Show older jobs" asks for the next page with `before` set to
+// the oldest shown job's created_at (the service returns jobs created strictly before it).
+const JOBS_PAGE = 50;
+let jobsShown = []; // every job on screen, newest first
+let jobsMore = false; // the last page was full: there may be older jobs
+const jobIdOf = (j) => j.job_id || j.id;
+
+function jobRow(j) {
+  const id = jobIdOf(j);
+  const tr = document.createElement("tr");
+  const c1 = document.createElement("td"); c1.textContent = fmtDate(j.created_at);
+  const cr = document.createElement("td"); cr.textContent = jobWords(j);
+  const c2 = document.createElement("td"); c2.textContent = j.mode || "";
+  const c3 = document.createElement("td");
+  const b = document.createElement("span"); b.className = `badge ${j.status}`;
+  b.textContent = j.status === "COMPLETED" || j.status === "FAILED" ? STEP_WORDS[j.status] : `${STEP_WORDS[j.status] || j.status}${j.progress != null ? ` ${Math.round(j.progress)}%` : ""}`;
+  c3.appendChild(b);
+  const c4 = document.createElement("td");
+  const a = document.createElement("a"); a.href = `#/jobs/${encodeURIComponent(id)}`; a.textContent = "Open";
+  a.setAttribute("aria-label", `Open ${jobWords(j)}, ${fmtDate(j.created_at)}`);
+  c4.appendChild(a);
+  tr.append(c1, cr, c2, c3, c4);
+  return tr;
+}
+
+function renderJobs() {
+  const tb = $("#jobs-table tbody");
+  tb.textContent = "";
+  for (const j of jobsShown) tb.appendChild(jobRow(j));
+  $("#view-jobs").dataset.loaded = String(jobsShown.length);
+  $("#jobs-empty").hidden = jobsShown.length > 0;
+  const more = jobsMore && Boolean(jobsShown.length && jobsShown[jobsShown.length - 1].created_at);
+  $("#jobs-more").hidden = !more;
+  $("#jobs-end").hidden = more || jobsShown.length < JOBS_PAGE;
+}
+
 async function loadJobs() {
   const tb = $("#jobs-table tbody");
-  if (!$("#view-jobs").dataset.loaded) tb.innerHTML = '<tr><td colspan="5" class="muted">Loading…</td></tr>';
+  if (!$("#view-jobs").dataset.loaded) {
+    jobsShown = [];
+    jobsMore = false;
+    $("#jobs-more").hidden = true;
+    $("#jobs-end").hidden = true;
+    tb.innerHTML = '<tr><td colspan="5" class="muted">Loading…</td></tr>';
+  }
   try {
-    const jobs = listOf(await api.get("/jobs"), "jobs", "items");
-    tb.textContent = "";
-    $("#view-jobs").dataset.loaded = String(jobs.length);
-    $("#jobs-empty").hidden = jobs.length > 0;
+    const jobs = listOf(await api.get(`/jobs?limit=${JOBS_PAGE}`), "jobs", "items");
+    // A refresh renews the newest page and keeps the older pages already shown (in their order,
+    // all older than the newest page).
+    const fresh = new Set(jobs.map(jobIdOf));
+    const older = jobsShown.filter((j) => !fresh.has(jobIdOf(j)));
+    if (!older.length) jobsMore = jobs.length >= JOBS_PAGE;
+    jobsShown = jobs.concat(older);
+    renderJobs();
     // keep running jobs' status fresh while the list is on screen
     if (jobs.some((j) => !["COMPLETED", "FAILED"].includes(j.status))) {
       const t = setTimeout(() => { if (!$("#view-jobs").hidden) loadJobs(); }, 3000);
       const prev = leaveView;
       leaveView = () => { clearTimeout(t); prev(); };
     }
-    for (const j of jobs) {
-      const id = j.job_id || j.id;
-      const tr = document.createElement("tr");
-      const c1 = document.createElement("td"); c1.textContent = fmtDate(j.created_at);
-      const cr = document.createElement("td"); cr.textContent = jobWords(j);
-      const c2 = document.createElement("td"); c2.textContent = j.mode || "";
-      const c3 = document.createElement("td");
-      const b = document.createElement("span"); b.className = `badge ${j.status}`;
-      b.textContent = j.status === "COMPLETED" || j.status === "FAILED" ? STEP_WORDS[j.status] : `${STEP_WORDS[j.status] || j.status}${j.progress != null ? ` ${Math.round(j.progress)}%` : ""}`;
-      c3.appendChild(b);
-      const c4 = document.createElement("td");
-      const a = document.createElement("a"); a.href = `#/jobs/${encodeURIComponent(id)}`; a.textContent = "Open";
-      a.setAttribute("aria-label", `Open ${jobWords(j)}, ${fmtDate(j.created_at)}`);
-      c4.appendChild(a);
-      tr.append(c1, cr, c2, c3, c4);
-      tb.appendChild(tr);
-    }
   } catch (e) {
-    tb.textContent = "";
+    if (!jobsShown.length) tb.textContent = "";
     fail(e);
   }
 }
+
+$("#jobs-more").addEventListener("click", async () => {
+  const b = $("#jobs-more");
+  const last = jobsShown[jobsShown.length - 1];
+  if (b.disabled || !last) return;
+  b.disabled = true;
+  b.textContent = "Loading older jobs…";
+  try {
+    const page = listOf(await api.get(`/jobs?limit=${JOBS_PAGE}&before=${encodeURIComponent(last.created_at)}`), "jobs", "items");
+    if ($("#view-jobs").hidden) return;
+    const have = new Set(jobsShown.map(jobIdOf));
+    const added = page.filter((j) => !have.has(jobIdOf(j)));
+    const firstNew = jobsShown.length;
+    jobsShown = jobsShown.concat(added);
+    jobsMore = page.length >= JOBS_PAGE;
+    renderJobs();
+    say(added.length ? `${added.length} older job${added.length === 1 ? "" : "s"} shown.` : "There are no older jobs.");
+    // the button goes once there is nothing more: keep keyboard focus in the list
+    if (b.hidden) ($$("#jobs-table tbody a")[firstNew] || $$("#jobs-table tbody a").pop() || $("#jobs-h")).focus();
+  } catch (ex) {
+    fail(ex);
+  } finally {
+    b.disabled = false;
+    b.textContent = "Show older jobs";
+  }
+});
 
 // ---------- presets ----------
 let applyPreset = null;
