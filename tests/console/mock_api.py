@@ -93,6 +93,8 @@ class MockApi:
     refresh_ok: bool = True
     max_upload_bytes: int = 2048 * 1024 * 1024
     reject_target: str | None = None  # a reason: POST /jobs refuses the target as the service's probe would
+    hold_puts: int = 0  # this many upload PUTs are left unanswered (in `held`), as a stalled connection
+    held: list = field(default_factory=list)
     _n: int = 0
 
     def install(self, page) -> None:
@@ -130,6 +132,10 @@ class MockApi:
                 return self._json(route, {"access_token": "a2"})
             return self._err(route, 401, "UNAUTHORIZED", "refresh token expired")
         auth = request.headers.get("authorization", "")
+        if path.startswith("/mock-put/") and self.hold_puts > 0:
+            self.hold_puts -= 1
+            self.held.append(route)
+            return None
         if path.startswith("/mock-put/"):
             self.objects[path[len("/mock-put/"):]] = request.post_data_buffer or b""
             return route.fulfill(status=200, headers={"ETag": '"abc"'}, body="")

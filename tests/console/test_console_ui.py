@@ -251,3 +251,50 @@ def test_jobs_page_cursor_is_the_oldest_shown_created_at(page):
     page.wait_for_selector("#view-jobs[data-loaded='60']")
     assert urls[-1].endswith("before=2026-03-01T10%3A10%3A00.000001%2B00%3A00"), urls  # job10, oldest shown
     assert page.is_hidden("#jobs-more")
+
+
+def test_the_same_file_can_be_chosen_again_after_cancel(page, tmp_path):
+    """Cancel an upload, then choose that very file again: it uploads (the input was emptied, so the
+    browser reports the choice)."""
+    api = MockApi(hold_puts=1)
+    mock_login(page, api)
+    tgt = tmp_path / "take7.wav"
+    tgt.write_bytes(wav_bytes(2.0))
+    page.set_input_files("#tgt-file", str(tgt))
+    page.wait_for_selector("[data-role=target][data-state=uploading]")
+    page.locator("[data-role=target]").get_by_role("button", name="Cancel").click()
+    page.wait_for_selector("[data-role=target][data-state=error]")
+    assert page.inner_text("#tgt-msg") == "Upload cancelled."
+    page.set_input_files("#tgt-file", str(tgt))
+    page.wait_for_selector("[data-role=target][data-state=done]", timeout=5000)
+    assert "take7.wav uploaded" in page.inner_text("#tgt-msg")
+
+
+def test_upload_after_the_session_expired(page, tmp_path):
+    """The session runs out when a new target is chosen: after logging in again the slot says the
+    earlier target is still used, Start says so too, and the same file can be chosen again."""
+    api = MockApi()
+    mock_login(page, api)
+    ref, first, second = tmp_path / "ref.wav", tmp_path / "mix-v1.wav", tmp_path / "mix-v2.wav"
+    for f in (ref, first, second):
+        f.write_bytes(wav_bytes(2.0))
+    page.set_input_files("#ref-file", str(ref))
+    page.set_input_files("#tgt-file", str(first))
+    page.wait_for_selector("[data-role=target][data-state=done]")
+    page.wait_for_selector("[data-role=reference][data-state=done]")
+    api.refresh_ok = False
+    page.evaluate("sessionStorage.setItem('tm.access', 'stale')")
+    page.set_input_files("#tgt-file", str(second))
+    page.wait_for_selector("#view-login:not([hidden])")
+    api.refresh_ok = True
+    page.get_by_label("Email").fill("a@example.com")
+    page.get_by_label("Password").fill("right")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_selector("#view-new:not([hidden])")
+    msg = page.inner_text("#tgt-msg")
+    assert "session expired" in msg and "earlier upload (mix-v1.wav) is used" in msg, msg
+    assert page.inner_text("#start-hint") == "Ready to start with your earlier target (mix-v1.wav)."
+    page.set_input_files("#tgt-file", str(second))
+    page.wait_for_selector("[data-role=target][data-state=done]", timeout=5000)
+    assert "mix-v2.wav uploaded" in page.inner_text("#tgt-msg")
+    assert page.inner_text("#start-hint") == "Ready when you are."

@@ -213,13 +213,19 @@ class UploadSlot {
       say(`${this.label} uploaded.`);
     } catch (err) {
       this.root.dataset.state = "error";
+      // After a cancel or an expired session the input still holds the file: empty it, or choosing
+      // the same file again would not fire a change.
       if (err instanceof SessionExpired) {
         this.msg.className = "upmsg err";
-        this.msg.textContent = "Your session expired during the upload. Log in again, then choose the file again.";
+        this.msg.textContent = "Your session expired during the upload. Log in again, then choose the file again."
+          + (this.kept ? ` Until then your earlier upload (${this.kept.name}) is used.` : "");
+        this.prog.hidden = true;
+        this.input.value = "";
       } else if (err.code === "ABORTED") {
         this.msg.className = "upmsg";
         this.msg.textContent = "Upload cancelled." + (this.kept ? ` Still using ${this.kept.name}.` : "");
         this.prog.hidden = true;
+        this.input.value = "";
       } else {
         const other = this.otherName && this.otherName() ? this.otherName() : null;
         let text = uploadMessage(err, { pct: this.pct, other });
@@ -241,8 +247,11 @@ const newForm = $("#new-form");
 function updateStart() {
   const ok = slots.reference.key && slots.target.key && !slots.reference.busy && !slots.target.busy;
   $("#start-btn").disabled = !ok;
-  $("#start-hint").textContent = ok ? "Ready when you are." : slots.reference.busy || slots.target.busy
-    ? "Waiting for the upload to finish…" : "Upload a reference and a target to start.";
+  // a slot whose new file failed still holds its earlier upload: say that Start uses that one
+  const earlier = [slots.reference, slots.target].filter((s) => s.key && s.root.dataset.state === "error")
+    .map((s) => `your earlier ${s.role} (${s.kept.name})`);
+  $("#start-hint").textContent = ok ? (earlier.length ? `Ready to start with ${earlier.join(" and ")}.` : "Ready when you are.")
+    : slots.reference.busy || slots.target.busy ? "Waiting for the upload to finish…" : "Upload a reference and a target to start.";
 }
 const slots = {};
 slots.reference = new UploadSlot($("fieldset[data-role=reference]"), "reference", "Reference", updateStart,
