@@ -90,6 +90,10 @@ class ChainRunner:
         self._to_drop = int(state.get("to_drop", self.latency_frames))
         self.frames_in = int(state.get("frames_in", 0))
         self.gain_reduction_db: np.ndarray | None = None
+        # the limiter's part alone (what artifacts_rate counts: "the limiter bit hard"); None when
+        # the chain has no dynamics stage, zeros when it has a compressor but no limiter
+        self.limiter_gain_reduction_db: np.ndarray | None = None
+        self._has_limiter = any(getattr(p, "name", "") == "limiter" for p in processors)
 
     def state(self) -> dict[str, Any]:
         return {"processors": list(self._states), "to_drop": self._to_drop, "frames_in": self.frames_in}
@@ -97,6 +101,7 @@ class ChainRunner:
     def _run(self, block: np.ndarray) -> np.ndarray:
         y = block
         self.gain_reduction_db = None
+        self.limiter_gain_reduction_db = None
         for i, p in enumerate(self.processors):
             y, self._states[i] = p.process(y, self._states[i])
             if getattr(p, "name", "") in ("compressor", "limiter"):
@@ -108,6 +113,10 @@ class ChainRunner:
                     self.gain_reduction_db = gr
                 else:
                     self.gain_reduction_db = cur + gr
+                if p.name == "limiter":
+                    self.limiter_gain_reduction_db = gr
+        if self.gain_reduction_db is not None and not self._has_limiter:
+            self.limiter_gain_reduction_db = np.zeros_like(self.gain_reduction_db)
         return y
 
     def process(self, block: np.ndarray) -> np.ndarray:
@@ -121,13 +130,15 @@ class ChainRunner:
             y = y[d:]
             if self.gain_reduction_db is not None:
                 self.gain_reduction_db = self.gain_reduction_db[d:]
+            if self.limiter_gain_reduction_db is not None:
+                self.limiter_gain_reduction_db = self.limiter_gain_reduction_db[d:]
         return y
 
     def finish(self, block_frames: int = 65536) -> list[np.ndarray]:
         """Flush: feed silence until latency and tails are out; returns the remaining output blocks."""
         remaining = self.latency_frames + self.tail_frames
         outs = []
-        grs = []
+        grs, limiter_grs = [], []
         while remaining > 0:
             n = min(block_frames, remaining)
             before = self.frames_in
@@ -137,5 +148,8 @@ class ChainRunner:
             outs.append(y)
             if self.gain_reduction_db is not None:
                 grs.append(self.gain_reduction_db)
+            if self.limiter_gain_reduction_db is not None:
+                limiter_grs.append(self.limiter_gain_reduction_db)
         self.gain_reduction_db = np.concatenate(grs) if grs else None
+        self.limiter_gain_reduction_db = np.concatenate(limiter_grs) if limiter_grs else None
         return outs

@@ -498,7 +498,10 @@ class _Report:
         if track.any:
             self._pre_gr = track
 
-    def feed(self, y: np.ndarray, gr: np.ndarray | None) -> None:
+    def feed(self, y: np.ndarray, gr: np.ndarray | None, limiter_gr: np.ndarray | None = None) -> None:
+        """Measure output block ``y``; ``gr`` is its gain reduction (dB, the curve), ``limiter_gr``
+        the limiter's part of it where a compressor shares the chain (hard limiting counts only the
+        limiter; without it all of ``gr`` is the limiter's)."""
         n = y.shape[0]
         if n == 0:
             return
@@ -510,14 +513,15 @@ class _Report:
             self.tp.feed(y)
         if gr is None or gr.shape[0] != n:
             gr = np.zeros(n, np.float32)
+        hard = gr if limiter_gr is None or limiter_gr.shape[0] != n else limiter_gr
         gr_max = float(gr.max())
         self.gr_max_db = max(self.gr_max_db, gr_max)
         if float(y.max()) >= 1.0 or float(y.min()) <= -1.0:  # rare: only then look frame by frame
             clipped = (np.abs(y) >= 1.0).any(axis=1)
             self.clipped_frames += int(np.count_nonzero(clipped))
-            self.hard_frames += int(np.count_nonzero(clipped | (gr > HARD_LIMIT_DB)))
-        elif gr_max > HARD_LIMIT_DB:
-            self.hard_frames += int(np.count_nonzero(gr > HARD_LIMIT_DB))
+            self.hard_frames += int(np.count_nonzero(clipped | (hard > HARD_LIMIT_DB)))
+        elif float(hard.max()) > HARD_LIMIT_DB:
+            self.hard_frames += int(np.count_nonzero(hard > HARD_LIMIT_DB))
         g = np.concatenate([self._gr_carry, gr])
         m = (g.size // self.hop_frames) * self.hop_frames
         if m:
@@ -654,11 +658,12 @@ def render(audio: np.ndarray, style_params: dict[str, Any], *, sample_rate_hz: i
         outs = []
         for b in _array_blocks(x, block):
             y = chain.process(b)
-            rep.feed(y, chain.gain_reduction_db)
+            rep.feed(y, chain.gain_reduction_db, chain.limiter_gain_reduction_db)
             outs.append(y)
         for y in chain.finish():
-            rep.feed(y, chain.gain_reduction_db if chain.gain_reduction_db is not None
-                     and chain.gain_reduction_db.shape[0] == y.shape[0] else None)
+            same = chain.gain_reduction_db is not None and chain.gain_reduction_db.shape[0] == y.shape[0]
+            rep.feed(y, chain.gain_reduction_db if same else None,
+                     chain.limiter_gain_reduction_db if same else None)
             outs.append(y)
         out = np.concatenate(outs, axis=0)
         report = rep.result()
@@ -721,23 +726,25 @@ def _stream_to_writer(blocks: Iterable[np.ndarray], chain: ChainRunner, writer: 
     done = 0
     kept = 0
 
-    def emit(y: np.ndarray, gr: np.ndarray | None) -> bool:
+    def emit(y: np.ndarray, gr: np.ndarray | None, limiter_gr: np.ndarray | None) -> bool:
         nonlocal skip_frames, kept
         if skip_frames:
             d = min(skip_frames, y.shape[0])
             skip_frames -= d
             y = y[d:]
             gr = None if gr is None else gr[d:]
+            limiter_gr = None if limiter_gr is None else limiter_gr[d:]
         if keep_frames is not None:
             room = keep_frames - kept
             if room <= 0:
                 return False
             y = y[:room]
             gr = None if gr is None else gr[:room]
+            limiter_gr = None if limiter_gr is None else limiter_gr[:room]
         if y.shape[0]:
             y = as_written(y, writer.fmt)
             write.put(y)
-            measure.put(y, gr)
+            measure.put(y, gr, limiter_gr)
             kept += y.shape[0]
         return True
 
@@ -749,14 +756,14 @@ def _stream_to_writer(blocks: Iterable[np.ndarray], chain: ChainRunner, writer: 
         for b in blocks:
             y = chain.process(b)
             done += b.shape[0]
-            if not emit(y, chain.gain_reduction_db):
+            if not emit(y, chain.gain_reduction_db, chain.limiter_gain_reduction_db):
                 break
             trim.tick()
             if progress and total_frames:
                 progress(min(1.0, done / total_frames))
         else:
             for y in chain.finish():
-                if not emit(y, None):
+                if not emit(y, None, None):
                     break
 
 

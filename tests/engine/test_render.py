@@ -337,3 +337,21 @@ def test_a_preset_stacking_boosts_far_past_the_ceiling_still_reaches_its_loudnes
     assert integrated_loudness_lufs(y, FS) == pytest.approx(-16.0, abs=0.2)
     assert -120.0 < report["gain_db"] < -80.0 and true_peak_dbtp(y, FS) <= -1.0 + 1e-4
     assert validate_style_params(report["style_params"])["lufs"]["gain_db"] == report["gain_db"]
+
+
+def test_a_compressor_working_hard_is_not_counted_as_the_limiter_biting(tmp_path: Path,
+                                                                       music: np.ndarray) -> None:
+    """artifacts_rate is the share where the limiter bit hard (or the file clipped). A render with the
+    gain already resolved runs compressor and limiter in one chain, whose gain-reduction curve is
+    their sum: counting that sum made a service job (segments) report 28-95 % where the same match
+    through tonematch match (compressor in the "pre" pass) reported 0.05-8 %, and warn of
+    flattened peaks that were the compressor's ordinary work."""
+    src = tmp_path / "t.wav"
+    sf.write(src, music, FS, subtype="FLOAT")
+    comp = {"threshold_db": -40.0, "ratio": 10.0, "attack_ms": 5.0, "release_ms": 100.0, "makeup_db": 0.0}
+    params = {**PARAMS, "compressor": comp, "lufs": {"target_db": -14.0}}
+    resolving = render_file(src, tmp_path / "a.wav", params)
+    resolved = render_file(src, tmp_path / "b.wav", resolving["style_params"])
+    assert resolving["gain_reduction_max_db"] > 2 * 6.0  # the compressor alone cuts far past 6 dB
+    assert resolved["artifacts_rate"] == pytest.approx(resolving["artifacts_rate"], abs=0.01)
+    assert resolved["gain_reduction_max_db"] > 2 * 6.0  # the curve still shows both stages
