@@ -93,6 +93,9 @@ class MockApi:
     refresh_ok: bool = True
     max_upload_bytes: int = 2048 * 1024 * 1024
     reject_target: str | None = None  # a reason: POST /jobs refuses the target as the service's probe would
+    multipart: bool = False  # uploads are signed as two parts, joined by POST /uploads/complete
+    complete_error: str | None = None  # a reason: POST /uploads/complete refuses the parts
+    complete_conflict: bool = False  # POST /uploads/complete says an earlier complete went through
     hold_puts: int = 0  # this many upload PUTs are left unanswered (in `held`), as a stalled connection
     held: list = field(default_factory=list)
     _n: int = 0
@@ -155,8 +158,22 @@ class MockApi:
         if path == "/uploads/sign":
             self._n += 1
             key = f"u1/audio/raw/{self._n}.{body['ext']}"
+            if self.multipart:
+                half = -(-body["size_bytes"] // 2)
+                parts = [{"part_number": i, "put_url": f"{BASE}/mock-put/{key}.part{i}"} for i in (1, 2)]
+                return self._json(route, {
+                    "key": key, "expires": 900, "content_type": body["content_type"], "multipart": True,
+                    "upload_id": f"up{self._n}", "part_size_bytes": half, "parts": parts})
             return self._json(route, {"put_url": f"{BASE}/mock-put/{key}", "key": key, "expires": 900,
                                       "content_type": body["content_type"], "multipart": False})
+        if path == "/uploads/complete" and self.complete_error:
+            return self._err(route, 400, "INVALID_INPUT", f"parts: {self.complete_error}",
+                             {"field": "parts", "reason": self.complete_error})
+        if path == "/uploads/complete" and self.complete_conflict:
+            return self._err(route, 409, "CONFLICT", f"key {body['key']!r} is already complete",
+                             {"field": "key", "key": body["key"]})
+        if path == "/uploads/complete":
+            return self._json(route, {"key": body["key"], "size_bytes": 0})
         if path == "/jobs" and method == "POST" and self.reject_target:
             return self._err(route, 400, "INVALID_INPUT", f"tgt_key: {self.reject_target}",
                              {"field": "tgt_key", "key": body["tgt_key"], "reason": self.reject_target})

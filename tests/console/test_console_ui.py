@@ -298,3 +298,65 @@ def test_upload_after_the_session_expired(page, tmp_path):
     page.wait_for_selector("[data-role=target][data-state=done]", timeout=5000)
     assert "mix-v2.wav uploaded" in page.inner_text("#tgt-msg")
     assert page.inner_text("#start-hint") == "Ready when you are."
+
+
+def _wait_for(cond, page, timeout_ms: int = 5000) -> None:
+    for _ in range(timeout_ms // 50):
+        if cond():
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError("timed out")
+
+
+def _signs(api: MockApi) -> int:
+    return sum(1 for m, p, _ in api.calls if (m, p) == ("POST", "/uploads/sign"))
+
+
+def test_log_out_forgets_half_finished_uploads(page, tmp_path):
+    """A multipart upload half-way through when the user logs out stops there, and whoever logs in next
+    on this browser does not resume into its part URLs: the same file starts afresh, signed anew."""
+    api = MockApi(multipart=True, hold_puts=1)
+    mock_login(page, api)
+    big = tmp_path / "album.wav"
+    big.write_bytes(wav_bytes(2.0))
+    page.set_input_files("#tgt-file", str(big))
+    _wait_for(lambda: len(api.objects) == 1 and len(api.held) == 1, page)  # one part in, one stalled
+    page.click("#logout")  # with the upload under way: it stops
+    page.wait_for_selector("#view-login:not([hidden])")
+    assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('tm.up.'))") == []
+    mock_login(page, api)
+    assert page.inner_text("#tgt-msg") == ""
+    page.set_input_files("#tgt-file", str(big))
+    page.wait_for_selector("[data-role=target][data-state=done]")
+    assert _signs(api) == 2  # signed again for the new session, not resumed into the old part URLs
+
+
+def test_refused_join_of_parts_is_not_resumed(page, tmp_path):
+    """POST /uploads/complete refuses the parts: no "Resume upload" that would only repeat the
+    refusal, and choosing the file again signs a new upload."""
+    api = MockApi(multipart=True, complete_error="part 2's ETag does not match")
+    mock_login(page, api)
+    f = tmp_path / "vocal.wav"
+    f.write_bytes(wav_bytes(2.0))
+    page.set_input_files("#ref-file", str(f))
+    page.wait_for_selector("[data-role=reference][data-state=error]")
+    assert "ETag does not match" in page.inner_text("#ref-msg")
+    assert page.locator("[data-role=reference] .resume").is_hidden()
+    assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('tm.up.'))") == []
+    api.complete_error = None
+    page.set_input_files("#ref-file", str(f))
+    page.wait_for_selector("[data-role=reference][data-state=done]")
+    assert _signs(api) == 2
+    assert "vocal.wav uploaded" in page.inner_text("#ref-msg")
+
+
+def test_parts_joined_before_count_as_uploaded(page, tmp_path):
+    """The answer to an earlier POST /uploads/complete was lost, so the service now says the upload is
+    already complete: the file counts as uploaded, not as an error."""
+    api = MockApi(multipart=True, complete_conflict=True)
+    mock_login(page, api)
+    f = tmp_path / "vocal.wav"
+    f.write_bytes(wav_bytes(2.0))
+    page.set_input_files("#ref-file", str(f))
+    page.wait_for_selector("[data-role=reference][data-state=done]")
+    assert "vocal.wav uploaded" in page.inner_text("#ref-msg")

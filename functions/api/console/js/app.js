@@ -5,7 +5,7 @@ import { fmtBytes, generalMessage, jobFailureMessage, STEP_WORDS, uploadMessage 
 import { AbPlayer } from "./player.js";
 import { renderParams } from "./params.js";
 import { renderViz } from "./viz.js";
-import { hasResume, uploadAudio } from "./upload.js";
+import { forgetAllResumes, hasResume, uploadAudio } from "./upload.js";
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
@@ -109,6 +109,7 @@ $("#login-form").addEventListener("submit", async (e) => {
 $("#logout").addEventListener("click", () => {
   api.clearTokens();
   for (const k of Object.keys(sessionStorage)) if (k.startsWith("tm.slot.")) sessionStorage.removeItem(k);
+  forgetAllResumes();
   slots.reference.reset(); slots.target.reset(); slots.apply.reset();
   banner("You're logged out.");
   location.hash = "#/login";
@@ -152,6 +153,7 @@ class UploadSlot {
     this.resumeBtn = $(".resume", root);
     this.cancelBtn = $(".cancel", root);
     this.busy = false;
+    this.dropped = false;
     this.file = null;
     this.ctrl = null;
     this.kept = JSON.parse(sessionStorage.getItem(`tm.slot.${role}`) || "null");
@@ -175,7 +177,15 @@ class UploadSlot {
     this.onChange();
   }
 
-  reset() { this.kept = null; this.msg.textContent = ""; this.msg.className = "upmsg"; this.prog.hidden = true; this.input.value = ""; this.onChange(); }
+  /** Forget the slot (log-out): an upload under way stops, nothing is left to resume. */
+  reset() {
+    if (this.busy && this.ctrl) { this.dropped = true; this.ctrl.abort(); }
+    this.kept = null; this.file = null;
+    delete this.root.dataset.state;
+    this.msg.textContent = ""; this.msg.className = "upmsg"; this.prog.hidden = true; this.resumeBtn.hidden = true;
+    this.input.value = "";
+    this.onChange();
+  }
 
   showKept() {
     if (this.kept) { this.msg.textContent = `✓ ${this.kept.name} uploaded (${fmtBytes(this.kept.size)}).`; this.msg.className = "upmsg ok"; }
@@ -205,6 +215,7 @@ class UploadSlot {
     this.onChange();
     try {
       const r = await uploadAudio(api, file, { signal: this.ctrl.signal, onProgress: (f) => this.setPct(f) });
+      if (this.dropped) { this.dropped = false; return; } // finished after a log-out: not this user's any more
       this.kept = { key: r.key, name: file.name, size: file.size };
       rememberName(r.key, file.name);
       sessionStorage.setItem(`tm.slot.${this.role}`, JSON.stringify(this.kept));
@@ -212,6 +223,7 @@ class UploadSlot {
       this.root.dataset.state = "done";
       say(`${this.label} uploaded.`);
     } catch (err) {
+      if (this.dropped) { this.dropped = false; return; } // reset() stopped it and cleared the slot
       this.root.dataset.state = "error";
       // After a cancel or an expired session the input still holds the file: empty it, or choosing
       // the same file again would not fire a change.
@@ -233,7 +245,8 @@ class UploadSlot {
         this.msg.className = "upmsg err";
         this.msg.textContent = text;
         if (err.code === "NETWORK" || err.code === "EXPIRED_URL" || hasResume(file)) this.resumeBtn.hidden = false;
-        if (err.code === "NOT_AUDIO" || err.code === "INVALID_INPUT") { this.prog.hidden = true; this.input.value = ""; }
+        if (err.code === "NOT_AUDIO" || err.code === "INVALID_INPUT") this.prog.hidden = true;
+        if (this.resumeBtn.hidden) this.input.value = ""; // nothing to resume: let the same file be chosen again
       }
     } finally {
       this.busy = false;

@@ -30,6 +30,10 @@ function saveResume(file, st) {
   try { localStorage.setItem(fileSig(file), JSON.stringify(st)); } catch { /* storage full: resume just restarts */ }
 }
 export function forgetResume(file) { localStorage.removeItem(fileSig(file)); }
+/** Forget every half-done upload (on log-out: the next user must not resume into these part URLs). */
+export function forgetAllResumes() {
+  for (const k of Object.keys(localStorage)) if (k.startsWith("tm.up.")) localStorage.removeItem(k);
+}
 export function hasResume(file) { return Boolean(file && loadResume(file)); }
 
 /** PUT a blob with progress; resolves with the response ETag. */
@@ -106,7 +110,15 @@ export async function uploadAudio(api, file, { onProgress = () => {}, signal } =
   const sign = st.sign;
   let result;
   if (sign.upload_id && Array.isArray(sign.parts)) {
-    result = await uploadParts(api, file, st, onProgress, signal);
+    try {
+      result = await uploadParts(api, file, st, onProgress, signal);
+    } catch (e) {
+      // The service refused to join the parts (unknown upload, bad parts, another account's key):
+      // resuming would only repeat that, so the next try signs afresh. A dropped connection, a
+      // server error, a cancel or an expired session keep the parts for "Resume upload".
+      if (e.stage === "complete" && e.code !== "NETWORK" && !(e.status >= 500) && e.status !== 401) forgetResume(file);
+      throw e;
+    }
   } else {
     // The signed URL carries its own authority; the content type must be the one that was signed.
     const headers = { "Content-Type": sign.content_type || contentType, ...(sign.headers || {}) };
@@ -146,5 +158,12 @@ async function uploadParts(api, file, st, onProgress, signal) {
   await Promise.all(Array.from({ length: Math.min(PARALLEL_PARTS, todo.length) },
     () => worker().catch((e) => { inner.abort(); throw e; })));
   const parts = sign.parts.map((p) => ({ part_number: p.part_number, etag: st.done[p.part_number] }));
-  return api.post("/uploads/complete", { key: sign.key, upload_id: sign.upload_id, parts });
+  try {
+    return await api.post("/uploads/complete", { key: sign.key, upload_id: sign.upload_id, parts });
+  } catch (e) {
+    // "already complete": an earlier complete went through but its answer was lost on the way
+    if (e.code === "CONFLICT" && e.detail && e.detail.field === "key") return { key: sign.key, size_bytes: file.size };
+    e.stage = "complete";
+    throw e;
+  }
 }
