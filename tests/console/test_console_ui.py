@@ -360,3 +360,33 @@ def test_parts_joined_before_count_as_uploaded(page, tmp_path):
     page.set_input_files("#ref-file", str(f))
     page.wait_for_selector("[data-role=reference][data-state=done]")
     assert "vocal.wav uploaded" in page.inner_text("#ref-msg")
+
+
+def _both_uploaded(page, tmp_path) -> None:
+    ref, tgt = tmp_path / "ref.wav", tmp_path / "mix.wav"
+    ref.write_bytes(wav_bytes(2.0))
+    tgt.write_bytes(wav_bytes(2.0, 300.0))
+    page.set_input_files("#ref-file", str(ref))
+    page.set_input_files("#tgt-file", str(tgt))
+    page.wait_for_selector("[data-role=reference][data-state=done]")
+    page.wait_for_selector("[data-role=target][data-state=done]")
+
+
+@pytest.mark.parametrize("typed", ["--5", "1e", "-"])
+def test_option_that_is_not_a_number_is_refused(page, tmp_path, typed):
+    """Text the browser can't read as a number is not quietly dropped for the default: the field is
+    named, marked, and no job starts. (Chromium keeps letters other than "e" out of the field; other
+    browsers let "abc" in, which reads the same: validity.badInput.)"""
+    api = MockApi()
+    mock_login(page, api)
+    _both_uploaded(page, tmp_path)
+    page.click("#opts-box summary")
+    page.click("#opt-target_lufs")
+    page.keyboard.type(typed)
+    page.click("#start-btn")
+    err = page.inner_text("#new-error")
+    assert err == ("Target loudness isn't a number we can read. Enter a number between -40 and -5 LUFS, "
+                   "or leave it empty for the default."), err
+    assert page.get_attribute("#opt-target_lufs", "aria-invalid") == "true"
+    assert page.is_visible("#view-new")
+    assert not any(m == "POST" and p == "/jobs" for m, p, _ in api.calls)

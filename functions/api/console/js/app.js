@@ -451,6 +451,15 @@ function collectOptions() {
     if (!input) continue;
     input.classList.remove("invalid");
     input.removeAttribute("aria-invalid");
+    const within = o.min != null && o.max != null ? `between ${o.min} and ${o.max}${o.unit ? ` ${o.unit}` : ""}`
+      : rangeText({ ...o, default: null }) || "a number";
+    // Typed text that isn't a number ("abc", "--5") reads as "": say so rather than use the default.
+    if (input.validity && input.validity.badInput) {
+      input.classList.add("invalid");
+      input.setAttribute("aria-invalid", "true");
+      errors.push(`${o.label} isn't a number we can read. Enter a number ${within.startsWith("between") ? within : `(${within})`}, or leave it empty for the default.`);
+      continue;
+    }
     const raw = input.value.trim();
     if (raw === "") continue;
     if (o.type === "boolean") { opts[o.name] = raw === "true"; continue; }
@@ -465,8 +474,6 @@ function collectOptions() {
       if (bad) {
         input.classList.add("invalid");
         input.setAttribute("aria-invalid", "true");
-        const within = o.min != null && o.max != null ? `between ${o.min} and ${o.max}${o.unit ? ` ${o.unit}` : ""}`
-          : rangeText({ ...o, default: null }) || "a number";
         errors.push(`${o.label} must be ${within}${o.type === "integer" ? " (a whole number)" : ""}.`);
         continue;
       }
