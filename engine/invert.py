@@ -340,10 +340,12 @@ def dc_offset_matters(dc_offset_dbfs: float | None, sample_peak_dbfs: float | No
     offset at -52 dBFS came out with the offset at -4 dBFS, eating the limiter's headroom)."""
     if dc_offset_dbfs is None:
         return False
-    dc = float(dc_offset_dbfs)
+    # at the features document's precision, so a file's raw levels (tonematch apply) and its
+    # features (a service job) decide alike at -49.996 dBFS
+    dc = round(float(dc_offset_dbfs), 2)
     if dc > DC_OFFSET_LIMIT_DBFS:
         return True
-    return sample_peak_dbfs is not None and dc > float(sample_peak_dbfs) - DC_OFFSET_BELOW_PEAK_DB
+    return sample_peak_dbfs is not None and dc > round(float(sample_peak_dbfs), 2) - DC_OFFSET_BELOW_PEAK_DB
 
 
 def with_dc_high_pass(style_params: dict[str, Any], dc_offset_dbfs: float | None,

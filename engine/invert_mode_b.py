@@ -786,10 +786,17 @@ def f0_visualisation(
     return {"hop_s": hop, "target_hz": t, "reference_hz": r, "result_hz": o}
 
 
+#: release time constants after which a gain-reduction difference (a segment started cold against
+#: the whole-file state) has decayed below -60 dB: a 30 dB difference needs ln(0.115 * 30 / 1e-3),
+#: about 8.1; five left -47 dB after a 3 s-release compressor's 40 dB of gain reduction
+SETTLE_TIME_CONSTANTS = 9.0
+
+
 def mode_b_preroll_s(style_params: dict) -> float:
     """Seconds of pre-roll a segment needs so the mode-B processors' state (reverb tail, compressor
-    release, pitch-shifter frames) has settled at its start: the IR length plus pre-delay, five
-    release time constants, 0.2 s for the pitch shifter; 0 without mode-B blocks."""
+    release, pitch-shifter frames) has settled at its start: the IR length plus pre-delay,
+    :data:`SETTLE_TIME_CONSTANTS` release time constants, 0.2 s for the pitch shifter; 0 without
+    mode-B blocks."""
     need = 0.0
     rv = style_params.get("reverb")
     if rv:
@@ -797,7 +804,7 @@ def mode_b_preroll_s(style_params: dict) -> float:
         need = max(need, 1.5 * rt60_s + float(rv.get("pre_delay_ms", 0.0)) / 1000.0)
     comp = style_params.get("compressor")
     if comp:
-        need = max(need, 5.0 * float(comp["release_ms"]) / 1000.0)
+        need = max(need, SETTLE_TIME_CONSTANTS * float(comp["release_ms"]) / 1000.0)
     if (style_params.get("pitch") or {}).get("semitones"):
         need = max(need, 0.2)
     return need

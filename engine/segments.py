@@ -33,13 +33,16 @@ def plan_segments(duration_s: float, segment_s: float = 60.0, preroll_s: float =
     ``[{idx, start_s, stop_s, preroll_s, crossfade_s}]``; segment ``i`` is written from ``start_s`` to
     ``stop_s + crossfade_s`` (the last to the end of the audio).
 
-    With ``style_params`` the pre-roll grows to cover the mode-B processors' memory (reverb tail,
-    compressor release), and a pitch shift keeps the file in ONE segment: the phase-locked shifter's
-    output phase depends on the whole history, so a shifter started mid-file cannot join inaudibly."""
+    With ``style_params`` the pre-roll grows to cover the processors' memory (the limiter's and the
+    compressor's release, the reverb tail), and a pitch shift keeps the file in ONE segment: the
+    phase-locked shifter's output phase depends on the whole history, so a shifter started mid-file
+    cannot join inaudibly."""
     if style_params:
-        from engine.invert_mode_b import mode_b_preroll_s
+        from engine.invert_mode_b import SETTLE_TIME_CONSTANTS, mode_b_preroll_s
 
-        preroll_s = max(preroll_s, mode_b_preroll_s(style_params))
+        # a preset may hold a 2 s limiter release: 3 s of pre-roll left -21 dB at the join
+        release_s = float((style_params.get("limiter") or {}).get("release_ms", 0.0)) / 1000.0
+        preroll_s = max(preroll_s, mode_b_preroll_s(style_params), SETTLE_TIME_CONSTANTS * release_s)
         if (style_params.get("pitch") or {}).get("semitones"):
             segment_s = max(segment_s, duration_s)
     if not (duration_s > 0):

@@ -222,3 +222,13 @@ def test_a_quiet_targets_offset_counts_against_its_own_peak() -> None:
     peak = {"type": "peaking", "f_hz": 1000.0, "q": 1.0, "gain_db": 3.0}
     assert with_dc_high_pass({"eq": [peak]}, -52.0, -33.0)[0]["eq"] == [DC_HIGH_PASS, peak]
     assert with_dc_high_pass({"eq": [peak]}, -60.0, -1.0)[1] is None
+
+
+def test_the_dc_rule_reads_levels_at_the_features_precision() -> None:
+    """tonematch apply reads a file's raw levels, a service job its features (rounded to 0.01 dB):
+    at -49.996 dBFS the two decided differently, and their outputs differed by -4 dBFS."""
+    from engine.invert import dc_offset_matters
+
+    assert dc_offset_matters(-49.996) == dc_offset_matters(-50.0) is False
+    assert dc_offset_matters(-49.994) == dc_offset_matters(-49.99) is True
+    assert dc_offset_matters(-60.004, -20.0) == dc_offset_matters(-60.0, -20.0) is False

@@ -173,3 +173,28 @@ def test_resolve_gain_gives_render_files_gain_when_the_corrective_pass_runs(tmp_
     report = render_file(src, tmp_path / "whole.wav", params, fmt="float32")
     assert report["post_passes"] == 2
     assert resolve_gain(src, params, verify=True)["lufs"]["gain_db"] == report["gain_db"]
+
+
+def test_a_slow_limiter_release_is_settled_before_each_join(tmp_path: Path) -> None:
+    """A preset may hold a 2 s limiter release (the range allows it). A burst 3 s before a join left
+    the whole-file limiter still releasing there, while the segment's 3 s pre-roll had let its own
+    limiter recover: -21 dBFS of difference after the join. The pre-roll now covers the release."""
+    x = 0.02 * synth_music(30.0, FS, seed=3)
+    burst = slice(int(16.95 * FS), int(17.0 * FS))
+    x[burst] = 0.9 * np.sign(np.sin(np.arange(burst.stop - burst.start) * 0.05))[:, None]
+    src = tmp_path / "in.wav"
+    sf.write(src, x, FS, subtype="FLOAT")
+    limiter = {"tp_db": -1.0, "lookahead_ms": 1.5, "release_ms": 2000.0}
+    params = {"lufs": {"gain_db": 20.0}, "limiter": limiter}
+    render_file(src, tmp_path / "whole.wav", params, fmt="float32")
+    plan = plan_segments(30.0, 10.0, style_params=params)
+    assert plan[2]["start_s"] == 20.0 and plan[2]["preroll_s"] == 9 * 2.0
+    paths = []
+    for seg in plan:
+        p = tmp_path / f"seg{seg['idx']}.wav"
+        render_segment(src, p, params, seg, sample_rate_hz=FS)
+        paths.append(p)
+    merge_segments(paths, plan, tmp_path / "merged.wav", fmt="float32", sample_rate_hz=FS)
+    a, _ = sf.read(tmp_path / "whole.wav")
+    b, _ = sf.read(tmp_path / "merged.wav")
+    assert a.shape == b.shape and 20 * np.log10(np.max(np.abs(a - b)) + 1e-300) < -60.0
