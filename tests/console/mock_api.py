@@ -192,6 +192,8 @@ class MockApi:
             jobs = [{k: v for k, v in j.items() if k != "polls"} for j in jobs[:limit]]
             return self._json(route, {"jobs": jobs})
         m = re.fullmatch(r"/jobs/([^/]+)", path)
+        if m and method == "GET" and m.group(1) not in self.jobs:
+            return self._err(route, 404, "NOT_FOUND", f"job {m.group(1)!r} not found")
         if m and method == "GET":
             j = self.jobs[m.group(1)]
             j["polls"] += 1

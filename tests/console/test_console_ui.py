@@ -390,3 +390,30 @@ def test_option_that_is_not_a_number_is_refused(page, tmp_path, typed):
     assert page.get_attribute("#opt-target_lufs", "aria-invalid") == "true"
     assert page.is_visible("#view-new")
     assert not any(m == "POST" and p == "/jobs" for m, p, _ in api.calls)
+
+
+def test_a_job_that_is_not_found_leaves_nothing_stale(page):
+    """After a finished job, a job id that doesn't exist shows only "not found" (not the previous
+    job's status), and the message goes once the user moves on."""
+    api = MockApi()
+    mock_login(page, api)
+    finished_job(page, api)
+    page.wait_for_selector("#job-result:not([hidden])")
+    page.goto(BASE + "/#/jobs/00000000-0000-0000-0000-000000000000")
+    page.wait_for_selector("#banner:not([hidden])")
+    assert "couldn't find" in page.inner_text("#banner")
+    assert page.is_hidden("#job-status") and page.is_hidden("#job-result")
+    view = page.inner_text("#view-job")
+    assert "Done" not in view and "100%" not in view and "Match finished" not in view, view
+    page.get_by_role("link", name="Presets").click()
+    page.wait_for_selector("#view-presets[data-loaded]")
+    assert page.is_hidden("#banner")
+    page.go_back()
+    page.wait_for_selector("#banner:not([hidden])")
+    page.get_by_role("link", name="New match", exact=True).click()
+    page.wait_for_selector("#view-new:not([hidden])")
+    assert page.is_hidden("#banner")
+    # and a job that exists shows its own status again
+    page.goto(BASE + "/#/jobs/job1")
+    page.wait_for_selector("#view-job[data-status=COMPLETED]")
+    assert page.is_visible("#job-status")

@@ -62,6 +62,9 @@ function focusHeading(name) {
 async function route() {
   leaveView();
   leaveView = () => {};
+  // an error belongs to the screen it was about ("not found", a failed load); the session notes
+  // ("expired", "logged out") are for the log-in screen they lead to and stay
+  if ($("#banner").classList.contains("err")) banner("");
   const hash = location.hash || "#/new";
   const parts = hash.slice(2).split("/");
   if (!api.loggedIn && parts[0] !== "login") {
@@ -589,8 +592,14 @@ function renderStatus(job) {
 
 function showJob(id) {
   currentJobId = id;
+  // nothing of the job shown before may stay on screen, above all when this one can't be found
   $("#job-h").textContent = "Match";
   $("#job-sub").textContent = "";
+  $("#job-status").hidden = false;
+  renderStatus({ status: "PENDING", progress: 0 });
+  $("#job-state").textContent = "Loading…";
+  $("#job-pct").textContent = "";
+  $("#job-steps").textContent = "";
   $("#job-result").hidden = true;
   $("#job-error").hidden = true;
   $("#job-retry").hidden = true;
@@ -616,7 +625,12 @@ function showJob(id) {
       delay = 700;
     } catch (e) {
       if (e instanceof SessionExpired || !alive) return;
-      if (e.code === "NOT_FOUND" || e.code === "FORBIDDEN") { banner(generalMessage(e), "err"); return; }
+      if (e.code === "NOT_FOUND" || e.code === "FORBIDDEN") {
+        $("#job-status").hidden = true;
+        $("#job-h").textContent = e.code === "NOT_FOUND" ? "Match not found" : "Match";
+        banner(generalMessage(e), "err");
+        return;
+      }
       banner(`${generalMessage(e)} We'll keep checking.`, "err");
       delay = Math.min(10_000, delay * 2);
     }
