@@ -236,7 +236,11 @@ def _resolve_gain_like_match(ctx: StepContext, event: dict, params: dict, sample
         "gain_db"
     ) is not None:
         return params
-    out = _job_scratch(ctx, event) / "gain-probe.wav"
+    # in the job's own format: an integer file clips what goes over full scale (no limiter) before
+    # the loudness is measured and corrected, as tonematch match's render does; float32 did not, and
+    # the gain came out 0.6 dB apart
+    fmt = output_format(event.get("opts") or {})
+    out = _job_scratch(ctx, event) / f"gain-probe.{FORMAT_EXT.get(fmt, 'wav')}"
     src = fetch(ctx, event["tgt_key"], "target")
     try:
         with naming_key(src, f"target {event['tgt_key']}"):
@@ -244,7 +248,7 @@ def _resolve_gain_like_match(ctx: StepContext, event: dict, params: dict, sample
                 str(src),
                 str(out),
                 params,
-                fmt="float32",
+                fmt=fmt,
                 sample_rate_hz=sample_rate_hz,
                 # as tonematch match: the reference's loudness only while the limiter stays clean (a
                 # target from the options or from a saved preset is reached whatever it costs)

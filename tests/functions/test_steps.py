@@ -118,3 +118,26 @@ def test_a_preset_job_does_not_warn_about_the_reference_the_preset_was_made_with
     assert params["lufs"] == {"target_db": -12.0}  # the job's target replaces the fixed gain
     report = {"frames": 1000, "clipped_frames": 0, "artifacts_rate": 0.0}
     assert steps.job_warnings(report, params) == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=False)
+def test_the_gain_is_solved_on_the_jobs_own_format_as_tonematch_match_solves_it(ctx, tmp_path):
+    """Without the limiter a loud target clips in an integer file, and tonematch match measures (and
+    corrects its gain by) the clipped file. The service probed in float32, which never clips: its gain
+    came out 0.6 dB off the command's and the result 0.5 LU quieter."""
+    from engine.examples import synth_music
+    from engine.render import render_file
+    from tests.functions.conftest import add_user
+
+    user = add_user(ctx)
+    src = tmp_path / "t.wav"
+    sf.write(src, synth_music(8.0, 44100, seed=4), 44100, subtype="FLOAT")
+    key = f"{user['id']}/audio/raw/t.wav"
+    ctx.objects.put_file(key, src)
+    params = {"lufs": {"target_db": -6.0}}  # no limiter: about a tenth of the frames clip at this level
+    opts = {"target_lufs": -6.0, "exclude": ["limiter"], "output_format": "wav24"}
+    event = {"job_id": str(uuid.uuid4()), "user_id": user["id"], "tgt_key": key, "opts": opts}
+    solved = steps._resolve_gain_like_match(ctx, event, params, 44100)
+    cli = render_file(src, tmp_path / "cli.wav", params, fmt="wav24")
+    assert cli["clipped_frames"] > 0
+    assert solved["lufs"]["gain_db"] == pytest.approx(cli["gain_db"], abs=1e-6)
