@@ -41,10 +41,9 @@ def export_preset(style_params: dict[str, Any], *, name: str | None = None,
     """A preset document (JSON-serialisable) for ``style_params`` (validated first)."""
     mode = _mode_of(style_params)
     params = validate_style_params(style_params, mode=mode)
-    if "lufs" in params:
+    if (params.get("lufs") or {}).get("target_db") is not None:
+        # the gain solved for one target is re-solved for each; a gain alone is a fixed gain and stays
         params["lufs"] = {k: v for k, v in params["lufs"].items() if k != "gain_db"}
-        if not params["lufs"]:
-            del params["lufs"]
     return {
         "format": PRESET_FORMAT,
         "version": PRESET_VERSION,

@@ -384,8 +384,11 @@ def job_warnings(report: dict, params: dict, target_features: dict | None = None
     if notes.get("reference"):
         said.append(f"reference is {notes['reference']}")
     said += render_warnings(report)
-    if "not reached" in str(notes.get("lufs", "")):
-        said.append(f"loudness: {notes['lufs']}")
+    lufs_note = str(notes.get("lufs", ""))
+    if "not reached" in lufs_note:
+        # as tonematch match words it: without the note on where the target came from
+        where_from, _, rest = lufs_note.partition("; ")
+        said.append(f"loudness: {rest if rest and 'not reached' not in where_from else lufs_note}")
     said += [f"eq: {part.strip()}" for part in str(notes.get("eq", "")).split(";")
              if "left out for" in part or " stays:" in part]
     return said

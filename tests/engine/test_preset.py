@@ -98,3 +98,13 @@ def test_a_preset_for_a_new_target_forgets_what_described_its_old_one() -> None:
     assert out["notes"] == {"eq": "1 bands; weighted RMS residual 0.40 dB", "stereo": "width 1.10"}
     assert params["notes"]["reference"] and params["lufs"]["gain_db"] == 3.2  # the preset is not changed
     assert params_for_new_target({"lufs": {"gain_db": -6.0}})["lufs"] == {"gain_db": -6.0}  # a fixed gain
+
+
+def test_an_exported_fixed_gain_preset_keeps_its_gain() -> None:
+    """lufs {gain_db} alone is a fixed gain (no target to re-solve toward): exporting dropped it, so a
+    saved preset lost the very thing it was for."""
+    from engine.preset import export_preset, load_preset
+
+    assert load_preset(export_preset({"lufs": {"gain_db": -6.0}}))["lufs"] == {"gain_db": -6.0}
+    assert load_preset(export_preset({"lufs": {"target_db": -14.0, "gain_db": 2.0}}))["lufs"] == {
+        "target_db": -14.0}

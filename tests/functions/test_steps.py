@@ -71,6 +71,10 @@ def test_job_warnings_say_what_tonematch_match_would_warn_about():
     said = steps.job_warnings(clean, {**PRESET, "notes": notes})
     assert said == [f"loudness: {notes['lufs']}",
                     "eq: left out for 8000 Hz audio (nothing above 3920 Hz to shape): high_shelf 9000 Hz"]
+    # the render appends its note to where the target came from; the warning is worded as
+    # tonematch match words it, without that prefix
+    prefixed = {"lufs": f"target set by the options; {notes['lufs']}"}
+    assert steps.job_warnings(clean, {**PRESET, "notes": prefixed}) == [f"loudness: {notes['lufs']}"]
 
 
 def test_job_warnings_name_a_clipped_or_over_full_scale_input():
