@@ -97,6 +97,7 @@ class MockApi:
     complete_error: str | None = None  # a reason: POST /uploads/complete refuses the parts
     complete_conflict: bool = False  # POST /uploads/complete says an earlier complete went through
     hold_puts: int = 0  # this many upload PUTs are left unanswered (in `held`), as a stalled connection
+    hold: dict[str, int] = field(default_factory=dict)  # {"POST /presets": n}: the next n wait for release()
     held: list = field(default_factory=list)
     _n: int = 0
 
@@ -109,14 +110,25 @@ class MockApi:
     def _err(self, route, status, code, message, detail=None):
         self._json(route, {"code": code, "message": message, "detail": detail}, status)
 
-    def _handle(self, route, request):
+    def release(self) -> None:
+        """Answer the requests held back by `hold` (as if their connection came unstuck)."""
+        held, self.held = self.held, []
+        for route in held:
+            self._handle(route, route.request, first_time=False)
+
+    def _handle(self, route, request, first_time=True):
         url = request.url[len(BASE):]
         path = url.split("?")[0]
         method = request.method
         body = None
         if request.post_data and "json" in (request.headers.get("content-type") or ""):
             body = json.loads(request.post_data)
-        self.calls.append((method, path, body))
+        if first_time:
+            self.calls.append((method, path, body))
+            if self.hold.get(f"{method} {path}", 0) > 0:
+                self.hold[f"{method} {path}"] -= 1
+                self.held.append(route)
+                return None
         if method == "GET" and (path == "/" or path.startswith("/console/")):
             f = CONSOLE_DIR / ("index.html" if path == "/" else path[len("/console/"):])
             if not f.is_file():

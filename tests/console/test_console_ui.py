@@ -417,3 +417,62 @@ def test_a_job_that_is_not_found_leaves_nothing_stale(page):
     page.goto(BASE + "/#/jobs/job1")
     page.wait_for_selector("#view-job[data-status=COMPLETED]")
     assert page.is_visible("#job-status")
+
+
+def _posts(api: MockApi, path: str) -> int:
+    return sum(1 for m, p, _ in api.calls if (m, p) == ("POST", path))
+
+
+def test_double_click_on_save_preset_saves_once(page):
+    """A double click on "Save preset" sends one request: saved, not "you already have a preset"."""
+    api = MockApi(hold={"POST /presets": 1})
+    mock_login(page, api)
+    finished_job(page, api)
+    page.fill("#preset-name", "Warm master")
+    page.dblclick("#save-preset button[type=submit]")
+    page.wait_for_timeout(300)
+    assert _posts(api, "/presets") == 1
+    assert page.is_disabled("#save-preset button[type=submit]")
+    api.release()
+    page.wait_for_selector("#save-msg.ok")
+    assert page.inner_text("#save-msg") == "Saved as “Warm master”. Find it under Presets."
+    assert _posts(api, "/presets") == 1
+    assert page.is_enabled("#save-preset button[type=submit]")
+
+
+def _open_apply(page, api: MockApi, tmp_path, name: str = "take.wav") -> None:
+    api.presets["p1"] = {"id": "p1", "name": "Warm master", "created_at": "2026-11-28T01:00:00Z", "mode": "A"}
+    page.get_by_role("link", name="Presets").click()
+    page.get_by_role("button", name="Apply Warm master to a recording").click()
+    f = tmp_path / name
+    f.write_bytes(wav_bytes(2.0))
+    page.set_input_files("#apply-file", str(f))
+    page.wait_for_selector("[data-role=apply][data-state=done]")
+
+
+def test_double_click_on_apply_starts_one_job(page, tmp_path):
+    api = MockApi(hold={"POST /jobs": 1})
+    mock_login(page, api)
+    _open_apply(page, api, tmp_path)
+    page.dblclick("#apply-btn")
+    page.wait_for_timeout(300)
+    assert _posts(api, "/jobs") == 1
+    assert page.is_disabled("#apply-btn")
+    api.release()
+    page.wait_for_selector("#view-job:not([hidden])")
+    assert _posts(api, "/jobs") == 1
+
+
+def test_apply_drops_a_recording_the_service_refuses(page, tmp_path):
+    """A 3-channel file refused when the job is asked for: the Apply form says why on that file and
+    no longer shows it as uploaded, as the New-match form does."""
+    api = MockApi(reject_target="has 3 channels; mono or stereo audio is needed")
+    mock_login(page, api)
+    _open_apply(page, api, tmp_path, "three_ch.wav")
+    page.click("#apply-btn")
+    page.wait_for_selector("[data-role=apply][data-state=error]")
+    msg = page.inner_text("#apply-msg")
+    assert msg.startswith("three_ch.wav can't be used. That file has more than two channels."), msg
+    assert "uploaded" not in msg
+    assert "can't be used" in page.inner_text("#apply-error")
+    assert page.is_disabled("#apply-btn")

@@ -274,8 +274,9 @@ slots.reference = new UploadSlot($("fieldset[data-role=reference]"), "reference"
   () => slots.target && slots.target.key && "target");
 slots.target = new UploadSlot($("fieldset[data-role=target]"), "target", "Target", updateStart,
   () => slots.reference && slots.reference.key && "reference");
+let applying = false;
 slots.apply = new UploadSlot($("#apply-form"), "apply", "Recording", () => {
-  $("#apply-btn").disabled = !slots.apply.key || slots.apply.busy;
+  $("#apply-btn").disabled = !slots.apply.key || slots.apply.busy || applying;
 });
 updateStart();
 
@@ -495,6 +496,14 @@ $("#opts").addEventListener("input", (e) => {
   }
 });
 
+/** The service looked inside an uploaded file at POST /jobs and can't use it: say which, drop just that one. */
+function refuseUpload(slot, ex) {
+  const name = slot.kept ? slot.kept.name : "file";
+  const why = ex.code === "NOT_FOUND" ? "It's no longer on the server. Upload it again."
+    : uploadMessage({ ...ex, message: ex.detail.reason || ex.message });
+  slot.fail(`${name} can't be used. ${why}`);
+}
+
 newForm.addEventListener("submit", async (e) => {
   e.preventDefault();
   const err = $("#new-error");
@@ -519,11 +528,7 @@ newForm.addEventListener("submit", async (e) => {
       const field = ex.detail && typeof ex.detail === "object" ? ex.detail.field : null;
       const slot = { ref_key: slots.reference, tgt_key: slots.target }[field];
       if (slot && (ex.code === "INVALID_INPUT" || ex.code === "NOT_FOUND")) {
-        // The service looked inside the file and can't use it: say which, drop just that one.
-        const name = slot.kept ? slot.kept.name : "file";
-        const why = ex.code === "NOT_FOUND" ? "It's no longer on the server. Upload it again."
-          : uploadMessage({ ...ex, message: ex.detail.reason || ex.message });
-        slot.fail(`${name} can't be used. ${why}`);
+        refuseUpload(slot, ex);
         showError(err, `Your ${slot.role} can't be used — see the message above it.`);
       } else {
         showError(err, generalMessage(ex));
@@ -808,12 +813,18 @@ async function showResult(job) {
   ).catch(() => {});
 }
 
+let savingPreset = false;
 $("#save-preset").addEventListener("submit", async (e) => {
   e.preventDefault();
+  if (savingPreset) return; // a double click would post twice: 201, then 409 "name taken"
   const name = $("#preset-name").value.trim();
   const msg = $("#save-msg");
   msg.className = "upmsg";
   if (!name) { msg.className = "upmsg err"; msg.textContent = "Give the preset a name."; $("#preset-name").focus(); return; }
+  const saveBtn = $("#save-preset button[type=submit]");
+  savingPreset = true;
+  saveBtn.disabled = true;
+  msg.textContent = "Saving…";
   try {
     await api.post("/presets", { name, job_id: currentJobId });
     msg.className = "upmsg ok";
@@ -823,6 +834,9 @@ $("#save-preset").addEventListener("submit", async (e) => {
     if (ex instanceof SessionExpired) return;
     msg.className = "upmsg err";
     msg.textContent = ex.code === "CONFLICT" ? `You already have a preset called “${name}”. Choose another name.` : generalMessage(ex);
+  } finally {
+    savingPreset = false;
+    saveBtn.disabled = false;
   }
 });
 
@@ -1056,13 +1070,29 @@ function openApply(p) {
 $("#apply-close").addEventListener("click", () => { $("#apply-box").hidden = true; });
 $("#apply-form").addEventListener("submit", async (e) => {
   e.preventDefault();
-  if (!applyPreset || !slots.apply.key) return;
+  if (!applyPreset || !slots.apply.key || slots.apply.busy || applying) return; // one job per press
   const err = $("#apply-error");
+  showError(err, "");
+  applying = true;
+  slots.apply.onChange();
   try {
     const r = await api.post("/jobs", { mode: modeOfPreset(applyPreset), tgt_key: slots.apply.key, preset_id: applyPreset.id || applyPreset.preset_id });
     $("#apply-box").hidden = true;
     location.hash = `#/jobs/${encodeURIComponent(r.job_id || r.id)}`;
-  } catch (ex) { if (!(ex instanceof SessionExpired)) showError(err, generalMessage(ex)); }
+  } catch (ex) {
+    if (!(ex instanceof SessionExpired)) {
+      const field = ex.detail && typeof ex.detail === "object" ? ex.detail.field : null;
+      if (field === "tgt_key" && (ex.code === "INVALID_INPUT" || ex.code === "NOT_FOUND")) {
+        refuseUpload(slots.apply, ex);
+        showError(err, "Your recording can't be used — see the message above.");
+      } else {
+        showError(err, generalMessage(ex));
+      }
+    }
+  } finally {
+    applying = false;
+    slots.apply.onChange();
+  }
 });
 
 // ---------- start ----------
