@@ -476,3 +476,49 @@ def test_apply_drops_a_recording_the_service_refuses(page, tmp_path):
     assert "uploaded" not in msg
     assert "can't be used" in page.inner_text("#apply-error")
     assert page.is_disabled("#apply-btn")
+
+
+NARROW = {"width": 375, "height": 760}
+
+
+def _overflow(page) -> list[str]:
+    """What sticks out past the right edge of the screen, or whose text overflows its box (visible
+    elements only; tables scroll in their own box)."""
+    return page.evaluate("""() => [...document.querySelectorAll('button, a, input, p, li, h1, h2, span, div')]
+        .filter(e => e.offsetParent !== null && !e.closest('.tablewrap, .visually-hidden'))
+        .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5
+                     || (e.tagName !== 'INPUT' && e.scrollWidth > e.clientWidth + 1))
+        .map(e => e.outerHTML.slice(0, 60))""")
+
+
+def test_long_names_without_spaces_fit_a_phone(page, tmp_path):
+    """At 375 px a 120-character preset name and file name wrap: Rename/Delete stay on screen and
+    nothing scrolls sideways."""
+    long = "Warm_master_for_the_album_" + "x" * 94
+    api = MockApi()
+    api.jobs["job1"] = {"job_id": "job1", "mode": "A", "status": "COMPLETED", "polls": 0,
+                        "created_at": "2026-11-28T01:00:00Z", "tgt_key": "u1/audio/raw/1.wav"}
+    page.set_viewport_size(NARROW)
+    mock_login(page, api)
+    f = tmp_path / (long[:100] + ".wav")
+    f.write_bytes(wav_bytes(1.0))
+    page.set_input_files("#tgt-file", str(f))
+    page.wait_for_selector("[data-role=target][data-state=done]")
+    assert _overflow(page) == []
+    page.goto(BASE + "/#/jobs/job1")
+    page.wait_for_selector("#view-job[data-status=COMPLETED]")
+    assert long[:100] in page.inner_text("#job-sub")
+    assert _overflow(page) == []
+    api.presets["p1"] = {"id": "p1", "name": long, "created_at": "2026-11-28T01:00:00Z", "mode": "A"}
+    page.get_by_role("link", name="Presets").click()
+    item = page.locator("#presets-list li[data-preset-id=p1]")
+    item.wait_for()
+    for b in ("Rename", "Delete"):
+        box = item.get_by_role("button", name=f"{b} {long}").bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= NARROW["width"], (b, box)
+    assert _overflow(page) == []
+    item.get_by_role("button", name=f"Apply {long} to a recording").click()
+    assert _overflow(page) == []
+    item.get_by_role("button", name=f"Delete {long}").click()
+    assert _overflow(page) == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= NARROW["width"]
