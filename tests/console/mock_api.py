@@ -83,6 +83,7 @@ class MockApi:
 
     viz: dict = field(default_factory=lambda: synthetic_viz(180.0, 300))
     fail_job: bool = False
+    fail_error: str = "tgt_key: the audio is silent"  # the failed job's error
     job_warnings: list[str] = field(default_factory=list)
     polls_to_finish: int = 3
     expire_after_login: bool = False
@@ -214,7 +215,7 @@ class MockApi:
             if k <= self.polls_to_finish:
                 j.update(status=states[min(k - 1, 2)], progress=int(100 * (k - 1) / self.polls_to_finish))
             elif self.fail_job:
-                j.update(status="FAILED", last_step="AnalyzeTarget", error="tgt_key: the audio is silent")
+                j.update(status="FAILED", last_step="AnalyzeTarget", error=self.fail_error)
             else:
                 j.update(status="COMPLETED", progress=100, download_url=f"{BASE}/mock-get/out",
                          warnings=list(self.job_warnings),

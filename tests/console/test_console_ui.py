@@ -522,3 +522,28 @@ def test_long_names_without_spaces_fit_a_phone(page, tmp_path):
     item.get_by_role("button", name=f"Delete {long}").click()
     assert _overflow(page) == []
     assert page.evaluate("document.documentElement.scrollWidth") <= NARROW["width"]
+
+
+def test_a_truncated_wav_is_explained_in_the_services_words(page, tmp_path):
+    """The service says how much of a cut-short WAV is missing: that is shown, not "isn't audio"."""
+    api = MockApi(reject_target="is truncated: its header promises 8.00 s of audio, the file holds 4.00 s "
+                                "(an interrupted copy or download?)")
+    mock_login(page, api)
+    _both_uploaded(page, tmp_path)
+    page.click("#start-btn")
+    page.wait_for_selector("[data-role=target][data-state=error]")
+    assert page.inner_text("#tgt-msg") == (
+        "mix.wav can't be used. That file is truncated: its header promises 8.00 s of audio, the file holds "
+        "4.00 s (an interrupted copy or download?). Copy or export it again, then choose it again.")
+
+
+def test_a_job_stopped_by_a_truncated_file_says_so(page):
+    why = "is truncated: its header promises 8.00 s of audio, the file holds 4.00 s"
+    api = MockApi(fail_job=True, polls_to_finish=1, fail_error=f"tgt_key: {why}")
+    mock_login(page, api)
+    api.jobs["job1"] = {"job_id": "job1", "mode": "A", "status": "PENDING", "progress": 0, "polls": 0}
+    page.goto(BASE + "/#/jobs/job1")
+    page.wait_for_selector("#view-job[data-status=FAILED]")
+    text = page.inner_text("#job-error")
+    assert "The target: is truncated: its header promises 8.00 s of audio, the file holds 4.00 s" in text
+    assert text.split("What to do:")[1].strip().startswith("One of the files is cut short."), text

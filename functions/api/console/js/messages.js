@@ -59,6 +59,11 @@ const looksLikeNotAudio = (s) => /not (an? )?audio|unsupported|unknown format|fo
 export function uploadMessage(err, { pct = null, other = null, limit = null } = {}) {
   const keep = other ? ` Your ${other} upload is kept.` : "";
   const raw = `${err.message || ""} ${detailText(err.detail)}`;
+  // A WAV/AIFF cut short: the service says how much is missing, which beats "isn't audio".
+  const cut = /\bis truncated: (.+)$/s.exec(err.message || "");
+  if (err.code === "INVALID_INPUT" && cut) {
+    return `That file is truncated: ${cut[1].trim().replace(/\.$/, "")}. Copy or export it again, then choose it again.${keep}`;
+  }
   if (err.code === "NOT_AUDIO" || (err.code === "INVALID_INPUT" && looksLikeNotAudio(raw))) {
     return `That file isn't audio we can read (${AUDIO_TYPES}). Export it from your audio editor in one of those formats and choose it again.${keep}`;
   }
@@ -153,7 +158,8 @@ export function jobFailureMessage(job) {
   else if (err) text = String(err).replace(/^(ref_key|tgt_key|reference|target)\b:?/, (m0, f) => `${fieldWords(f === "reference" ? "ref_key" : f === "target" ? "tgt_key" : f)}:`);
   text = plainReason(text);
   let hint = "Press “Try again”. If it fails again, try other files.";
-  if (looksLikeNotAudio(text)) hint = `Check that both files are audio we can read (${AUDIO_TYPES}), then start a new match.`;
+  if (/\bis truncated: /i.test(text)) hint = "One of the files is cut short. Copy or export it again, then start a new match.";
+  else if (looksLikeNotAudio(text)) hint = `Check that both files are audio we can read (${AUDIO_TYPES}), then start a new match.`;
   else if (/silen/i.test(text)) hint = "One of the files is silent or nearly so. Choose a file with music in it.";
   else if (/too short|shorter than/i.test(text)) hint = "One of the files is too short. Use at least a few seconds of audio.";
   else if (/NaN|Inf/i.test(text)) hint = "One of the files holds broken samples. Re-export it from your audio editor.";
