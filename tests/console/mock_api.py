@@ -73,6 +73,9 @@ OPTIONS = {
         "output_format": {"type": "string", "default": "wav24", "choices": ["wav16", "wav24", "flac"]},
         "exclude": {"type": "array", "default": [], "choices": ["eq", "stereo", "limiter"]},
         "segment_s": {"type": "number", "default": 60, "min": 10, "max": 600, "unit": "s"},
+        # as the service has it: a range, no choices (the console offers the common rates)
+        "output_sample_rate_hz": {"default": None, "unit": "Hz", "min": 8000, "max": 192000,
+                                  "note": "sample rate of the result; default: the target's"},
     }
 }
 
@@ -138,6 +141,10 @@ class MockApi:
             if f.suffix == ".js":
                 ctype = "text/javascript"
             return route.fulfill(status=200, content_type=ctype, body=f.read_bytes())
+        if path == "/auth/login" and len((body or {}).get("password") or "") > 1024:  # as pydantic words it
+            why = "String should have at most 1024 characters"
+            return self._err(route, 400, "INVALID_INPUT", f"password: {why}",
+                             {"field": "password", "reason": why})
         if path == "/auth/login":
             if body and body.get("password") == "right":
                 return self._json(route, {"access_token": "expired" if self.expire_after_login else "a1",
@@ -229,7 +236,9 @@ class MockApi:
                          params={"eq": [{"type": "high_shelf", "f_hz": 8000.0, "q": 0.71, "gain_db": 2.5},
                                         {"type": "peaking", "f_hz": 250.0, "q": 1.2, "gain_db": -1.8}],
                                  "stereo": {"width": 1.12}, "lufs": {"target_db": -10.0, "gain_db": 7.9},
-                                 "limiter": {"tp_db": -1.0, "lookahead_ms": 1.5, "release_ms": 60.0}})
+                                 "limiter": {"tp_db": -1.0, "lookahead_ms": 1.5, "release_ms": 60.0},
+                                 "notes": {"eq": "2 bands fitted", "stereo_width": "kept",
+                                           "lufs": "target = the reference's loudness"}})
             return self._json(route, {k: v for k, v in j.items() if k != "polls"})
         if path == "/presets" and method == "GET":
             return self._json(route, list(self.presets.values()))

@@ -547,3 +547,38 @@ def test_a_job_stopped_by_a_truncated_file_says_so(page):
     text = page.inner_text("#job-error")
     assert "The target: is truncated: its header promises 8.00 s of audio, the file holds 4.00 s" in text
     assert text.split("What to do:")[1].strip().startswith("One of the files is cut short."), text
+
+
+def test_sample_rate_hint_matches_its_choices(page):
+    """The output sample rate is a choice of common rates: its hint doesn't promise the service's
+    whole 8000-192000 Hz range."""
+    api = MockApi()
+    mock_login(page, api)
+    page.click("#opts-box summary")
+    page.wait_for_selector("#opt-output_sample_rate_hz")
+    hint = page.inner_text("#opt-output_sample_rate_hz-hint")
+    assert hint == "Sample rate of the result; default: the target's.", hint
+    values = page.eval_on_selector_all("#opt-output_sample_rate_hz option", "os => os.map(o => o.value)")
+    assert values == ["", "44100", "48000", "88200", "96000"]
+    assert "range -40 to -5 LUFS" in page.inner_text("#opt-target_lufs-hint")  # number fields keep theirs
+
+
+def test_too_long_password_is_said_in_words(page):
+    api = MockApi()
+    api.install(page)
+    page.goto(BASE + "/")
+    page.get_by_label("Email").fill("a@example.com")
+    page.get_by_label("Password").fill("p" * 2000)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_selector("#login-error:not([hidden])")
+    assert page.inner_text("#login-error") == "The password is too long (at most 1024 characters)."
+
+
+def test_notes_have_readable_labels(page):
+    api = MockApi()
+    mock_login(page, api)
+    finished_job(page, api)
+    text = page.inner_text("#params")
+    assert "EQ: 2 bands fitted" in text and "Loudness: target = the reference's loudness" in text, text
+    assert "Stereo width: kept" in text
+    assert "Eq:" not in text and "Lufs:" not in text

@@ -377,7 +377,8 @@ function optionField(o) {
   const hint = document.createElement("p");
   hint.className = "hint";
   hint.id = hintId;
-  hint.textContent = [o.description, rangeText(o)].filter(Boolean).join(" · ");
+  // a select offers its choices: a numeric range in the hint would promise values it doesn't have
+  hint.textContent = [o.description, rangeText(o.choices ? { ...o, min: null, max: null } : o)].filter(Boolean).join(" · ");
   const isList = /array|list/.test(o.type) || Array.isArray(o.default);
   if (isList && o.choices) {
     const fs = document.createElement("fieldset");

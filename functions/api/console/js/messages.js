@@ -16,8 +16,18 @@ const FIELD_WORDS = {
   ext: "The file type", content_type: "The file type", name: "The name", mode: "The mode",
   "opts.target_lufs": "Target loudness", "opts.ceiling_dbtp": "True-peak ceiling", "opts.intensity": "Intensity",
   "opts.output_format": "Output format", "opts.output_sample_rate_hz": "Output sample rate",
-  "opts.exclude": "Leave out", "opts.segment_s": "Segment length",
+  "opts.exclude": "Leave out", "opts.segment_s": "Segment length", email: "The email address", password: "The password",
 };
+/** pydantic's sentences about a field ("String should have at most 1024 characters") in words. */
+function reasonWords(reason) {
+  const r = String(reason || "").trim();
+  let m = /^String should have at most (\d+) characters?$/i.exec(r);
+  if (m) return `is too long (at most ${m[1]} characters)`;
+  m = /^String should have at least (\d+) characters?$/i.exec(r);
+  if (m) return `is too short (at least ${m[1]} characters)`;
+  if (/^Field required$/i.test(r)) return "is missing";
+  return null;
+}
 export function fieldWords(field) {
   if (!field) return "";
   return FIELD_WORDS[field] || (String(field).startsWith("opts.") ? String(field).slice(5).replace(/_/g, " ") : String(field).replace(/_/g, " "));
@@ -32,7 +42,8 @@ function inWords(err) {
   if (!field && m) { field = m[1]; reason = m[2]; }
   if (!reason) reason = m ? m[2] : err.message;
   if (!field || field === "body" && !reason) return reason || "";
-  return `${fieldWords(field)}: ${reason}`;
+  const said = reasonWords(reason);
+  return said ? `${fieldWords(field)} ${said}` : `${fieldWords(field)}: ${reason}`;
 }
 
 function detailText(detail) {

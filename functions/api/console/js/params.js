@@ -6,6 +6,11 @@ const hz = (f) => (f >= 1000 ? `${+(f / 1000).toFixed(f >= 10000 ? 1 : 2)} kHz` 
 const num = (v, d = 1) => (typeof v === "number" && Number.isFinite(v) ? v.toFixed(d) : "—");
 const signed = (v, d = 1) => (typeof v === "number" ? `${v > 0 ? "+" : ""}${v.toFixed(d)}` : "—");
 
+// the notes are keyed by the processors' names
+const NOTE_WORDS = { eq: "EQ", lufs: "Loudness", limiter: "Limiter", stereo: "Stereo width", compressor: "Compressor",
+  reverb: "Reverb", pitch: "Pitch", reference: "Reference" };
+const noteLabel = (k) => NOTE_WORDS[k] || `${k[0].toUpperCase()}${k.slice(1).replace(/_/g, " ")}`;
+
 /** [{title, lines[]}] for a style_params object (missing block = off). */
 export function describeParams(p) {
   if (!p || typeof p !== "object") return [];
@@ -46,7 +51,7 @@ export function describeParams(p) {
     out.push({ title: "Limiter", lines: [`Ceiling ${num(l.tp_db)} dBTP, look-ahead ${num(l.lookahead_ms)} ms, release ${num(l.release_ms, 0)} ms`] });
   }
   if (p.notes && typeof p.notes === "object") {
-    const lines = Object.entries(p.notes).filter(([, v]) => v).map(([k, v]) => `${k[0].toUpperCase()}${k.slice(1)}: ${v}`);
+    const lines = Object.entries(p.notes).filter(([, v]) => v).map(([k, v]) => `${noteLabel(k)}: ${v}`);
     if (lines.length) out.push({ title: "Notes", lines });
   }
   return out;
