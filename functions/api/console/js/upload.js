@@ -115,8 +115,9 @@ export async function uploadAudio(api, file, { onProgress = () => {}, signal } =
     } catch (e) {
       // The service refused to join the parts (unknown upload, bad parts, another account's key):
       // resuming would only repeat that, so the next try signs afresh. A dropped connection, a
-      // server error, a cancel or an expired session keep the parts for "Resume upload".
-      if (e.stage === "complete" && e.code !== "NETWORK" && !(e.status >= 500) && e.status !== 401) forgetResume(file);
+      // server error, a rate limit, a cancel or an expired session keep the parts for "Resume upload".
+      const transient = e.code === "NETWORK" || e.code === "RATE_LIMITED" || e.status >= 500 || e.status === 401;
+      if (e.stage === "complete" && !transient) forgetResume(file);
       throw e;
     }
   } else {
