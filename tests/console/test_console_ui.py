@@ -75,13 +75,7 @@ def test_mode_and_changed_options_are_sent(page, tmp_path):
     """Only the options the user changed go to POST /jobs, with the mode chosen."""
     api = MockApi()
     mock_login(page, api)
-    ref, tgt = tmp_path / "ref.wav", tmp_path / "vocal.wav"
-    ref.write_bytes(wav_bytes(2.0))
-    tgt.write_bytes(wav_bytes(2.0, 300.0))
-    page.set_input_files("#ref-file", str(ref))
-    page.set_input_files("#tgt-file", str(tgt))
-    page.wait_for_selector("[data-role=target][data-state=done]")
-    page.wait_for_selector("[data-role=reference][data-state=done]")
+    _both_uploaded(page, tmp_path)
     page.get_by_label("B · Full style match").check()
     page.click("#opts-box summary")
     page.get_by_label("Intensity").fill("0.5")
