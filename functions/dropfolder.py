@@ -64,8 +64,7 @@ def _reject_batch_name(ctx: StepContext, key: str, user_id: str) -> dict:
         batch, "only letters, digits, '.', '_' and '-' are accepted in a batch folder's name; rename it"
     )
     err.detail["key"] = key
-    error_key = f"drop/{user_id}/{re.sub(r'[^A-Za-z0-9._-]', '_', batch)}.error.json"
-    _write(ctx, error_key.rsplit("/", 1)[0], error_key.rsplit("/", 1)[1], err.body())
+    _write(ctx, f"drop/{user_id}", f"{re.sub(r'[^A-Za-z0-9._-]', '_', batch)}.error.json", err.body())
     ctx.status.audit(user_id, "drop.rejected", folder, err.body())
     return {"action": "rejected", "folder": folder, **err.body()}
 

@@ -115,7 +115,7 @@ def get_json(ctx: StepContext, key: str) -> Any:
         raise StepFailed(f"intermediate result {key!r} is missing") from exc
 
 
-def output_format(opts: dict) -> str:
+def output_format(opts: dict | None) -> str:
     return str((opts or {}).get("output_format") or "wav24")
 
 
@@ -239,7 +239,7 @@ def _resolve_gain_like_match(ctx: StepContext, event: dict, params: dict, sample
     # in the job's own format: an integer file clips what goes over full scale (no limiter) before
     # the loudness is measured and corrected, as tonematch match's render does; float32 did not, and
     # the gain came out 0.6 dB apart
-    fmt = output_format(event.get("opts") or {})
+    fmt = output_format(event.get("opts"))
     out = _job_scratch(ctx, event) / f"gain-probe.{FORMAT_EXT.get(fmt, 'wav')}"
     src = fetch(ctx, event["tgt_key"], "target")
     try:
