@@ -5,6 +5,7 @@
                     [--preset-out F] [--report F] [--progress]
     tonematch analyze FILE [-o OUT.json]
     tonematch apply PRESET TARGET -o OUT [--format ...] [--target-lufs X] [--ceiling-dbtp X]
+                    [--sample-rate HZ] [--exclude LIST] [--report F]
     tonematch example-audio DIR [--duration S]
     tonematch serve | users | drop ...      (the service; see functions/cli.py)
 
@@ -143,7 +144,8 @@ def _build_parser() -> _Parser:
     ap.add_argument("--format", choices=("wav16", "wav24", "flac"))
     ap.add_argument("--target-lufs", type=float, help="override the preset's loudness target")
     ap.add_argument("--ceiling-dbtp", type=float, help="override the preset's true-peak ceiling")
-    ap.add_argument("--sample-rate", type=int)
+    ap.add_argument("--sample-rate", type=int, help="output sample rate in Hz (default: the target's)")
+    ap.add_argument("--exclude", help="comma-separated processors of the preset to leave out (eq,limiter,..)")
     ap.add_argument("--report", help="write the render report as JSON")
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--quiet", action="store_true")
@@ -254,10 +256,8 @@ def _print_summary(out: str, params: dict[str, Any], report: dict[str, Any], met
 def _cmd_apply(args: argparse.Namespace) -> int:
     from engine import input_warnings
     from engine.audio_io import input_levels, probe
-    from engine.invert import with_dc_high_pass
     from engine.options import validate_options
-    from engine.params import fit_eq_to_rate, validate_style_params
-    from engine.preset import load_preset, params_for_new_target
+    from engine.preset import load_preset, preset_params_for_target
     from engine.render import render_file, render_warnings
 
     fmt = _fmt_for(args.output, args.format)
@@ -265,27 +265,19 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     if Path(args.output).resolve() == Path(args.target).resolve():
         raise _CliError(args.output, "the output would overwrite the target")
     _check_side_outputs(args.report)
-    params = params_for_new_target(params)  # the gain re-solved, the old target's notes gone
-    # the same options, ranges and messages as tonematch match
-    checked = validate_options({"target_lufs": args.target_lufs, "ceiling_dbtp": args.ceiling_dbtp})
-    if args.target_lufs is not None:
-        params["lufs"] = {"target_db": checked["target_lufs"]}
-    if args.ceiling_dbtp is not None:
-        params["limiter"] = {**(params.get("limiter") or {}), "tp_db": checked["ceiling_dbtp"]}
-    mode = "B" if any(k in params for k in ("compressor", "reverb", "pitch")) else "A"
-    params = validate_style_params(params, mode=mode)
-    if args.sample_rate is not None:
-        validate_options({"output_sample_rate_hz": args.sample_rate})
+    exclude = [s.strip() for s in args.exclude.split(",") if s.strip()] if args.exclude else []
+    # the options are checked (as match's) before the target is read
+    validate_options({"target_lufs": args.target_lufs, "ceiling_dbtp": args.ceiling_dbtp, "exclude": exclude,
+                      "output_sample_rate_hz": args.sample_rate})
     rate = args.sample_rate or probe(args.target).sample_rate_hz
-    params, left_out = fit_eq_to_rate(params, rate)
-    if left_out:
-        print(f"tonematch: warning: eq bands {left_out}", file=sys.stderr)
     levels = input_levels(args.target)
-    for w in input_warnings(None, levels, target_name=str(args.target)):
+    # the gain re-solved, the old target's notes gone, the options and this target's rate and offset
+    params, notes = preset_params_for_target(
+        params, sample_rate_hz=rate, dc_offset_dbfs=levels["dc_offset_dbfs"],
+        sample_peak_dbfs=levels["sample_peak_dbfs"], target_lufs=args.target_lufs,
+        ceiling_dbtp=args.ceiling_dbtp, exclude=exclude)
+    for w in [*input_warnings(None, levels, target_name=str(args.target)), *notes]:
         print(f"tonematch: warning: {w}", file=sys.stderr)
-    params, dc_note = with_dc_high_pass(params, levels["dc_offset_dbfs"], levels["sample_peak_dbfs"])
-    if dc_note and "stays" in dc_note:
-        print(f"tonematch: warning: {dc_note}", file=sys.stderr)
     bar = _ProgressBar("applying", args.progress or sys.stderr.isatty())
     report = render_file(args.target, args.output, params, fmt=fmt, sample_rate_hz=args.sample_rate,
                          progress=bar)

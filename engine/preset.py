@@ -131,6 +131,67 @@ def params_for_new_target(style_params: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def check_preset_intensity(intensity: Any) -> None:
+    """ParamsError (``opts.intensity``) unless ``intensity`` is None or 1: a preset is applied as
+    saved, and a lighter correction is a new match at that intensity."""
+    if intensity is not None and float(intensity) != 1.0:
+        raise ParamsError(f"{float(intensity):g} is for matching: a preset is applied as saved; for a "
+                          "lighter correction match the reference again with this intensity",
+                          where="opts.intensity")
+
+
+def preset_params_for_target(style_params: dict[str, Any], *, sample_rate_hz: float,
+                              dc_offset_dbfs: float | None = None, sample_peak_dbfs: float | None = None,
+                              target_lufs: float | None = None, ceiling_dbtp: float | None = None,
+                              exclude: Any = (), intensity: float | None = None,
+                              mode: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """A preset's ``style_params`` as they apply to one target (``tonematch apply`` and a service job
+    with ``preset_id`` use this one rule). The options are the user's, ``None`` where not given:
+
+    - ``target_lufs`` (LUFS): the loudness target to solve the gain toward, a fixed-gain preset or not;
+    - ``ceiling_dbtp`` (dBTP): the limiter's ceiling, a limiter added if the preset had none; without
+      it the preset's own ceiling stays;
+    - ``exclude``: processors left out (their notes say so); with ``eq`` left out, no DC high-pass;
+    - ``intensity``: only 1 (a preset is applied as saved; a lighter correction is a new match).
+
+    Then, for this target at ``sample_rate_hz``: EQ bands the rate cannot carry are left out and a
+    DC offset that matters (``dc_offset_dbfs`` / ``sample_peak_dbfs``, see
+    :func:`engine.invert.dc_offset_matters`) gets the 10 Hz high-pass. ``mode`` (default: the
+    preset's) is what the params are validated for. Returns the params and the warnings to show the
+    user (bands left out, an offset that stays). Raises ParamsError naming ``opts.<name>``."""
+    from engine.invert import with_dc_high_pass
+    from engine.options import validate_options
+    from engine.params import fit_eq_to_rate
+
+    check_preset_intensity(intensity)
+    checked = validate_options({"target_lufs": target_lufs, "ceiling_dbtp": ceiling_dbtp,
+                                "exclude": list(exclude or ())})
+    params = params_for_new_target(style_params)
+    left_out = set(checked["exclude"])
+    if checked["target_lufs"] is not None:
+        params["lufs"] = {"target_db": checked["target_lufs"]}
+    if ceiling_dbtp is not None and "limiter" not in left_out:
+        params["limiter"] = {**(params.get("limiter") or {}), "tp_db": checked["ceiling_dbtp"]}
+    for name in checked["exclude"]:
+        if params.pop(name, None) is not None:
+            notes = params.get("notes") if isinstance(params.get("notes"), dict) else {}
+            notes[name] = _EXCLUDED_NOTES.get(name, "off: excluded by the options")
+            params["notes"] = notes
+    params = validate_style_params(params, mode=mode or _mode_of(params))
+    warnings: list[str] = []
+    params, rate_note = fit_eq_to_rate(params, sample_rate_hz)
+    if rate_note:
+        warnings.append(f"eq bands {rate_note}")
+    if "eq" not in left_out:
+        params, dc_note = with_dc_high_pass(params, dc_offset_dbfs, sample_peak_dbfs)
+        if dc_note and "stays" in dc_note:
+            warnings.append(dc_note)
+    return params, warnings
+
+
+_EXCLUDED_NOTES = {"limiter": "off: excluded by the options (true peaks are not controlled)"}
+
+
 def eq_to_equalizer_apo(style_params: dict[str, Any]) -> str:
     """The EQ as Equalizer APO configuration text (REW imports the same lines). A negative preamp
     equal to the EQ's largest boost keeps the EQ from clipping."""

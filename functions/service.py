@@ -266,6 +266,8 @@ def create_job(
             raise not_found("preset_id", str(preset_id))
         check_preset_applies(preset, mode)
     clean_opts = canonical_opts(opts)
+    if preset_id is not None:
+        clean_opts = preset_job_opts(opts, clean_opts)
     key = idempotency_key(mode, ref_key, tgt_key, clean_opts, preset_id)
     existing = ctx.status.find_active_job(key)
     if existing is not None:
@@ -292,6 +294,21 @@ def create_job(
         if ctx.launch is not None:
             ctx.launch(job_event(job))
     return job, created
+
+
+def preset_job_opts(opts: dict | None, clean_opts: dict) -> dict:
+    """A preset job's canonical options: the limiter keeps the preset's ceiling unless ``opts`` set
+    one (``ceiling_dbtp`` None), and ``intensity``, a matching option, must stay 1 (INVALID_INPUT)."""
+    from engine.errors import TonematchError
+    from engine.preset import check_preset_intensity
+
+    try:
+        check_preset_intensity(clean_opts.get("intensity"))
+    except TonematchError as exc:
+        raise invalid(exc.where or "opts.intensity", exc.message) from exc
+    if (opts or {}).get("ceiling_dbtp") is None:
+        return {**clean_opts, "ceiling_dbtp": None}
+    return clean_opts
 
 
 def check_preset_applies(preset: dict, mode: str) -> None:

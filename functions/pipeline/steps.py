@@ -169,25 +169,24 @@ def analyze_target(event: dict, ctx: StepContext) -> dict:
 
 def _preset_params(event: dict, ctx: StepContext, sample_rate_hz: int, target_features: dict | None = None
                    ) -> dict:
-    from engine.invert import with_dc_high_pass
-    from engine.params import fit_eq_to_rate, validate_style_params
-    from engine.preset import params_for_new_target
+    from engine.errors import TonematchError
+    from engine.preset import preset_params_for_target
 
     preset = ctx.status.get_preset(event["preset_id"], event["user_id"])
     if preset is None:
         raise StepFailed(f"preset {event['preset_id']} does not exist (deleted?)")
-    # the gain re-solved for this target; notes about the match the preset came from dropped
-    params = params_for_new_target(preset["style_params"])
     opts = event.get("opts") or {}
-    if opts.get("target_lufs") is not None:
-        params["lufs"] = {"target_db": float(opts["target_lufs"])}  # solved for, a fixed gain or not
-    if opts.get("ceiling_dbtp") is not None and "limiter" in params:
-        params["limiter"]["tp_db"] = float(opts["ceiling_dbtp"])
-    # EQ bands above what this target's rate carries are left out, and an offset target gets the DC
-    # high-pass a match would give it (both said in notes.eq)
-    params = fit_eq_to_rate(validate_style_params(params, mode=event["mode"]), sample_rate_hz)[0]
     tf = target_features or {}
-    return with_dc_high_pass(params, tf.get("dc_offset_dbfs"), tf.get("sample_peak_dbfs"))[0]
+    # the rule `tonematch apply` follows: the gain re-solved, the job's options, EQ bands this rate
+    # cannot carry left out and the DC high-pass an offset target needs (both said in notes.eq)
+    try:
+        return preset_params_for_target(
+            preset["style_params"], sample_rate_hz=sample_rate_hz, dc_offset_dbfs=tf.get("dc_offset_dbfs"),
+            sample_peak_dbfs=tf.get("sample_peak_dbfs"), target_lufs=opts.get("target_lufs"),
+            ceiling_dbtp=opts.get("ceiling_dbtp"), exclude=opts.get("exclude") or (),
+            intensity=opts.get("intensity"), mode=event["mode"])[0]
+    except TonematchError as exc:
+        raise StepFailed(f"preset {preset['name']!r}: {exc.where}: {exc.message}") from exc
 
 
 def invert(event: dict, ctx: StepContext) -> dict:

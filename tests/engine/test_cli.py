@@ -315,3 +315,22 @@ def test_one_path_for_two_side_outputs_is_refused_before_any_work(
                "--report", same, "--preset-out", same])
     _one_line_error(capsys, rc, same)
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_apply_leaves_out_what_exclude_names(tmp_path: Path, pair: dict[str, str],
+                                             capsys: pytest.CaptureFixture) -> None:
+    """`tonematch apply --exclude` (as in a match, and as a service job's opts.exclude)."""
+    preset = tmp_path / "p.json"
+    preset.write_text(json.dumps({"format": "tonematch-preset", "version": 1, "style_params": {
+        "eq": [{"type": "peaking", "f_hz": 1000.0, "q": 1.0, "gain_db": 6.0}],
+        "lufs": {"target_db": -14.0}, "limiter": {"tp_db": -1.0}}}))
+    report = tmp_path / "r.json"
+    assert main(["apply", str(preset), pair["target"], "-o", str(tmp_path / "o.wav"), "--quiet",
+                 "--exclude", "eq,limiter", "--report", str(report)]) == 0
+    params = json.loads(report.read_text())["style_params"]
+    assert "eq" not in params and "limiter" not in params
+    assert params["notes"]["limiter"].startswith("off: excluded by the options")
+    capsys.readouterr()
+    rc = main(["apply", str(preset), pair["target"], "-o", str(tmp_path / "o2.wav"), "--exclude", "loudness"])
+    _one_line_error(capsys, rc, "opts.exclude")
+    assert not (tmp_path / "o2.wav").exists()

@@ -108,3 +108,54 @@ def test_an_exported_fixed_gain_preset_keeps_its_gain() -> None:
     assert load_preset(export_preset({"lufs": {"gain_db": -6.0}}))["lufs"] == {"gain_db": -6.0}
     assert load_preset(export_preset({"lufs": {"target_db": -14.0, "gain_db": 2.0}}))["lufs"] == {
         "target_db": -14.0}
+
+
+def test_a_preset_keeps_its_own_ceiling_unless_the_user_sets_one() -> None:
+    """The options a preset is applied with: the service filled the default -1 dBTP ceiling into every
+    job, so a preset mastered to -2 dBTP was rendered to -1 through the API but to -2 by `tonematch
+    apply`. Both now call this one rule."""
+    from engine.preset import preset_params_for_target
+
+    preset = {**PARAMS, "limiter": {**PARAMS["limiter"], "tp_db": -2.0}}
+    params, warnings = preset_params_for_target(preset, sample_rate_hz=44100)
+    assert params["limiter"]["tp_db"] == -2.0 and warnings == []
+    assert params["lufs"] == {"target_db": -12.0}  # the gain is re-solved for the new target
+    params, _ = preset_params_for_target(preset, sample_rate_hz=44100, ceiling_dbtp=-3.0, target_lufs=-16.0)
+    assert params["limiter"]["tp_db"] == -3.0 and params["lufs"] == {"target_db": -16.0}
+    # a ceiling asked of a preset without a limiter adds one with the usual lookahead and release
+    bare = {k: v for k, v in PARAMS.items() if k != "limiter"}
+    params, _ = preset_params_for_target(bare, sample_rate_hz=44100, ceiling_dbtp=-1.5)
+    assert params["limiter"] == {"tp_db": -1.5, "lookahead_ms": 1.5, "release_ms": 100.0}
+    assert "limiter" not in preset_params_for_target(bare, sample_rate_hz=44100)[0]
+
+
+def test_a_preset_applied_with_processors_left_out() -> None:
+    from engine.preset import preset_params_for_target
+
+    params, _ = preset_params_for_target(PARAMS, sample_rate_hz=44100, exclude=["limiter", "stereo"],
+                                         ceiling_dbtp=-2.0)
+    assert "limiter" not in params and "stereo" not in params and params["eq"] == PARAMS["eq"]
+    assert params["notes"]["limiter"].startswith("off: excluded by the options")
+    assert params["notes"]["stereo"] == "off: excluded by the options"
+    # no EQ means no DC high-pass either (as in a match with the EQ left out)
+    params, _ = preset_params_for_target(PARAMS, sample_rate_hz=44100, exclude=["eq"], dc_offset_dbfs=-15.0,
+                                         sample_peak_dbfs=-1.0)
+    assert "eq" not in params
+    params, _ = preset_params_for_target(PARAMS, sample_rate_hz=44100, dc_offset_dbfs=-15.0,
+                                         sample_peak_dbfs=-1.0)
+    assert params["eq"][0]["f_hz"] == 10.0
+
+
+@pytest.mark.parametrize("kwargs, where", [
+    ({"intensity": 0.5}, "opts.intensity"),
+    ({"exclude": ["reverb", "loudness"]}, "opts.exclude"),
+    ({"ceiling_dbtp": 0.5}, "opts.ceiling_dbtp"),
+    ({"target_lufs": -80.0}, "opts.target_lufs"),
+])
+def test_preset_options_a_preset_cannot_take_name_the_option(kwargs: dict, where: str) -> None:
+    from engine.preset import preset_params_for_target
+
+    with pytest.raises(ParamsError) as err:
+        preset_params_for_target(PARAMS, sample_rate_hz=44100, **kwargs)
+    assert err.value.where == where
+    assert preset_params_for_target(PARAMS, sample_rate_hz=44100, intensity=1.0)[0]["eq"] == PARAMS["eq"]

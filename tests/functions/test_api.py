@@ -581,8 +581,19 @@ def test_a_preset_that_cannot_apply_is_refused_before_any_work(api, tmp_path):
     )
     assert "style_params.reverb.ir_key" in body["message"]
     assert ctx.status.query("SELECT count(*) AS n FROM jobs")[0]["n"] == 0 and launched == []
+    # intensity is a matching option: a preset is applied as saved
+    body = assert_error(
+        client.post("/jobs", json={"mode": "B", "tgt_key": tgt, "preset_id": pid, "opts": {"intensity": 0.5}},
+                    headers=h),
+        400,
+        "INVALID_INPUT",
+        "opts.intensity",
+    )
+    assert "applied as saved" in body["message"]
     r = client.post("/jobs", json={"mode": "B", "tgt_key": tgt, "preset_id": pid}, headers=h)
     assert r.status_code == 201, r.text
+    # the preset's own ceiling stays unless the job sets one
+    assert ctx.status.get_job(r.json()["job_id"])["opts"]["ceiling_dbtp"] is None
 
 
 def test_options_document(api):

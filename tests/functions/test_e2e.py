@@ -173,8 +173,15 @@ def test_api_job_gives_the_same_audio_as_tonematch_match(service, pair, cli_resu
         "skipped": True,
         "features_key": None,
     }
+    # a preset keeps its own ceiling (the job once filled in the default -1 dBTP, unlike tonematch apply)
+    low = {**view["params"], "limiter": {**view["params"]["limiter"], "tp_db": -3.0}}
+    p3 = client.post("/presets", json={"name": "low ceiling", "style_params": low}, headers=h)
+    r = client.post("/jobs", json={"mode": "A", "tgt_key": ref, "preset_id": p3.json()["id"]}, headers=h)
+    view3, _ = wait_done(client, h, r.json()["job_id"])
+    assert view3["status"] == "COMPLETED", view3
+    assert view3["params"]["limiter"]["tp_db"] == -3.0 and view3["metrics"]["tp_db"] <= -3.0
     listed = [j["job_id"] for j in client.get("/jobs", headers=h).json()["jobs"]]
-    assert listed == [view2["job_id"], job_id]
+    assert listed == [view3["job_id"], view2["job_id"], job_id]
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])  # database-independent; both databases run the main e2e

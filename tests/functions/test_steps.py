@@ -59,6 +59,22 @@ def test_a_fixed_gain_preset_keeps_its_gain():
     assert steps._preset_params(event, ctx, 44100)["lufs"] == {"gain_db": -6.0}
 
 
+def test_a_preset_job_keeps_the_presets_ceiling_and_honours_its_options():
+    """A preset job rendered at the preset's own ceiling only where the user set none (the job's
+    opts then carry ``ceiling_dbtp`` None), and ``exclude`` was silently ignored."""
+    two = {**PRESET, "limiter": {**PRESET["limiter"], "tp_db": -2.0}}
+    ctx = SimpleNamespace(status=SimpleNamespace(get_preset=lambda preset_id, user_id: {"style_params": two,
+                                                                                         "name": "two"}))
+    event = {"preset_id": "p1", "user_id": "u1", "mode": "A", "opts": {"ceiling_dbtp": None}}
+    assert steps._preset_params(event, ctx, 44100)["limiter"]["tp_db"] == -2.0
+    event["opts"] = {"ceiling_dbtp": -3.0, "exclude": ["eq"]}
+    params = steps._preset_params(event, ctx, 44100)
+    assert params["limiter"]["tp_db"] == -3.0 and "eq" not in params
+    event["opts"] = {"intensity": 0.5}
+    with pytest.raises(steps.StepFailed, match="opts.intensity"):
+        steps._preset_params(event, ctx, 44100)
+
+
 def test_job_warnings_say_what_tonematch_match_would_warn_about():
     clean = {"frames": 1000, "clipped_frames": 0, "artifacts_rate": 0.0}
     assert steps.job_warnings(clean, PRESET) == []
