@@ -601,8 +601,9 @@ def preset_view(ctx: StepContext, preset: dict) -> dict:
 
 OPTION_NOTES = {
     "target_lufs": "integrated loudness of the result; default: the reference's",
-    "ceiling_dbtp": "true-peak ceiling of the limiter",
-    "intensity": "how much of the matched correction to apply (0 = loudness only, 1 = full match)",
+    "ceiling_dbtp": "true-peak ceiling of the limiter; with a preset, default: the preset's",
+    "intensity": "how much of the matched correction to apply (0 = loudness only, 1 = full match); "
+    "not with a preset, which is applied as saved",
     "exclude": "processors to leave out",
     "output_format": "wav16 (TPDF dithered), wav24 or flac",
     "output_sample_rate_hz": "sample rate of the result; default: the target's",
