@@ -9,6 +9,7 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
@@ -61,6 +62,18 @@ class ApiStack(Stack):
             state_machine=state_machine,
             delete_objects=True,
         )
+        # Tokens are signed with one key for every instance of the function (without it each instance
+        # would make its own: a token from one refused by the next, users logged out at random).
+        self.jwt_secret = secretsmanager.Secret(
+            self,
+            "JwtSecret",
+            description="tonematch API: HMAC key of access/refresh tokens and signed URLs",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True
+            ),
+        )
+        self.jwt_secret.grant_read(self.function)
+        self.function.add_environment("TONEMATCH_JWT_SECRET_ARN", self.jwt_secret.secret_arn)
 
         self.api = apigw.HttpApi(
             self,

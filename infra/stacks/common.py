@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 SERVICE_NAME = "tonematch"
 METRICS_NAMESPACE = "Tonematch"
+#: ``TONEMATCH_DATA_DIR`` of every Lambda: /tmp is the only writable place there, and
+#: ``Settings.resolved()`` writes to the data dir (default ``./data``, i.e. the read-only /var/task)
+LAMBDA_DATA_DIR = "/tmp/tonematch"
 
 
 @functools.cache
@@ -57,6 +60,7 @@ def python_function(
         "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         "POWERTOOLS_LOG_LEVEL": "INFO",
         "TONEMATCH_STAGE": settings.stage,
+        "TONEMATCH_DATA_DIR": LAMBDA_DATA_DIR,
         **(environment or {}),
     }
     return lambda_.Function(

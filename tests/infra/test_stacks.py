@@ -206,3 +206,39 @@ def test_step_lambdas_read_and_write_only_the_data_bucket(synth):
         if any(a.startswith("s3:") for a in actions):
             text = json.dumps(resource)
             assert "tonematch-test-data-" in text, (name, actions, text)
+
+
+def test_every_tonematch_lambda_settles_its_settings_under_tmp_and_the_api_shares_one_jwt_key(synth):
+    """Settings.resolved() writes ``{data_dir}/jwt_secret`` when no JWT secret is configured; on Lambda
+    only /tmp is writable (the default ``./data`` is the read-only /var/task), so every function needs
+    a data dir there, and the API needs one signing key for all its instances (Secrets Manager)."""
+    from pathlib import Path
+
+    from functions.settings import Settings
+
+    checked = []
+    for name, fn in synth.resources("AWS::Lambda::Function").items():
+        props = fn["Properties"]
+        if not str(props.get("Handler", "")).startswith("functions."):
+            continue
+        env = (props.get("Environment") or {}).get("Variables") or {}
+        settings = Settings.from_env({k: v for k, v in env.items() if isinstance(v, str)})
+        data_dir = Path(settings.data_dir)
+        assert data_dir.is_absolute() and Path("/tmp") in data_dir.parents, (name, str(data_dir))
+        checked.append(props["Handler"])
+    assert {"functions.handlers.steps.handler", "functions.handlers.batch_result.handler"} <= set(checked)
+
+    (api,) = [
+        f
+        for f in synth.resources("AWS::Lambda::Function", "Api").values()
+        if f["Properties"]["Handler"] == "functions.handlers.api.handler"
+    ]
+    arn = api["Properties"]["Environment"]["Variables"].get("TONEMATCH_JWT_SECRET_ARN")
+    assert isinstance(arn, dict) and "Ref" in arn, arn
+    assert synth.template("Api")["Resources"][arn["Ref"]]["Type"] == "AWS::SecretsManager::Secret"
+    readers = [
+        actions
+        for _, actions, resource, _ in _statements(synth, "Api")
+        if resource == arn and "secretsmanager:GetSecretValue" in actions
+    ]
+    assert readers, "the API function may not read its JWT secret"
