@@ -84,6 +84,7 @@ def classify(exc: BaseException) -> int:
 
 def run_pipeline_step(env: dict[str, str]) -> dict:
     """Pipeline mode: run the named step handler with the event, store its return value."""
+    from functions.handlers._runtime import refresh_db_credentials
     from functions.pipeline.context import context_from_env
 
     event = _json_env("TONEMATCH_EVENT", env)
@@ -91,6 +92,8 @@ def run_pipeline_step(env: dict[str, str]) -> dict:
     result_key = _env("TONEMATCH_RESULT_KEY", env)
     module, _, name = handler_path.partition(":")
     step = getattr(importlib.import_module(module), name)
+    # RDS Proxy takes IAM authentication only (TONEMATCH_DB_IAM_AUTH=1): sign the token, as the Lambdas do
+    refresh_db_credentials()
     ctx = context_from_env()
     result = step(event, ctx)
     ctx.objects.put_bytes(result_key, json.dumps(result).encode(), "application/json")

@@ -20,7 +20,7 @@ from constructs import Construct
 from functions.pipeline.definition import PIPELINE, Pipeline
 from infra import assets
 from infra.config import Settings
-from infra.stacks.common import DataBucket, grant_objects, python_function
+from infra.stacks.common import LAMBDA_DATA_DIR, DataBucket, grant_objects, python_function
 from infra.stacks.database import DatabaseStack
 from infra.statemachine import BatchTarget, PipelineRenderer
 
@@ -239,7 +239,16 @@ class PipelineStack(Stack):
                 memory=Size.gibibytes(14),
                 gpu=1,
                 job_role=self.job_role,
-                environment={**env, "TONEMATCH_SCRATCH_DIR": "/tmp", "TONEMATCH_GPU": "auto"},
+                # ECS on EC2 sets no region (boto3 and the RDS token need one); the image's user may
+                # write only /tmp, where Settings.resolved() keeps its data dir
+                environment={
+                    **env,
+                    "AWS_REGION": self.region,
+                    "AWS_DEFAULT_REGION": self.region,
+                    "TONEMATCH_DATA_DIR": LAMBDA_DATA_DIR,
+                    "TONEMATCH_SCRATCH_DIR": "/tmp",
+                    "TONEMATCH_GPU": "auto",
+                },
                 logging=ecs.LogDriver.aws_logs(stream_prefix="render", log_group=render_logs),
             ),
             retry_attempts=4,

@@ -183,3 +183,42 @@ def test_fft_backend_routes_large_transforms_only():
         scipy.fft.rfft(np.ones(16))  # small: stays on the CPU
     assert backend.calls >= 2 and backend.fallbacks >= 1
     assert _diff_db(want, got) < -90
+
+
+def test_pipeline_mode_signs_the_rds_iam_token_before_connecting(monkeypatch):
+    """The job definition gives the container the Lambdas' database environment: a passwordless URL
+    of RDS Proxy, which takes IAM authentication only. The token must be in PGPASSWORD before the
+    status store connects, or every Batch render fails to reach the database."""
+    from functions.handlers import _runtime
+    from functions.pipeline import context as context_module
+
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "TONEMATCH_DB_IAM_AUTH": "1",
+        "TONEMATCH_DATABASE_URL": "postgresql://tonematch@proxy.example:5432/tonematch?sslmode=require",
+        "PGPASSWORD": "",  # registered, so teardown restores the real environment
+        "PGSSLMODE": "require",
+    }.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(_runtime, "_token_signed_at", 0.0)
+    seen = {}
+
+    class StopError(Exception):
+        pass
+
+    def context_from_env():
+        import os
+
+        seen["password"] = os.environ.get("PGPASSWORD")
+        raise StopError
+
+    monkeypatch.setattr(context_module, "context_from_env", context_from_env)
+    env = {
+        "TONEMATCH_EVENT": json.dumps({"job_id": "j", "user_id": "u", "item": {"idx": 0}}),
+        "TONEMATCH_RESULT_KEY": "u/work/j/batch-results/RenderSegment-0.json",
+    }
+    with pytest.raises(StopError):
+        entrypoint.run_pipeline_step(env)
+    assert seen["password"] and "proxy.example" in seen["password"]  # a signed rds-db token

@@ -242,3 +242,18 @@ def test_every_tonematch_lambda_settles_its_settings_under_tmp_and_the_api_share
         if resource == arn and "secretsmanager:GetSecretValue" in actions
     ]
     assert readers, "the API function may not read its JWT secret"
+
+
+def test_batch_render_container_gets_a_region_and_a_writable_data_dir(synth):
+    """ECS on EC2 (AWS Batch) puts no AWS_REGION in the container (boto3 and the RDS IAM token need
+    one), and the image runs as a user who may not write its working directory /app."""
+    from pathlib import Path
+
+    from functions.settings import Settings
+
+    (jd,) = synth.resources("AWS::Batch::JobDefinition", "Pipeline").values()
+    env = {e["Name"]: e["Value"] for e in jd["Properties"]["ContainerProperties"]["Environment"]}
+    assert env.get("AWS_REGION") == {"Ref": "AWS::Region"}
+    assert env["TONEMATCH_DB_IAM_AUTH"] == "1"
+    data_dir = Path(Settings.from_env({k: v for k, v in env.items() if isinstance(v, str)}).data_dir)
+    assert data_dir.is_absolute() and Path("/tmp") in data_dir.parents, str(data_dir)
