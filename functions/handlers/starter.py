@@ -7,12 +7,15 @@ Records are processed with Powertools' ``BatchProcessor``: a record whose handli
 message, a database or S3 fault) is reported as a batch item failure, so only it comes back, and after
 5 receives it lands on the drop folder's dead-letter queue: never lost, never blocking the others.
 Objects over ``max_upload_bytes`` are refused from the event's size alone, before anything is read.
+S3 URL-encodes the object key in its events (``my batch/`` arrives as ``my+batch/``, a literal ``+`` as
+``%2B``, other non-ASCII bytes as ``%XX``): :func:`object_of` decodes it, as Powertools' S3 event classes do.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -29,7 +32,7 @@ class MalformedDropEventError(ValueError):
 
 
 def object_of(body: str) -> tuple[str, int | None]:
-    """``(key, size_bytes)`` of the S3 object an EventBridge event names."""
+    """``(key, size_bytes)`` of the S3 object an EventBridge event names (the key URL-decoded)."""
     try:
         event = json.loads(body)
         obj = event["detail"]["object"]
@@ -39,7 +42,7 @@ def object_of(body: str) -> tuple[str, int | None]:
     if not isinstance(key, str) or not key:
         raise MalformedDropEventError(f"event names no object key: {body[:200]!r}")
     size = obj.get("size")
-    return key, int(size) if isinstance(size, int | float) else None
+    return unquote_plus(key), int(size) if isinstance(size, int | float) else None
 
 
 def _refuse_oversized(ctx: Any, key: str, size_bytes: int) -> dict:
@@ -57,12 +60,15 @@ def _refuse_oversized(ctx: Any, key: str, size_bytes: int) -> dict:
 
 @tracer.capture_method(capture_response=False)
 def record_handler(record: SQSRecord) -> dict:
-    from functions.dropfolder import handle_object_created
+    from functions.dropfolder import _valid_key, handle_object_created
 
     key, size_bytes = object_of(record.body)
     logger.append_keys(object_key=key, message_id=record.message_id)
     ctx = step_context()
-    if size_bytes is not None and size_bytes > ctx.settings.max_upload_bytes:
+    oversized = size_bytes is not None and size_bytes > ctx.settings.max_upload_bytes
+    # a folder the store refuses (``my batch/``) cannot hold an error.json: the drop folder answers
+    # it beside the folder, reading nothing
+    if oversized and _valid_key(f"{key.rsplit('/', 1)[0]}/error.json"):
         result = _refuse_oversized(ctx, key, size_bytes)
     else:
         result = handle_object_created(key, ctx)

@@ -3,12 +3,15 @@ keys start with the owner's id and S3 lifecycle rules only filter by key prefix 
 
 ``{user}/audio/raw/...`` → raw, ``{user}/audio/processed/...`` → processed, ``{user}/work/...`` → work,
 ``drop/...`` → drop; anything else (viz, presets, IRs) keeps no class and is never expired.
+The event's key is URL-encoded by S3 (``a b.wav`` arrives as ``a+b.wav``, ``a+b.wav`` as ``a%2Bb.wav``)
+and decoded here, or a dropped file with such a name would never be tagged, so never expire.
 """
 
 from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import unquote_plus
 
 from functions.handlers._runtime import logger
 from functions.handlers._tracing import tracer
@@ -44,7 +47,7 @@ def s3_client():
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: Any) -> dict:
     detail = event.get("detail") or {}
-    bucket, key = detail["bucket"]["name"], detail["object"]["key"]
+    bucket, key = detail["bucket"]["name"], unquote_plus(detail["object"]["key"])
     cls = object_class(key)
     if cls is None:
         return {"key": key, "class": None}

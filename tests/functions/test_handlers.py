@@ -180,3 +180,92 @@ print(json.dumps({"ok": ok["statusCode"], "body": json.loads(ok["body"]), "missi
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["ok"] == 200 and got["body"] == {"ok": True}
     assert got["missing"] == 404 and got["missing_body"]["code"] == "NOT_FOUND"
+
+
+def _s3_event_key(key: str) -> str:
+    """The key as S3 writes it into its events (URL-encoded, form style: space → '+', '/' kept)."""
+    from urllib.parse import quote_plus
+
+    return quote_plus(key, safe="/")
+
+
+def test_tagger_decodes_the_url_encoded_key_of_the_event(monkeypatch):
+    """S3 events URL-encode the key: a dropped 'My Song+1 é.wav' arrives as 'My+Song%2B1+%C3%A9.wav'.
+    Looked up as written it is not found, so the file was never tagged and never expired."""
+    from moto import mock_aws
+
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    with mock_aws():
+        import boto3
+
+        from tests.infra.moto_pipeline import FakeLambdaContext
+
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="tm-bucket")
+        monkeypatch.setattr(tagger, "_s3", None)
+        for key in ("drop/u1/b/My Song+1 é.wav", "drop/u1/b/50%.wav", "drop/u1/b/a#b.wav"):
+            s3.put_object(Bucket="tm-bucket", Key=key, Body=b"x")
+            event = {"detail": {"bucket": {"name": "tm-bucket"}, "object": {"key": _s3_event_key(key)}}}
+            out = tagger.handler(event, FakeLambdaContext("tagger"))
+            assert out == {"key": key, "class": "drop"}
+            tags = s3.get_object_tagging(Bucket="tm-bucket", Key=key)["TagSet"]
+            assert tags == [{"Key": "tonematch-class", "Value": "drop"}]
+
+
+def _sqs_records(*bodies: str) -> dict:
+    return {
+        "Records": [
+            {
+                "messageId": f"m{i}",
+                "receiptHandle": "r",
+                "body": body,
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:DropQueue",
+                "awsRegion": "us-east-1",
+            }
+            for i, body in enumerate(bodies)
+        ]
+    }
+
+
+def _created(key: str, size: int) -> str:
+    detail = {"bucket": {"name": "b"}, "object": {"key": _s3_event_key(key), "size": size}}
+    return json.dumps({"source": "aws.s3", "detail-type": "Object Created", "detail": detail})
+
+
+def test_starter_answers_odd_batch_names_as_the_local_drop_folder_does(ctx, monkeypatch):
+    """The starter gets the key URL-encoded ('Müller mix' as 'M%C3%BCller+mix'): decoded, the batch
+    is answered as the local watcher answers it (the same error file, the folder's real name), and an
+    oversized file in such a folder is answered too, instead of failing on an error.json the store
+    refuses to write (the record went round five times into the dead-letter queue)."""
+    from tests.infra.moto_pipeline import FakeLambdaContext
+
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    monkeypatch.setattr(starter, "step_context", lambda: ctx)
+    user = add_user(ctx)
+    assert starter.object_of(_created("drop/u/take 1+2 é/reference.wav", 5)) == (
+        "drop/u/take 1+2 é/reference.wav",
+        5,
+    )
+    too_big = ctx.settings.max_upload_bytes + 1
+    result = starter.handler(
+        _sqs_records(
+            _created(f"drop/{user['id']}/Müller mix/reference.wav", 1000),
+            _created(f"drop/{user['id']}/my batch/target.wav", too_big),
+        ),
+        FakeLambdaContext("starter"),
+    )
+    assert result == {"batchItemFailures": []}
+    err = json.loads(ctx.objects.get_bytes(f"drop/{user['id']}/M_ller_mix.error.json"))
+    assert err["code"] == "INVALID_INPUT" and err["detail"]["field"] == "Müller mix"
+    err = json.loads(ctx.objects.get_bytes(f"drop/{user['id']}/my_batch.error.json"))
+    assert err["detail"]["field"] == "my batch"
