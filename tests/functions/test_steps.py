@@ -71,7 +71,7 @@ def test_a_preset_job_keeps_the_presets_ceiling_and_honours_its_options():
     params = steps._preset_params(event, ctx, 44100)
     assert params["limiter"]["tp_db"] == -3.0 and "eq" not in params
     event["opts"] = {"intensity": 0.5}
-    with pytest.raises(steps.StepFailed, match="opts.intensity"):
+    with pytest.raises(steps.StepFailed, match=r"opts\.intensity"):
         steps._preset_params(event, ctx, 44100)
 
 
