@@ -138,6 +138,36 @@ def _spread_db(env: np.ndarray) -> float:
     return float(p95 - p10)
 
 
+#: a recording is noise when its spectrum fluctuates from frame to frame no more than a stationary
+#: random signal's: the median over ``NOISE_BAND_HZ`` of the features' per-point standard deviation
+#: (dB) of the STFT statistics reads 2.9 dB for white, pink, brown or band-limited noise alike (the
+#: spread of a dB-scaled chi-square does not depend on the colour) and 6.7-25 dB for music, with
+#: notes coming and going however compressed; a noise's level envelope, on the other hand, spans
+#: 0.3 dB (white) to 13 dB (brown), so the envelope alone cannot tell
+NOISE_SPECTRAL_STD_DB = 3.5
+NOISE_BAND_HZ = (100.0, 10000.0)
+
+
+def spectral_fluctuation_db(features: dict) -> float | None:
+    """Median (over ``NOISE_BAND_HZ``) of the standard deviation in dB of each STFT statistics point
+    across the frames (``stft.mag_db_std``), or None when the features lack it."""
+    f = np.asarray(_get(features, "stft", "freqs_hz") or [], dtype=np.float64)
+    sd = np.asarray(_get(features, "stft", "mag_db_std") or [], dtype=np.float64)
+    if f.size == 0 or f.size != sd.size:
+        return None
+    band = (f >= NOISE_BAND_HZ[0]) & (f <= NOISE_BAND_HZ[1]) & np.isfinite(sd)
+    return float(np.median(sd[band])) if band.any() else None
+
+
+def _noise_reason(features: dict) -> str | None:
+    """Why ``features`` read as stationary noise (see ``NOISE_SPECTRAL_STD_DB``), or None."""
+    fluct = spectral_fluctuation_db(features)
+    if fluct is None or fluct >= NOISE_SPECTRAL_STD_DB or _num(features.get("duration_s")) is None:
+        return None
+    return (f"stationary noise: its spectrum varies {fluct:.1f} dB from frame to frame, as random noise "
+            f"does (music and speech vary {NOISE_SPECTRAL_STD_DB:g} dB or more)")
+
+
 def _upper_spread_db(env: np.ndarray) -> float:
     """p95 - p50 of the envelope: where a compressor acts (reverb mostly fills the quiet part)."""
     p50, p95 = np.percentile(env, [50, 95])
@@ -353,6 +383,9 @@ def estimate_compressor(
             f"{LOCAL_WINDOW_S:.0f} s (peaks against their local level)"
         )
     for which, doc, e in (("reference", ref, env_r), ("target", tgt, raw_t[act_t])):
+        noise = _noise_reason(doc)
+        if noise:
+            return None, f"off: the {which} is {noise}, so there are no dynamics to match"
         blind_reason = str(_get(doc, "reverb", "blind", "reason") or "")
         if _spread_db(e) < STATIONARY_SPREAD_DB or STATIONARY_REASON in blind_reason:
             return None, (
@@ -459,6 +492,9 @@ def estimate_compressor(
 def _reverb_measures(features: dict) -> tuple[float | None, float | None, str]:
     """(RT60 s, DRR dB, source): the learned blind estimate where present, else the DSP one; where
     the learned estimator refused the audio (noise, silence), its reason is the source."""
+    noise = _noise_reason(features)
+    if noise:
+        return None, None, noise
     blind = _get(features, "reverb", "blind")
     if isinstance(blind, dict):
         if _num(blind.get("rt60_s")) is not None and _num(blind.get("drr_db")) is not None:

@@ -616,3 +616,27 @@ def test_reverb_decision_does_not_change_when_one_file_is_long():
     # a 5-minute dynamic reference beside a compressed target: off for the level range, as its excerpt
     short, long = reverb_note(dry, 30, squeezed, 30), reverb_note(dry, 300, squeezed, 30)
     assert "level range is wider" in short and "level range is wider" in long
+
+
+@pytest.mark.parametrize("colour", ["white", "pink", "brown"])
+def test_a_noise_reference_of_any_colour_turns_the_compressor_and_reverb_off(colour: str) -> None:
+    """Issue #5's "pure noise": white noise's flat envelope read as stationary, but pink noise's 50 ms
+    envelope spans 1.6 dB (over the 1 dB rule) and brown noise's 13 dB, so a pink-noise reference got
+    a 5:1 compressor and brown noise an RT60 of 10 s. The spectrum's frame-to-frame variation is
+    the same for noise of any colour (2.9 dB) and far larger for music (6.7-25 dB)."""
+    from engine.invert_mode_b import NOISE_SPECTRAL_STD_DB, spectral_fluctuation_db
+
+    rng = np.random.default_rng(3)
+    n = 12 * FS_E2E
+    tilt = {"white": 0.0, "pink": 0.5, "brown": 1.0}[colour]
+    f = np.fft.rfftfreq(n, 1 / FS_E2E)
+    f[0] = f[1]
+    noise = np.fft.irfft(np.fft.rfft(rng.standard_normal((n, 2)), axis=0) / f[:, None] ** tilt, n=n, axis=0)
+    noise = (0.3 * noise / np.max(np.abs(noise))).astype(np.float32)
+    ref = _features(noise)
+    tgt = _features(_dry(5, 12.0))
+    assert spectral_fluctuation_db(ref) < NOISE_SPECTRAL_STD_DB < spectral_fluctuation_db(tgt)
+    p = invert_mode_b(ref, tgt, PARAMS_A, {})
+    assert "compressor" not in p and "reverb" not in p
+    assert p["notes"]["compressor"].startswith("off: the reference is stationary noise"), p["notes"]
+    assert "stationary noise" in p["notes"]["reverb"], p["notes"]
