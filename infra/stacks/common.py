@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy, Size
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -47,6 +47,7 @@ def python_function(
     vpc: ec2.IVpc | None = None,
     security_groups: list[ec2.ISecurityGroup] | None = None,
     reserved_concurrency: int | None = None,
+    ephemeral_storage_mb: int | None = None,
 ) -> lambda_.Function:
     """A tonematch Lambda: shared code asset, Powertools settings, X-Ray, its own log group."""
     log_group = logs.LogGroup(
@@ -81,6 +82,7 @@ def python_function(
         security_groups=security_groups,
         vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS) if vpc else None,
         reserved_concurrent_executions=reserved_concurrency,
+        ephemeral_storage_size=Size.mebibytes(ephemeral_storage_mb) if ephemeral_storage_mb else None,
     )
 
 

@@ -28,6 +28,10 @@ from infra.statemachine import BatchTarget, PipelineRenderer
 EXIT_TRANSIENT = "3"
 EXIT_PERMANENT = "2"
 LAMBDA_MAX_TIMEOUT_S = 900
+#: /tmp of the step Lambdas (the most Lambda offers; the default is 512 MB). Steps download and write
+#: whole files there: Invert the target and its gain-probe render, Merge every segment as float32 plus
+#: the merged file, about four times a 16-bit upload of the largest size (Settings.max_upload_bytes).
+STEP_EPHEMERAL_STORAGE_MB = 10240
 
 
 class PipelineStack(Stack):
@@ -75,6 +79,7 @@ class PipelineStack(Stack):
                 timeout_s=min(task.timeout_s, LAMBDA_MAX_TIMEOUT_S),
                 vpc=vpc,
                 security_groups=[app_sg],
+                ephemeral_storage_mb=STEP_EPHEMERAL_STORAGE_MB,
             )
             fn.add_environment("TONEMATCH_SCRATCH_DIR", "/tmp")
             grant_objects(fn, bucket, read=True, write=True, delete=True, list_keys=True)

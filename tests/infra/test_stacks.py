@@ -257,3 +257,21 @@ def test_batch_render_container_gets_a_region_and_a_writable_data_dir(synth):
     assert env["TONEMATCH_DB_IAM_AUTH"] == "1"
     data_dir = Path(Settings.from_env({k: v for k, v in env.items() if isinstance(v, str)}).data_dir)
     assert data_dir.is_absolute() and Path("/tmp") in data_dir.parents, str(data_dir)
+
+
+def test_step_lambdas_have_scratch_space_for_the_largest_upload(synth):
+    """Steps put whole files in /tmp (Lambda's default is 512 MB): Invert the target plus its
+    gain-probe render, Merge every segment as float32 plus the merged file, some four times a 16-bit
+    target. A 60-minute 24-bit stereo file alone is 1 GB: 'No space left on device' failed the job."""
+    from functions.settings import MIB, Settings
+
+    needed_mb = 4 * Settings().max_upload_bytes // MIB
+    steps = [
+        f
+        for f in synth.resources("AWS::Lambda::Function", "Pipeline").values()
+        if f["Properties"]["Handler"] == "functions.handlers.steps.handler"
+    ]
+    assert len(steps) == len(PIPELINE.tasks())
+    for fn in steps:
+        size = (fn["Properties"].get("EphemeralStorage") or {}).get("Size", 512)
+        assert size >= needed_mb, (fn["Properties"]["Environment"]["Variables"]["TONEMATCH_STEP"], size)
