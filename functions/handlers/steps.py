@@ -5,14 +5,21 @@ event and the process's :class:`StepContext`. The step itself moves the job's st
 Errors propagate unchanged, so their class name becomes the Step Functions error name the definition's
 Retry (``TransientError``) and Catch rules match; a transient error is also counted in the
 ``StepTransientErrors`` metric (the "retried" alarm). ``Finalize`` publishes the job's quality metrics.
+
+A warm Lambda keeps /tmp from one invocation to the next, and steps leave files in the scratch dir
+(inputs cached by ``fetch`` under ``cache/``, the job's own folder): kept while the function works on
+one job (the segments of a job share the downloaded target), they are removed when a step of another
+job arrives, or every job a function ever saw would stay there until /tmp is full.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -29,6 +36,29 @@ def resolve(task: Task) -> Callable[[dict, Any], dict]:
     """The step function a task names (``"functions.pipeline.steps:invert"``)."""
     module, _, name = task.handler.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+_scratch_job: str | None = None
+
+
+def clear_other_jobs_scratch(scratch_dir: Path, job_id: str) -> list[str]:
+    """Remove what steps of other jobs left in ``scratch_dir`` (``cache/`` and job folders) when
+    ``job_id`` is not the job this process last worked on; returns the names removed."""
+    global _scratch_job
+    if _scratch_job == job_id:
+        return []
+    from functions.stores.status import is_uuid
+
+    scratch = Path(scratch_dir)
+    stale = [
+        entry.name
+        for entry in (scratch.iterdir() if scratch.is_dir() else ())
+        if entry.is_dir() and (entry.name == "cache" or (is_uuid(entry.name) and entry.name != job_id))
+    ]
+    for name in stale:
+        shutil.rmtree(scratch / name, ignore_errors=True)
+    _scratch_job = job_id
+    return stale
 
 
 def task_named(name: str) -> Task:
@@ -70,8 +100,11 @@ def run_step(step: str, event: dict) -> dict:
     tracer.put_annotation("step", task.name)
     metrics.add_dimension(name="step", value=task.name)
     started = time.perf_counter()
+    ctx = step_context()
+    if job_id:
+        clear_other_jobs_scratch(ctx.scratch_dir, job_id)
     try:
-        result = resolve(task)(event, step_context())
+        result = resolve(task)(event, ctx)
     except TransientError as exc:
         metrics.add_metric(name="StepTransientErrors", unit=MetricUnit.Count, value=1)
         logger.warning("transient error, the state machine retries", extra={"error": str(exc)})

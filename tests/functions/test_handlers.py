@@ -269,3 +269,35 @@ def test_starter_answers_odd_batch_names_as_the_local_drop_folder_does(ctx, monk
     assert err["code"] == "INVALID_INPUT" and err["detail"]["field"] == "Müller mix"
     err = json.loads(ctx.objects.get_bytes(f"drop/{user['id']}/my_batch.error.json"))
     assert err["detail"]["field"] == "my batch"
+
+
+def test_a_warm_step_lambda_drops_the_scratch_files_of_earlier_jobs(monkeypatch, tmp_path):
+    """Lambda keeps /tmp between invocations of a warm function: the targets fetch() cached and the
+    job folders of every earlier job piled up until the disk was full ('No space left on device').
+    Files of the job at hand stay (its segments share the downloaded target)."""
+    from types import SimpleNamespace
+
+    from functions.handlers import steps as steps_handler
+
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    ctx = SimpleNamespace(scratch_dir=tmp_path)
+    monkeypatch.setattr(steps_handler, "step_context", lambda: ctx)
+    monkeypatch.setattr(steps_handler, "_scratch_job", None, raising=False)
+    seen = []
+
+    def fake_step(event, ctx):
+        seen.append(sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()))
+        (tmp_path / "cache").mkdir(exist_ok=True)
+        (tmp_path / "cache" / f"{event['job_id'][:4]}.wav").write_bytes(b"x" * 10)
+        (tmp_path / event["job_id"]).mkdir(exist_ok=True)
+        (tmp_path / event["job_id"] / "seg.wav").write_bytes(b"x")
+        return {}
+
+    monkeypatch.setattr(steps_handler, "resolve", lambda task: fake_step)
+    (tmp_path / "tonematch").mkdir()
+    (tmp_path / "tonematch" / "jwt_secret").write_text("s")  # not a step's file: kept
+    one, two = str(uuid.uuid4()), str(uuid.uuid4())
+    for job_id in (one, one, two):
+        steps_handler.run_step("RenderSegment", {"job_id": job_id, "item_index": 0})
+    assert seen[1] == sorted([f"cache/{one[:4]}.wav", f"{one}/seg.wav", "tonematch/jwt_secret"])
+    assert seen[2] == ["tonematch/jwt_secret"]
