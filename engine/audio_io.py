@@ -281,9 +281,13 @@ def _quantize(block: np.ndarray, fmt: str, rng: np.random.Generator) -> np.ndarr
         return np.ascontiguousarray(block, dtype=np.float32)
     if fmt == "wav16":
         scale, lo, hi = 32768.0, -32768, 32767
-        # TPDF dither: the difference of two uniform variables, +-1 LSB peak.
+        # TPDF dither: the difference of two uniform variables, +-1 LSB peak. Both draws of a sample
+        # are consecutive in the generator's stream, so the dither of a frame depends on its place in
+        # the file, not on how the file is cut into blocks (a segmented job's merge writes other
+        # blocks than a whole-file render)
         x = np.multiply(block, np.float32(scale), dtype=np.float32)
-        x += (rng.random(block.shape, dtype=np.float32) - rng.random(block.shape, dtype=np.float32))
+        u = rng.random((*block.shape, 2), dtype=np.float32)
+        x += u[..., 0] - u[..., 1]
         np.rint(x, out=x)
         np.clip(x, lo, hi, out=x)
         return x.astype(np.int16)
