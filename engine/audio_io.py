@@ -84,7 +84,7 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
         detail = str(exc).split(":")[-1].strip() or "unknown error"
         raise AudioInputError(
             f"not a readable audio file or unsupported format ({detail}); "
-            "use WAV, FLAC, OGG or MP3", where=str(path)) from None
+            "use WAV, FLAC, AIFF, OGG (Vorbis or Opus) or MP3", where=str(path)) from None
     except OSError as exc:
         raise AudioInputError(f"cannot read file ({exc.strerror or exc})", where=str(path)) from None
 

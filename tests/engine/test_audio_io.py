@@ -168,6 +168,15 @@ def test_writer_replaces_only_on_success(tmp_path: Path) -> None:
     assert probe(out).frames == FS
 
 
+def test_unreadable_file_names_every_input_format_accepted(tmp_path: Path) -> None:
+    # the README's input list: a user told "use WAV, FLAC, OGG or MP3" would not know AIFF and Opus work
+    (tmp_path / "text.wav").write_text("this is not audio\n" * 100)
+    with pytest.raises(AudioInputError) as err:
+        probe(tmp_path / "text.wav")
+    for name in ("WAV", "FLAC", "AIFF", "Vorbis", "Opus", "MP3"):
+        assert name in str(err.value), name
+
+
 @pytest.mark.parametrize("fmt", ["OGG", "MP3"])
 def test_compressed_formats_read_when_libsndfile_can(tmp_path: Path, fmt: str) -> None:
     if fmt not in sf.available_formats():
