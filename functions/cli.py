@@ -64,14 +64,19 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the API, web console and local runner")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--workers", type=int, default=None, help="render processes (default: one per core)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=os.environ.get("TONEMATCH_WORKERS"),
+        help="render processes (default: TONEMATCH_WORKERS, else one per core)",
+    )
     s.add_argument(
         "--public-url",
-        default=None,
+        default=os.environ.get("TONEMATCH_PUBLIC_URL"),
         help="base URL clients reach this server at "
-        "(default http://HOST:PORT); signed local URLs point there",
+        "(default: TONEMATCH_PUBLIC_URL, else http://HOST:PORT); signed local URLs point there",
     )
     s.add_argument("--no-drop-watch", action="store_true", help="do not watch the drop folder")
     s.add_argument("--log-level", default="info")
@@ -116,6 +121,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _host_for_url(host: str) -> str:
+    """The host a client on this machine reaches a server bound to ``host`` at."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host
+
+
+def _serve_settings(args: argparse.Namespace) -> Settings:
+    """``tonematch serve``'s settings: ``--workers`` and ``--public-url`` (their defaults come from
+    ``TONEMATCH_WORKERS`` / ``TONEMATCH_PUBLIC_URL``), else one render process per core and
+    ``http://HOST:PORT``."""
+    return _settings(
+        args, workers=args.workers, public_url=args.public_url or f"http://{_host_for_url(args.host)}:{args.port}"
+    )
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -126,11 +145,8 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    host_for_url = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    settings = _settings(
-        args, workers=args.workers, public_url=args.public_url or f"http://{host_for_url}:{args.port}"
-    )
-    ctx = context_from_settings(settings)
+    host_for_url = _host_for_url(args.host)
+    ctx = context_from_settings(_serve_settings(args))
     app = create_app(ctx=ctx)
     watcher = None
     if not args.no_drop_watch:  # polls drop/ (local dir or bucket); on AWS S3 events do this

@@ -39,3 +39,23 @@ def test_drop_copies_the_pair_into_the_users_drop_folder(tmp_path, capsys):
     ]
     assert main(["drop", "nobody@example.com", str(ref), str(tgt), "--data-dir", data]) == 2
     assert "no user" in capsys.readouterr().err
+
+
+def test_serve_reads_workers_and_public_url_from_the_environment(tmp_path, monkeypatch):
+    # functions/settings.py documents TONEMATCH_WORKERS and TONEMATCH_PUBLIC_URL; `tonematch serve`
+    # overwrote both with its own defaults (None: one process per core; http://HOST:PORT)
+    from functions.cli import _parser, _serve_settings
+
+    monkeypatch.setenv("TONEMATCH_WORKERS", "1")
+    monkeypatch.setenv("TONEMATCH_PUBLIC_URL", "https://audio.example.com")
+    args = _parser().parse_args(["serve", "--data-dir", str(tmp_path / "data")])
+    s = _serve_settings(args)
+    assert (s.workers, s.public_url) == (1, "https://audio.example.com")
+    args = _parser().parse_args(["serve", "--workers", "3", "--public-url", "http://h:1",
+                                 "--data-dir", str(tmp_path / "data")])
+    assert (_serve_settings(args).workers, _serve_settings(args).public_url) == (3, "http://h:1")
+    monkeypatch.delenv("TONEMATCH_WORKERS")
+    monkeypatch.delenv("TONEMATCH_PUBLIC_URL")
+    args = _parser().parse_args(["serve", "--host", "0.0.0.0", "--port", "8123",
+                                 "--data-dir", str(tmp_path / "data")])
+    assert (_serve_settings(args).workers, _serve_settings(args).public_url) == (None, "http://127.0.0.1:8123")
