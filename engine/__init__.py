@@ -32,12 +32,18 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'engine' has no attribute {name!r}")
 
 
-def _check_features(features: dict[str, Any], path: str) -> None:
+def check_measurable(features: dict[str, Any], where: str) -> None:
+    """AudioInputError naming ``where`` when ``features`` hold no measurable loudness (digital
+    silence, sound under -70 LUFS, or nothing but a DC offset, which BS.1770 gives no loudness)."""
     from engine.errors import AudioInputError
-    if (features.get("loudness") or {}).get("integrated_lufs") is None:
-        raise AudioInputError("is silent or too quiet to measure (no 400 ms block above -70 LUFS); "
-                              "there is nothing to match",
-                              where=path)
+    if (features.get("loudness") or {}).get("integrated_lufs") is not None:
+        return
+    dc = features.get("dc_offset_dbfs")
+    if isinstance(dc, int | float) and dc > -60.0:
+        raise AudioInputError(f"holds no sound, only a constant DC offset ({dc:.1f} dBFS); there is nothing "
+                              "to match", where=where)
+    raise AudioInputError("is silent or too quiet to measure (no 400 ms block above -70 LUFS); "
+                          "there is nothing to match", where=where)
 
 
 def _analyze_pair(ref: str, tgt: str, analysis: dict[str, bool],
@@ -61,7 +67,7 @@ def _analyze_pair(ref: str, tgt: str, analysis: dict[str, bool],
 
     if usable_cores() < 2:
         ref_features = analyze_features(ref, **analysis, progress=tracker(0))
-        _check_features(ref_features, ref)
+        check_measurable(ref_features, ref)
         tgt_features = analyze_features(tgt, **analysis, progress=tracker(1))
     else:
         from concurrent.futures import ThreadPoolExecutor
@@ -70,9 +76,9 @@ def _analyze_pair(ref: str, tgt: str, analysis: dict[str, bool],
             ref_job = pool.submit(analyze_features, ref, **analysis, progress=tracker(0))
             tgt_job = pool.submit(analyze_features, tgt, **analysis, progress=tracker(1))
             ref_features = ref_job.result()
-            _check_features(ref_features, ref)
+            check_measurable(ref_features, ref)
             tgt_features = tgt_job.result()
-    _check_features(tgt_features, tgt)
+    check_measurable(tgt_features, tgt)
     return ref_features, tgt_features
 
 

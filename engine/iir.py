@@ -94,3 +94,18 @@ def sos_frequency_response(sos: np.ndarray, freqs_hz: np.ndarray, sample_rate_hz
     for b0, b1, b2, a0, a1, a2 in np.asarray(sos, dtype=np.float64):
         h *= (b0 + z1 * (b1 + z1 * b2)) / (a0 + z1 * (a1 + z1 * a2))
     return h
+
+
+def sos_steady_state_zi(sos: np.ndarray, x0: np.ndarray) -> np.ndarray:
+    """The ``(sections, channels, 2)`` state of the ``(sections, 6)`` cascade (a0 = 1) after a
+    constant input ``x0`` (one value per channel) forever: filtering from it, a signal starting at
+    ``x0`` has no start-up step (``scipy.signal.sosfilt_zi(sos) * x0``, for the transposed direct
+    form II that sosfilt runs)."""
+    level = np.asarray(x0, dtype=np.float64).reshape(-1)
+    zi = np.empty((len(sos), level.size, 2))
+    for s, (b0, b1, b2, _, a1, a2) in enumerate(np.asarray(sos, dtype=np.float64)):
+        y = level * (b0 + b1 + b2) / (1.0 + a1 + a2)  # the section's DC gain
+        zi[s, :, 1] = b2 * level - a2 * y
+        zi[s, :, 0] = b1 * level - a1 * y + zi[s, :, 1]
+        level = y
+    return zi

@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from engine.errors import TonematchError
-from engine.iir import sosfilt
+from engine.iir import sos_steady_state_zi, sosfilt
 
 #: BS.1770 offset: ``L = -0.691 + 10 log10(sum_c G_c z_c)``.
 LUFS_OFFSET_DB = -0.691
@@ -157,6 +157,10 @@ class LoudnessMeter:
         # above 48 kHz the high-pass poles crowd z = 1 and float64 keeps the error < 0.001 LU.
         # sosfilt copies its input into a C-ordered working array anyway: pass the transposed view
         xt = x.T if x.dtype == self._dtype else x.T.astype(self._dtype)
+        if self._frames_fed == 0:
+            # as if the first sample's value had always been there: a DC offset (which BS.1770's
+            # high-pass gives no loudness) would otherwise start with a step that reads as sound
+            self._zi = sos_steady_state_zi(self._sos, xt[:, 0]).astype(self._dtype)
         y, self._zi = sosfilt(self._sos32, xt, axis=1, zi=self._zi)
         sq = np.square(y[0], dtype=np.float32)
         for c in range(1, self.channels):

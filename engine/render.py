@@ -33,7 +33,7 @@ from engine.audio_io import AudioWriter, iter_blocks, probe
 from engine.chain import CHAIN_ORDER, POST_STAGES, ChainRunner, build_chain
 from engine.errors import AudioInputError, ParamsError
 from engine.features import FeatureAnalyzer
-from engine.iir import sosfilt
+from engine.iir import sos_steady_state_zi, sosfilt
 from engine.loudness import LoudnessMeter, gated_integrated_lufs, k_weighting_sos
 from engine.memory import PeriodicTrim, release_freed_memory
 from engine.params import with_note
@@ -186,6 +186,8 @@ class _CellModel:
     def feed(self, y: np.ndarray) -> None:
         if y.shape[0] == 0:
             return
+        if self.frames == 0:  # started as the output's meter starts (LoudnessMeter.feed)
+            self._zi = sos_steady_state_zi(self._sos, y[0]).astype(np.float32)
         self.frames += y.shape[0]
         kw, self._zi = sosfilt(self._sos, y.T, axis=1, zi=self._zi)  # sosfilt makes its own C copy
         e = np.square(kw[0], dtype=np.float32)

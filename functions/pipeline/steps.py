@@ -129,6 +129,7 @@ def _summary(feats: dict) -> dict:
 
 
 def _analyze(event: dict, ctx: StepContext, which: str, key_field: str, task: str) -> dict:
+    from engine import check_measurable
     from engine.features import analysis_options, analyze_features
 
     _enter(ctx, event, task)
@@ -140,14 +141,7 @@ def _analyze(event: dict, ctx: StepContext, which: str, key_field: str, task: st
         # the same per-mode choice as tonematch match: mode B needs F0 and the learned reverb estimate
         with naming_key(path, f"{which} {event[key_field]}"):
             feats = analyze_features(str(path), **analysis_options(event["mode"]))
-        if (feats.get("loudness") or {}).get("integrated_lufs") is None:
-            from engine.errors import AudioInputError
-
-            raise AudioInputError(
-                "is silent or too quiet to measure (no 400 ms block above -70 LUFS); "
-                "there is nothing to match",
-                where=f"{which} {event[key_field]}",
-            )
+        check_measurable(feats, f"{which} {event[key_field]}")
         put_json(ctx, out_key, feats)
     _leave(ctx, event, task)
     return {"features_key": out_key, **_summary(feats)}

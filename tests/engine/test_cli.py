@@ -96,7 +96,7 @@ def test_missing_input_is_one_line_and_leaves_no_output(tmp_path: Path, pair: di
     assert not out.exists() and os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("bad", ["six_channels", "silence", "short", "text"])
+@pytest.mark.parametrize("bad", ["six_channels", "silence", "dc_only", "short", "text"])
 def test_bad_inputs_name_the_file(tmp_path: Path, pair: dict[str, str], capsys: pytest.CaptureFixture,
                                   bad: str) -> None:
     src = tmp_path / f"{bad}.wav"
@@ -104,14 +104,21 @@ def test_bad_inputs_name_the_file(tmp_path: Path, pair: dict[str, str], capsys: 
         sf.write(src, np.zeros((44100 * 2, 6), np.float32), 44100)
     elif bad == "silence":
         sf.write(src, np.zeros((44100 * 2, 2), np.float32), 44100)
+    elif bad == "dc_only":
+        # a dead input with an offset: the meter's start-up step read as -33 LUFS of sound, and the
+        # "match" wrote a thump
+        hiss = 1e-6 * np.random.default_rng(0).standard_normal((44100 * 2, 2))
+        sf.write(src, (0.3 + hiss).astype(np.float32), 44100, subtype="FLOAT")
     elif bad == "short":
         sf.write(src, np.full((4410, 2), 0.1, np.float32), 44100)
     else:
         src.write_text("hello")
     out = tmp_path / "o.wav"
     rc = main(["match", pair["reference"], str(src), "-o", str(out)])
-    _one_line_error(capsys, rc, str(src))
+    err = _one_line_error(capsys, rc, str(src))
     assert not out.exists()
+    if bad == "dc_only":
+        assert "only a constant DC offset (-10.5 dBFS)" in err
 
 
 @pytest.mark.parametrize("args,where", [

@@ -146,3 +146,15 @@ def test_mono_input_and_bad_shapes() -> None:
         LoudnessMeter(48000, 3)
     with pytest.raises(TonematchError, match="expected"):
         LoudnessMeter(48000, 2).feed(np.zeros((10, 1), np.float32))
+
+
+def test_a_dc_offset_adds_no_loudness() -> None:
+    """BS.1770's high-pass gives DC no loudness; the filter's start from rest turned a file that
+    starts on an offset into a step, which read as sound (a constant 0.3 read -33 LUFS)."""
+    fs = 48000
+    t = np.arange(10 * fs) / fs
+    tone = 0.1 * np.sin(2 * np.pi * 1000 * t + 0.3)
+    plain = integrated_loudness_lufs(np.stack([tone, tone], 1), fs)
+    offset = integrated_loudness_lufs(np.stack([tone + 0.3, tone - 0.2], 1), fs)
+    assert offset == pytest.approx(plain, abs=0.001)
+    assert integrated_loudness_lufs(np.full((10 * fs, 2), 0.3), fs) is None
