@@ -130,6 +130,24 @@ def run_standalone(env: dict[str, str], s3: Any = None) -> dict:
     return {"idx": segment.get("idx"), "key": output_key, "report": report}
 
 
+def record_failure(env: dict[str, str], exc: BaseException) -> None:
+    """Pipeline mode: leave ``{errorType, errorMessage}`` at ``TONEMATCH_RESULT_KEY`` (best effort),
+    so the state machine's failure path reports the step's own error instead of Batch's "Essential
+    container in task exited" (a later successful attempt overwrites it with the result)."""
+    result_key = env.get("TONEMATCH_RESULT_KEY")
+    if not env.get("TONEMATCH_EVENT") or not result_key:
+        return
+    try:
+        from functions.settings import Settings
+        from functions.stores.objects import object_store_from_settings
+
+        objects = object_store_from_settings(Settings.from_env(env).resolved())
+        doc = {"errorType": type(exc).__name__, "errorMessage": str(exc)[:4000]}
+        objects.put_bytes(result_key, json.dumps(doc).encode(), "application/json")
+    except Exception:
+        log.exception("could not record the failure at %s", result_key)
+
+
 def main(env: dict[str, str] | None = None, s3: Any = None) -> int:
     """Run one render; returns the exit code (see the module docstring)."""
     from gpu_batch.gpu import gpu_if_available
@@ -147,6 +165,7 @@ def main(env: dict[str, str] | None = None, s3: Any = None) -> int:
                 result = run_standalone(env, s3=s3)
     except UsageError as exc:
         log.error("render refused: %s", exc)
+        record_failure(env, exc)
         return EXIT_PERMANENT
     except Exception as exc:
         code = classify(exc)
@@ -157,6 +176,7 @@ def main(env: dict[str, str] | None = None, s3: Any = None) -> int:
             type(exc).__name__,
             exc,
         )
+        record_failure(env, exc)
         return code
     log.info(
         "render done: mode=%s device=%s seconds=%.2f result=%s",

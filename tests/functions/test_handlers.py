@@ -301,3 +301,35 @@ def test_a_warm_step_lambda_drops_the_scratch_files_of_earlier_jobs(monkeypatch,
         steps_handler.run_step("RenderSegment", {"job_id": job_id, "item_index": 0})
     assert seen[1] == sorted([f"cache/{one[:4]}.wav", f"{one}/seg.wav", "tonematch/jwt_secret"])
     assert seen[2] == ["tonematch/jwt_secret"]
+
+
+def test_a_timed_out_batch_render_is_reported_with_batch_s_reason(monkeypatch):
+    """A Batch job killed at its timeout writes nothing: the error names the step, the item and what
+    Batch said (from the Catch's cause, the job description), not a bare States.TaskFailed."""
+    from functions.handlers import batch_result
+    from functions.pipeline.errors import StepFailed
+    from functions.stores.objects import ObjectNotFoundError
+
+    class Empty:
+        def get_bytes(self, key):
+            raise ObjectNotFoundError(key)
+
+    monkeypatch.setattr(batch_result, "_objects", Empty())
+    cause = {
+        "JobName": "tonematch-RenderSegment",
+        "Status": "FAILED",
+        "StatusReason": "Job attempt duration exceeded timeout",
+        "Container": {"ExitCode": 137, "Reason": "OutOfMemoryError: Container killed due to memory usage"},
+    }
+    event = {
+        "result_key": "u/work/j/batch-results/RenderSegment-3.json",
+        "step": "RenderSegment",
+        "item_index": 3,
+        "batch_error": {"Error": "States.TaskFailed", "Cause": json.dumps(cause)},
+    }
+    err = batch_result.batch_failure(event)
+    assert isinstance(err, StepFailed)
+    assert str(err) == (
+        "the Batch job of step RenderSegment (item 3) ended: Job attempt duration exceeded timeout, "
+        "exit code 137, OutOfMemoryError: Container killed due to memory usage"
+    )

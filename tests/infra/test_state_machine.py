@@ -220,14 +220,14 @@ def test_failing_segment_fails_job_with_error_and_dead_letter(cloud, monkeypatch
     assert desc["status"] == "FAILED"
     row = cloud.job(job["id"])
     assert row["status"] == "FAILED" and row["last_step"] == "RenderSegments"
-    assert "States.TaskFailed" in row["error"]
+    # the step's own error, as on the Lambda path (not States.TaskFailed + the Batch job description)
+    assert "ParamsError: segment[1]: segment 1 cannot be rendered (injected)" in row["error"]
+    assert "the Batch job of step RenderSegment (item 1) ended" in row["error"]
     assert 2 in [j["exit_code"] for j in cloud.hooks.batch_jobs]  # the permanent exit code; the Map stops
     (letter,) = _dead_letters(cloud)
     assert letter["job_id"] == job["id"] and letter["failed_step"] == "RenderSegments"
-    # AWS names the Map's error States.TaskFailed; moto 5.2's inline Map re-raises an item's
-    # "States." error as a States.Runtime error, whose cause still names States.TaskFailed.
-    assert letter["error"]["Error"] in ("States.TaskFailed", "States.Runtime")
-    assert "States.TaskFailed" in letter["error"]["Cause"]
+    assert letter["error"]["Error"] == "StepFailed"
+    assert "segment 1 cannot be rendered (injected)" in letter["error"]["Cause"]
 
 
 def test_resubmit_while_running_starts_nothing(cloud):
