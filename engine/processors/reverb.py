@@ -31,7 +31,7 @@ since the history spans the IR).
 ``ConvolutionReverb`` folds the dry/wet mix into the IR (``mix * ir`` plus ``1 - mix`` at lag 0), so
 ``(1 - mix) * dry + mix * wet`` comes out of the one convolution; the library IRs are
 energy-normalised, so ``mix`` is the wet share. ``tail_frames`` is how long the output rings after
-the input stops (renderers flush that).
+the input stops (renderers flush that): the IR with its pre-delay, 0 at ``mix`` 0.
 """
 
 from __future__ import annotations
@@ -381,7 +381,8 @@ class ConvolutionReverb:
         delay = round(pre_delay_ms * 1e-3 * self.sample_rate_hz)
         if delay:
             ir = np.concatenate([np.zeros((delay, ir.shape[1]), np.float32), ir])
-        self.tail_frames = ir.shape[0]
+        # at mix 0 nothing rings after the input (the dry signal passes as it is): no tail to flush
+        self.tail_frames = ir.shape[0] if mix > 0.0 else 0
         # the dry share rides in the IR at lag 0: (1 - mix) x + mix (x conv ir) = x conv ir_mixed
         self._conv = None
         if mix > 0.0:

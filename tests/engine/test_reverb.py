@@ -91,6 +91,21 @@ def test_mono_stream_and_zero_mix_is_bypass():
     json.dumps(st)
 
 
+def test_zero_mix_adds_no_silent_tail():
+    # a preset whose reverb mix is 0 (turned down by hand) rendered the dry signal followed by the IR's
+    # length of digital silence (3 s for a 2 s hall): nothing rings, so nothing is added
+    from engine.render import render
+
+    rev = ConvolutionReverb()
+    rev.reset(44100, 2, {"ir_key": "ir/hall_2.0s.wav", "mix": 0.0, "pre_delay_ms": 50})
+    assert rev.tail_frames == 0
+    x = (0.1 * np.random.default_rng(3).standard_normal((44100, 2))).astype(np.float32)
+    y, report = render(x, {"reverb": {"ir_key": "ir/hall_2.0s.wav", "mix": 0.0, "pre_delay_ms": 50}},
+                       sample_rate_hz=44100)
+    assert y.shape == x.shape and np.array_equal(y, x)
+    assert report["frames"] == x.shape[0]
+
+
 @pytest.mark.parametrize(
     ("params", "where"),
     [
