@@ -68,12 +68,10 @@ class _ProgressBar:
 
 def _fmt_for(out: str, fmt: str | None) -> str:
     ext = Path(out).suffix.lower()
+    if ext not in (".flac", ".wav", ".wave"):
+        raise _CliError(out, "output must end in .wav or .flac (--format then picks wav16 or wav24 for .wav)")
     if fmt is None:
-        if ext == ".flac":
-            return "flac"
-        if ext in (".wav", ".wave"):
-            return "wav24"
-        raise _CliError(out, "output must end in .wav or .flac (or give --format)")
+        return "flac" if ext == ".flac" else "wav24"
     if (fmt == "flac") != (ext == ".flac"):
         raise _CliError(out, f"--format {fmt} does not match the file extension {ext or '(none)'}")
     return fmt
@@ -225,7 +223,8 @@ def _print_summary(out: str, params: dict[str, Any], report: dict[str, Any], met
         lines.append(f"  width   {params['stereo']['width']:.2f}")
     lufs = params.get("lufs") or {}
     if lufs:
-        lines.append(f"  loudness target {lufs.get('target_db')} LUFS, gain {lufs.get('gain_db', 0):+.2f} dB")
+        target = "none (a fixed gain)" if lufs.get("target_db") is None else f"{lufs['target_db']} LUFS"
+        lines.append(f"  loudness target {target}, gain {lufs.get('gain_db', 0):+.2f} dB")
     notes = params.get("notes") or {}
     comp = params.get("compressor")
     if comp:

@@ -341,3 +341,23 @@ def test_apply_leaves_out_what_exclude_names(tmp_path: Path, pair: dict[str, str
     rc = main(["apply", str(preset), pair["target"], "-o", str(tmp_path / "o2.wav"), "--exclude", "loudness"])
     _one_line_error(capsys, rc, "opts.exclude")
     assert not (tmp_path / "o2.wav").exists()
+
+
+def test_an_output_without_extension_is_refused_with_what_works(
+        tmp_path: Path, pair: dict[str, str], capsys: pytest.CaptureFixture) -> None:
+    """'-o out' said '(or give --format)', and with --format it then failed on the missing extension."""
+    for extra in ([], ["--format", "wav16"]):
+        rc = main(["match", pair["reference"], pair["target"], "-o", str(tmp_path / "out"), *extra])
+        err = _one_line_error(capsys, rc, str(tmp_path / "out"))
+        assert "must end in .wav or .flac" in err and "or give --format" not in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_apply_summary_of_a_fixed_gain_preset(tmp_path: Path, pair: dict[str, str],
+                                              capsys: pytest.CaptureFixture) -> None:
+    fixed = tmp_path / "fixed.json"
+    fixed.write_text(json.dumps({"format": "tonematch-preset", "version": 1,
+                                 "style_params": {"lufs": {"gain_db": -6.0}}}))
+    assert main(["apply", str(fixed), pair["target"], "-o", str(tmp_path / "o.wav")]) == 0
+    out = capsys.readouterr().out
+    assert "loudness target none (a fixed gain), gain -6.00 dB" in out and "None" not in out
