@@ -64,7 +64,7 @@ def test_whole_flow(page, service, audio_files, tmp_path):
     page.set_input_files("#tgt-file", str(audio_files.not_audio))
     page.wait_for_selector("[data-role=target][data-state=error]")
     msg = page.inner_text("#tgt-msg")
-    assert "isn't audio we can read" in msg and "WAV, FLAC, OGG, MP3" in msg, msg
+    assert "isn't audio we can read" in msg and "WAV, FLAC, AIFF, OGG, Opus, MP3" in msg, msg
     assert "reference upload is kept" in msg
     assert "reference.wav uploaded" in page.inner_text("#ref-msg")
     assert page.is_disabled("#start-btn")

@@ -1,6 +1,6 @@
 // Turn API and browser errors into sentences a musician understands, each saying what to do next.
 
-export const AUDIO_TYPES = "WAV, FLAC, OGG, MP3";
+export const AUDIO_TYPES = "WAV, FLAC, AIFF, OGG, Opus, MP3";
 
 export function fmtBytes(n) {
   if (!Number.isFinite(n)) return "";
