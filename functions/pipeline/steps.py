@@ -257,16 +257,24 @@ def _resolve_gain_like_match(ctx: StepContext, event: dict, params: dict, sample
     return resolved
 
 
+#: most segments one job is cut into: the plan and the Map's results travel in the Step Functions
+#: execution state (256 KB at most; ~300 bytes a segment) and each Batch item adds ~15 history
+#: events (25,000 at most), so a 3-hour target asked for 10 s segments gets 45 s ones instead
+MAX_SEGMENTS = 240
+
+
 def plan_segments(event: dict, ctx: StepContext) -> dict:
-    """Split the target into segments (``opts.segment_s``, default 60 s) with pre-roll and
-    crossfades; creates the job_segments rows."""
+    """Split the target into segments (``opts.segment_s``, default 60 s, longer where the target
+    would need more than ``MAX_SEGMENTS``) with pre-roll and crossfades; creates the job_segments
+    rows."""
     from engine.segments import plan_segments as engine_plan
 
     _enter(ctx, event, "PlanSegments")
     opts = event.get("opts") or {}
     duration_s = float(event["target"]["duration_s"])
     params = get_json(ctx, event["params"]["params_key"])  # mode-B tails and pitch shape the plan
-    segments = engine_plan(duration_s, segment_s=float(opts.get("segment_s") or 60.0), style_params=params)
+    segment_s = max(float(opts.get("segment_s") or 60.0), duration_s / MAX_SEGMENTS)
+    segments = engine_plan(duration_s, segment_s=segment_s, style_params=params)
     segments = [{k: (round(v, 9) if isinstance(v, float) else v) for k, v in s.items()} for s in segments]
     ctx.status.init_segments(event["job_id"], len(segments))
     plan_key = put_json(ctx, f"{work_prefix(event)}/plan.json", segments)

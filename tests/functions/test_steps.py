@@ -161,3 +161,29 @@ def test_the_gain_is_solved_on_the_jobs_own_format_as_tonematch_match_solves_it(
     cli = render_file(src, tmp_path / "cli.wav", params, fmt="wav24")
     assert cli["clipped_frames"] > 0
     assert solved["lufs"]["gain_db"] == pytest.approx(cli["gain_db"], abs=1e-6)
+
+
+def test_a_very_long_target_is_cut_into_a_bounded_number_of_segments():
+    """A 3-hour target at segment_s 10 was planned as 1080 segments: the plan and the Map's results
+    (~300 bytes each) passed Step Functions' 256 KB state limit after every render had run."""
+    import json
+
+    stored: dict[str, bytes] = {"u1/work/j1/params.json": json.dumps(PRESET).encode()}
+    rows: list[int] = []
+    ctx = SimpleNamespace(
+        status=SimpleNamespace(advance_job=lambda *a, **k: None, init_segments=lambda job, n: rows.append(n)),
+        objects=SimpleNamespace(get_bytes=stored.__getitem__,
+                                put_bytes=lambda key, data, ctype: stored.__setitem__(key, data)),
+    )
+
+    def plan(duration_s: float) -> dict:
+        event = {"job_id": "j1", "user_id": "u1", "opts": {"segment_s": 10.0},
+                 "target": {"duration_s": duration_s}, "params": {"params_key": "u1/work/j1/params.json"}}
+        return steps.plan_segments(event, ctx)
+
+    out = plan(3 * 3600.0)
+    assert out["count"] <= steps.MAX_SEGMENTS and rows[-1] == out["count"]
+    assert len(json.dumps(out)) < 100_000
+    segs = out["segments"]
+    assert segs[0]["start_s"] == 0.0 and segs[-1]["stop_s"] == pytest.approx(3 * 3600.0)
+    assert plan(600.0)["count"] == 60  # the asked-for length wherever it fits
