@@ -97,7 +97,10 @@ class PipelineStack(Stack):
             memory_mb=256,
             timeout_s=30,
         )
-        grant_objects(self.result_loader, bucket, read=True, key_pattern="*/work/*/batch-results/*")
+        # listing lets S3 answer a result never written with NoSuchKey (without it: AccessDenied)
+        grant_objects(
+            self.result_loader, bucket, read=True, list_keys=True, key_pattern="*/work/*/batch-results/*"
+        )
 
         self._build_batch(settings, bucket, database, env, pipeline)
         renderer = PipelineRenderer(

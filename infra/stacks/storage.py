@@ -130,13 +130,18 @@ class StorageStack(Stack):
             memory_mb=256,
             timeout_s=30,
         )
-        # Tagging only: read the current tags (to keep them) and write the new set, nothing else.
+        # Tagging only: read the current tags (to keep them) and write the new set, nothing else;
+        # listing lets S3 answer an object deleted before its event arrives with NoSuchKey (the
+        # handler's "gone" branch) rather than AccessDenied
         self.data = DataBucket(name=data_bucket_name(settings.stage), key_arn=self.key.key_arn)
         self.tagger.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObjectTagging", "s3:PutObjectTagging"],
                 resources=[self.data.arn_for_objects("*")],
             )
+        )
+        self.tagger.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.data.arn])
         )
         events.Rule(
             self,

@@ -275,3 +275,17 @@ def test_step_lambdas_have_scratch_space_for_the_largest_upload(synth):
     for fn in steps:
         size = (fn["Properties"].get("EphemeralStorage") or {}).get("Size", 512)
         assert size >= needed_mb, (fn["Properties"]["Environment"]["Variables"]["TONEMATCH_STEP"], size)
+
+
+def test_every_role_that_reads_objects_may_list_the_bucket(synth):
+    """Without s3:ListBucket S3 answers a missing key with 403 AccessDenied instead of 404 NoSuchKey:
+    the tagger's "object gone" branch and the Batch result loader's "no result written" one would
+    raise and be retried instead."""
+    reads: dict[str, bool] = {}
+    for name, actions, _, _ in _statements(synth):
+        if {"s3:GetObject", "s3:GetObjectTagging"} & set(actions):
+            reads.setdefault(name, False)
+    for name, actions, _, _ in _statements(synth):
+        if "s3:ListBucket" in actions and name in reads:
+            reads[name] = True
+    assert reads and [name for name, lists in reads.items() if not lists] == []
