@@ -146,6 +146,8 @@ def _spread_db(env: np.ndarray) -> float:
 #: 0.3 dB (white) to 13 dB (brown), so the envelope alone cannot tell
 NOISE_SPECTRAL_STD_DB = 3.5
 NOISE_BAND_HZ = (100.0, 10000.0)
+#: STFT statistics points whose mean (dB) is at or under this hold no sound (the floor is -150)
+NOISE_LIVE_MIN_DB = -130.0
 
 
 def spectral_fluctuation_db(features: dict) -> float | None:
@@ -153,10 +155,14 @@ def spectral_fluctuation_db(features: dict) -> float | None:
     across the frames (``stft.mag_db_std``), or None when the features lack it."""
     f = np.asarray(_get(features, "stft", "freqs_hz") or [], dtype=np.float64)
     sd = np.asarray(_get(features, "stft", "mag_db_std") or [], dtype=np.float64)
-    if f.size == 0 or f.size != sd.size:
+    mean = np.asarray(_get(features, "stft", "mag_db_mean") or [], dtype=np.float64)
+    if f.size == 0 or not f.size == sd.size == mean.size:
         return None
-    band = (f >= NOISE_BAND_HZ[0]) & (f <= NOISE_BAND_HZ[1]) & np.isfinite(sd)
-    return float(np.median(sd[band])) if band.any() else None
+    band = (f >= NOISE_BAND_HZ[0]) & (f <= NOISE_BAND_HZ[1])
+    # the statistics are of the mid channel: points at its floor (nothing there, as in an anti-phase
+    # L = -R recording) say nothing about how the sound varies
+    live = band & np.isfinite(sd) & (mean > NOISE_LIVE_MIN_DB)
+    return float(np.median(sd[live])) if live.sum() >= 0.5 * band.sum() > 0 else None
 
 
 def _noise_reason(features: dict) -> str | None:
@@ -164,8 +170,8 @@ def _noise_reason(features: dict) -> str | None:
     fluct = spectral_fluctuation_db(features)
     if fluct is None or fluct >= NOISE_SPECTRAL_STD_DB or _num(features.get("duration_s")) is None:
         return None
-    return (f"stationary noise: its spectrum varies {fluct:.1f} dB from frame to frame, as random noise "
-            f"does (music and speech vary {NOISE_SPECTRAL_STD_DB:g} dB or more)")
+    return (f"stationary (noise or a steady tone): its spectrum varies {fluct:.1f} dB from frame to frame, "
+            f"as random noise does or less (music and speech vary {NOISE_SPECTRAL_STD_DB:g} dB or more)")
 
 
 def _upper_spread_db(env: np.ndarray) -> float:

@@ -638,5 +638,17 @@ def test_a_noise_reference_of_any_colour_turns_the_compressor_and_reverb_off(col
     assert spectral_fluctuation_db(ref) < NOISE_SPECTRAL_STD_DB < spectral_fluctuation_db(tgt)
     p = invert_mode_b(ref, tgt, PARAMS_A, {})
     assert "compressor" not in p and "reverb" not in p
-    assert p["notes"]["compressor"].startswith("off: the reference is stationary noise"), p["notes"]
-    assert "stationary noise" in p["notes"]["reverb"], p["notes"]
+    note = p["notes"]["compressor"]
+    assert note.startswith("off: the reference is stationary (noise or a steady tone)"), p["notes"]
+    assert "stationary (noise or a steady tone)" in p["notes"]["reverb"], p["notes"]
+
+
+def test_an_anti_phase_reference_is_not_taken_for_noise() -> None:
+    """The STFT statistics are of the mid channel: an L = -R recording's mid is empty, its points sit
+    at the floor with no variation at all, which is not the sound's (it is all in the side)."""
+    from engine.invert_mode_b import spectral_fluctuation_db
+
+    x = _dry(5, 8.0)
+    anti = np.stack([x[:, 0], -x[:, 0]], axis=1)
+    assert spectral_fluctuation_db(_features(anti)) is None
+    assert spectral_fluctuation_db(_features(x)) > 6.0
