@@ -31,7 +31,9 @@ def test_lifecycle_class_of_keys(key, cls):
     assert tagger.object_class(key) == cls
 
 
-def test_tagger_tags_and_keeps_existing_tags(monkeypatch):
+@pytest.fixture
+def tagger_s3(monkeypatch):
+    """A moto S3 with the bucket ``tm-bucket``, and the tagger's client reset to reach it."""
     from moto import mock_aws
 
     for k, v in {
@@ -46,19 +48,24 @@ def test_tagger_tags_and_keeps_existing_tags(monkeypatch):
 
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="tm-bucket")
-        s3.put_object(Bucket="tm-bucket", Key="u1/audio/raw/a.wav", Body=b"x", Tagging="owner=me")
         monkeypatch.setattr(tagger, "_s3", None)
-        event = {"detail": {"bucket": {"name": "tm-bucket"}, "object": {"key": "u1/audio/raw/a.wav"}}}
-        from tests.infra.moto_pipeline import FakeLambdaContext
+        yield s3
 
-        assert tagger.handler(event, FakeLambdaContext("tagger"))["class"] == "raw"
-        tags = {
-            t["Key"]: t["Value"]
-            for t in s3.get_object_tagging(Bucket="tm-bucket", Key="u1/audio/raw/a.wav")["TagSet"]
-        }
-        assert tags == {"owner": "me", "tonematch-class": "raw"}
-        gone = {"detail": {"bucket": {"name": "tm-bucket"}, "object": {"key": "u1/audio/raw/deleted.wav"}}}
-        assert tagger.handler(gone, FakeLambdaContext("tagger")).get("gone") is True
+
+def test_tagger_tags_and_keeps_existing_tags(tagger_s3):
+    s3 = tagger_s3
+    s3.put_object(Bucket="tm-bucket", Key="u1/audio/raw/a.wav", Body=b"x", Tagging="owner=me")
+    event = {"detail": {"bucket": {"name": "tm-bucket"}, "object": {"key": "u1/audio/raw/a.wav"}}}
+    from tests.infra.moto_pipeline import FakeLambdaContext
+
+    assert tagger.handler(event, FakeLambdaContext("tagger"))["class"] == "raw"
+    tags = {
+        t["Key"]: t["Value"]
+        for t in s3.get_object_tagging(Bucket="tm-bucket", Key="u1/audio/raw/a.wav")["TagSet"]
+    }
+    assert tags == {"owner": "me", "tonematch-class": "raw"}
+    gone = {"detail": {"bucket": {"name": "tm-bucket"}, "object": {"key": "u1/audio/raw/deleted.wav"}}}
+    assert tagger.handler(gone, FakeLambdaContext("tagger")).get("gone") is True
 
 
 class FakeRds:
@@ -189,33 +196,19 @@ def _s3_event_key(key: str) -> str:
     return quote_plus(key, safe="/")
 
 
-def test_tagger_decodes_the_url_encoded_key_of_the_event(monkeypatch):
+def test_tagger_decodes_the_url_encoded_key_of_the_event(tagger_s3):
     """S3 events URL-encode the key: a dropped 'My Song+1 é.wav' arrives as 'My+Song%2B1+%C3%A9.wav'.
     Looked up as written it is not found, so the file was never tagged and never expired."""
-    from moto import mock_aws
+    from tests.infra.moto_pipeline import FakeLambdaContext
 
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
-    with mock_aws():
-        import boto3
-
-        from tests.infra.moto_pipeline import FakeLambdaContext
-
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="tm-bucket")
-        monkeypatch.setattr(tagger, "_s3", None)
-        for key in ("drop/u1/b/My Song+1 é.wav", "drop/u1/b/50%.wav", "drop/u1/b/a#b.wav"):
-            s3.put_object(Bucket="tm-bucket", Key=key, Body=b"x")
-            event = {"detail": {"bucket": {"name": "tm-bucket"}, "object": {"key": _s3_event_key(key)}}}
-            out = tagger.handler(event, FakeLambdaContext("tagger"))
-            assert out == {"key": key, "class": "drop"}
-            tags = s3.get_object_tagging(Bucket="tm-bucket", Key=key)["TagSet"]
-            assert tags == [{"Key": "tonematch-class", "Value": "drop"}]
+    s3 = tagger_s3
+    for key in ("drop/u1/b/My Song+1 é.wav", "drop/u1/b/50%.wav", "drop/u1/b/a#b.wav"):
+        s3.put_object(Bucket="tm-bucket", Key=key, Body=b"x")
+        event = {"detail": {"bucket": {"name": "tm-bucket"}, "object": {"key": _s3_event_key(key)}}}
+        out = tagger.handler(event, FakeLambdaContext("tagger"))
+        assert out == {"key": key, "class": "drop"}
+        tags = s3.get_object_tagging(Bucket="tm-bucket", Key=key)["TagSet"]
+        assert tags == [{"Key": "tonematch-class", "Value": "drop"}]
 
 
 def _sqs_records(*bodies: str) -> dict:
