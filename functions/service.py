@@ -381,23 +381,22 @@ def retry_job(ctx: StepContext, user_id: str, job_id: str) -> dict:
         )
     _check_inputs_remain(ctx, job)
     try:
-        with ctx.status.transaction():
-            fresh = ctx.status.get_job(job_id, user_id)
-            if fresh is None or fresh["status"] != "FAILED":
-                raise ServiceError(
-                    "CONFLICT",
-                    f"job {job_id} is no longer FAILED",
-                    {"field": "status", "status": fresh and fresh["status"]},
-                )
-            ctx.status.update_job(
-                job_id, status="PENDING", error=None, attempts=int(job["attempts"] or 0) + 1
-            )
+        # one conditional UPDATE: a check and a write in a READ COMMITTED transaction let concurrent
+        # retries on PostgreSQL all see FAILED, all succeed and all launch the job
+        requeued = ctx.status.requeue_failed_job(job_id)
     except ConflictError as exc:
         raise ServiceError(
             "CONFLICT",
             "the same job (same inputs and options) is already queued or running",
             {"field": "idempotency_key"},
         ) from exc
+    if not requeued:
+        fresh = ctx.status.get_job(job_id, user_id)
+        raise ServiceError(
+            "CONFLICT",
+            f"job {job_id} is no longer FAILED",
+            {"field": "status", "status": fresh and fresh["status"]},
+        )
     ctx.status.audit(user_id, "job.retry", job_id, {"last_step": job["last_step"], "error": job["error"]})
     job = ctx.status.get_job(job_id)
     if ctx.launch is not None:

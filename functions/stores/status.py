@@ -368,6 +368,17 @@ class StatusStore:
         cols = ", ".join(f"{k} = ?" for k in fields)
         self.query(f"UPDATE jobs SET {cols} WHERE id = ?", (*fields.values(), job_id))
 
+    def requeue_failed_job(self, job_id: str) -> bool:
+        """Move a FAILED job back to PENDING (error cleared, one more attempt) in one statement;
+        False when it is not FAILED (any more): of concurrent retries exactly one wins. Raises
+        :class:`ConflictError` when the same job is already queued or running again."""
+        rows = self.query(
+            "UPDATE jobs SET status = 'PENDING', error = NULL, attempts = attempts + 1, updated_at = ?"
+            " WHERE id = ? AND status = 'FAILED' RETURNING id",
+            (now_iso(), job_id),
+        )
+        return bool(rows)
+
     def advance_job(self, job_id: str, status: str, progress: int, step: str | None = None) -> None:
         """Move a running job to ``status`` (and ``last_step`` to ``step``) and raise its progress
         (never lowers it, never touches a finished job)."""
