@@ -124,6 +124,7 @@ class LocalRunner:
         self.use_processes = use_processes
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._inflight: set[str] = set()
+        self._again: set[str] = set()  # submitted again while running: run once more after
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._pool: ProcessPoolExecutor | None = None
@@ -200,10 +201,13 @@ class LocalRunner:
 
     def submit(self, job: str | dict) -> None:
         """Queue a job (id, or an event dict with ``job_id``); a job already queued is not queued
-        twice. Usable as ``StepContext.launch``."""
+        twice. A job submitted while its run is ending (retried the moment it failed) is run once
+        more after that run, which picks it up if it is queued again. Usable as
+        ``StepContext.launch``."""
         job_id = job["job_id"] if isinstance(job, dict) else str(job)
         with self._lock:
             if job_id in self._inflight:
+                self._again.add(job_id)
                 return
             self._inflight.add(job_id)
         self._queue.put(job_id)
@@ -225,7 +229,12 @@ class LocalRunner:
                 log.exception("runner: job %s crashed", job_id)
             finally:
                 with self._lock:
-                    self._inflight.discard(job_id)
+                    if job_id in self._again and not self._abandon.is_set():
+                        self._again.discard(job_id)
+                        self._queue.put(job_id)  # still in flight: submit() keeps ignoring it
+                    else:
+                        self._again.discard(job_id)
+                        self._inflight.discard(job_id)
 
     # running one job
     def initial_state(self, job: dict) -> dict:

@@ -200,3 +200,40 @@ def test_render_processes_run_with_one_blas_thread(ctx, monkeypatch):
         assert pool.submit(os.getenv, "OPENBLAS_NUM_THREADS").result(timeout=60) == "1"
     finally:
         runner.stop()
+
+
+def test_a_job_retried_the_moment_it_fails_runs_again(ctx):
+    """A client that retries as soon as it reads FAILED reaches the runner while the job's thread is
+    still finishing the failure path (the dead letter is sent after FAILED is written): the retry
+    must run the job again, not leave it PENDING until the next restart."""
+    from functions import service
+
+    class SlowDeadLetters:
+        def __init__(self) -> None:
+            self.records: list[dict] = []
+
+        def send(self, record: dict) -> None:
+            time.sleep(0.5)  # an SQS round trip, a busy database
+            self.records.append(record)
+
+    ctx.dead_letters = SlowDeadLetters()
+    job = _job(ctx, boom=True)
+    for key in (job["ref_key"], job["tgt_key"]):
+        ctx.objects.put_bytes(key, b"audio")
+    runner = LocalRunner(ctx, pipeline=FAKE_PIPELINE, use_processes=False, sleep=lambda s: None)
+    ctx.launch = runner.submit
+    runner.start(resume=False)
+    try:
+        runner.submit(job["id"])
+        deadline = time.time() + 20
+        while ctx.status.get_job(job["id"])["status"] != "FAILED" and time.time() < deadline:
+            time.sleep(0.01)
+        assert service.retry_job(ctx, job["user_id"], job["id"])["status"] == "PENDING"
+        deadline = time.time() + 20
+        while len(ctx.dead_letters.records) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        row = ctx.status.get_job(job["id"])
+        assert row["status"] == "FAILED" and row["attempts"] == 1, row["status"]
+        assert len(ctx.dead_letters.records) == 2  # it ran (and failed) a second time
+    finally:
+        runner.stop()
