@@ -30,7 +30,8 @@ from typing import Any
 
 from engine.threads import single_blas_thread
 from functions.pipeline.context import StepContext, context_from_settings
-from functions.pipeline.definition import PIPELINE, Map, Parallel, Pipeline, Task
+from functions.pipeline.definition import DEFAULT_RETRY, PIPELINE, Map, Parallel, Pipeline, Task
+from functions.pipeline.errors import TransientError
 from functions.settings import Settings
 
 log = logging.getLogger("tonematch.runner")
@@ -258,7 +259,13 @@ class LocalRunner:
         try:
             for node in self.pipeline.nodes:
                 self._check_abandon()
-                self._run_node(node, state)
+                try:
+                    self._run_node(node, state)
+                except (StepError, _AbandonedError):
+                    raise
+                except Exception as exc:  # the runner's own work around a step: fail, never strand
+                    log.exception("runner: job %s: %s", job_id, node.name)
+                    raise StepError(node.name, type(exc).__name__, str(exc)) from exc
         except StepError as err:
             self._check_abandon()
             event = {**state, "error": {"Error": err.error, "Cause": err.message}, "failed_step": err.step}
@@ -288,7 +295,17 @@ class LocalRunner:
         if key is None:
             return
         state[key] = value
-        self.ctx.status.merge_job_state(state["job_id"], {key: value})
+        delays = DEFAULT_RETRY.delays_s()
+        for attempt in range(len(delays) + 1):
+            try:
+                self.ctx.status.merge_job_state(state["job_id"], {key: value})
+                return
+            except TransientError as exc:  # a dropped connection: retried as a step's would be
+                if attempt == len(delays):
+                    raise
+                log.warning("runner: saving %s: %s, retry in %.0f s", key, exc, delays[attempt])
+                self._check_abandon()
+                self.sleep(delays[attempt])
 
     def _run_node(self, node: Task | Parallel | Map, state: dict) -> None:
         if isinstance(node, Task):

@@ -237,3 +237,47 @@ def test_a_job_retried_the_moment_it_fails_runs_again(ctx):
         assert len(ctx.dead_letters.records) == 2  # it ran (and failed) a second time
     finally:
         runner.stop()
+
+
+def test_a_dropped_database_connection_while_saving_state_does_not_strand_the_job(ctx, monkeypatch):
+    """The job thread saves each step's result in ``jobs.state``; a transient database fault there
+    (a PostgreSQL restart, a dropped connection, SQLite busy past its timeout) escaped the runner and
+    left the job RENDERING until the next restart. It is retried like a step's transient error."""
+    from functions.pipeline.errors import TransientError
+
+    job = _job(ctx, n=2)
+    real = ctx.status.merge_job_state
+    faults = iter([True, False, True])
+
+    def flaky_save(job_id: str, updates: dict) -> dict:
+        if next(faults, False):
+            raise TransientError("database error: server closed the connection unexpectedly")
+        return real(job_id, updates)
+
+    monkeypatch.setattr(ctx.status, "merge_job_state", flaky_save)
+    waits: list[float] = []
+    runner = LocalRunner(ctx, pipeline=FAKE_PIPELINE, use_processes=False, sleep=waits.append)
+    assert runner.run_job(job["id"]) == "COMPLETED"
+    assert waits == [2.0, 2.0]
+
+
+def returns_nan(event, ctx):
+    return {"lufs": float("nan")}
+
+
+def test_an_error_of_the_runner_itself_fails_the_job_instead_of_stranding_it(ctx):
+    """Whatever goes wrong around a step (here its result cannot be saved: NaN is not JSON) ends the
+    job FAILED naming the step, never leaves it running with nothing running it."""
+    from functions.pipeline.definition import Pipeline, Task
+
+    pipeline = Pipeline(
+        name="nan",
+        nodes=(Task("Measure", "tests.functions.test_runner:returns_nan", "measure", "ANALYZING", 0, 50),),
+        on_error=FAKE_PIPELINE.on_error,
+    )
+    job = _job(ctx)
+    runner = LocalRunner(ctx, pipeline=pipeline, use_processes=False, sleep=lambda s: None)
+    assert runner.run_job(job["id"]) == "FAILED"
+    row = ctx.status.get_job(job["id"])
+    assert row["last_step"] == "Measure" and row["error"].startswith("ValueError: "), row["error"]
+    assert [d["job_id"] for d in ctx.status.dead_letters()] == [job["id"]]
