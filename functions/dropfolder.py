@@ -154,19 +154,22 @@ def handle_object_created(key: str, ctx: StepContext) -> dict:
     except ServiceError as err:
         return _reject(ctx, folder, user_id, err)
     _write(ctx, folder, "job.json", {"job_id": job["id"], "status": job["status"]})
+    if ctx.objects.exists(f"{folder}/error.json"):  # what an earlier, incomplete look refused
+        ctx.objects.delete(f"{folder}/error.json")
     return {"action": "started" if created else "exists", "job_id": job["id"], "folder": folder}
 
 
 class DropWatcher:
     """Polls the local store's ``drop/`` prefix every ``interval_s`` and hands each new object to
     :func:`handle_object_created` once its size has stopped changing (a copy in progress is not
-    picked up half-written)."""
+    picked up half-written). An object whose size changes after it was handled (a copy that
+    stalled longer than a poll, then went on) is handed over again once stable."""
 
     def __init__(self, ctx: StepContext, interval_s: float = 2.0) -> None:
         self.ctx = ctx
         self.interval_s = interval_s
         self._sizes: dict[str, int] = {}
-        self._handled: set[str] = set()
+        self._handled: dict[str, int | None] = {}  # key -> its size when handled
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -174,21 +177,22 @@ class DropWatcher:
         """One poll; returns the results of the objects handled now."""
         out = []
         for key in self.ctx.objects.list("drop/"):
-            if key in self._handled:
-                continue
             # one object must not stop the scan for everyone else: whatever goes wrong is logged
+            size = None
             try:
                 # a name the store refuses cannot be sized; handled at once (it only gets an error)
                 size = self.ctx.objects.size(key) if _valid_key(key) else None
+                if key in self._handled and self._handled[key] == size:
+                    continue
                 if size is not None and self._sizes.get(key) != size:
                     self._sizes[key] = size
                     continue
-                self._handled.add(key)
+                self._handled[key] = size
                 out.append(handle_object_created(key, self.ctx))
             except ObjectNotFoundError:
                 continue
             except Exception:
-                self._handled.add(key)
+                self._handled[key] = size
                 log.exception("drop folder: %s", key)
         return out
 

@@ -163,3 +163,31 @@ def test_an_odd_file_name_in_a_good_batch_is_ignored(ctx, launched):
     u = add_user(ctx)
     r = handle_object_created(f"drop/{u['id']}/b/cover art (1).jpg", ctx)
     assert r["action"] == "ignored" and "cover art (1).jpg" in r["reason"]
+
+
+def test_a_copy_that_stalled_half_way_starts_its_job_once_it_completes(ctx, launched, tmp_path):
+    """A copy that pauses longer than a poll (a slow network share) is seen at a stable size while
+    still incomplete: the batch gets an error.json for the truncated file. When the copy then
+    completes the file is looked at again and the job starts (the stale error.json goes); it used
+    to stay rejected until the server restarted."""
+    u = add_user(ctx)
+    watcher = DropWatcher(ctx, interval_s=0.01)
+    folder = ctx.objects.root / "drop" / u["id"] / "slow"
+    folder.mkdir(parents=True)
+    shutil.copyfile(write_wav(tmp_path / "r.wav"), folder / "reference.wav")
+    data = write_wav(tmp_path / "t.wav", seed=2).read_bytes()
+    (folder / "target.wav").write_bytes(data[: len(data) // 2])  # the copy stalls here
+    results = watcher.scan() + watcher.scan()
+    assert {r["action"] for r in results} == {"rejected"}, results
+    err = json.loads((folder / "error.json").read_text())
+    assert "truncated" in err["message"] and err["detail"]["key"].endswith("/slow/target.wav"), err
+    assert launched == []
+
+    with open(folder / "target.wav", "ab") as fh:  # ...and completes
+        fh.write(data[len(data) // 2 :])
+    results = watcher.scan() + watcher.scan()
+    started = [r for r in results if r["action"] == "started"]
+    assert len(started) == 1 and len(launched) == 1, results
+    assert json.loads((folder / "job.json").read_text())["job_id"] == started[0]["job_id"]
+    assert not (folder / "error.json").exists()
+    assert [r for r in watcher.scan() if r["action"] not in ("ignored", "exists")] == []
