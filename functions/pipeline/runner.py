@@ -65,8 +65,23 @@ def _get_path(state: dict, dotted: str) -> Any:
 _WORKER_CTX: StepContext | None = None
 
 
-def _worker_init(settings: Settings) -> None:
+def _exit_with_parent(parent_pid: int, interval_s: float = 0.5) -> None:
+    """End this render process once its server has gone without ending it (SIGKILL, the OOM
+    killer): the pool's pipes do not tell an idle process, and a busy one would go on writing to a
+    job the next start resumes. A thread watches for the process being handed to another parent."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="tonematch-parent-watch", daemon=True).start()
+
+
+def _worker_init(settings: Settings, parent_pid: int | None = None) -> None:
     global _WORKER_CTX
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
     if settings.render_nice:  # renders are batch work: the API server in the parent wins contention
         with contextlib.suppress(OSError, AttributeError):
             os.nice(int(settings.render_nice))
@@ -412,7 +427,7 @@ class LocalRunner:
                     max_workers=self.workers,
                     mp_context=get_context("spawn"),
                     initializer=_worker_init,
-                    initargs=(self.ctx.settings,),
+                    initargs=(self.ctx.settings, os.getpid()),
                 )
             return self._pool
 

@@ -3,9 +3,12 @@ with the definition's back-off, the failure path, and resuming a job after a cra
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from functions.pipeline.definition import PIPELINE
 from functions.pipeline.runner import LocalRunner, _worker_ping
@@ -281,3 +284,47 @@ def test_an_error_of_the_runner_itself_fails_the_job_instead_of_stranding_it(ctx
     row = ctx.status.get_job(job["id"])
     assert row["last_step"] == "Measure" and row["error"].startswith("ValueError: "), row["error"]
     assert [d["job_id"] for d in ctx.status.dead_letters()] == [job["id"]]
+
+
+HOST_SCRIPT = """
+import sys, time
+from functions.pipeline.context import context_from_settings
+from functions.pipeline.runner import LocalRunner
+from functions.settings import Settings
+ctx = context_from_settings(Settings(data_dir=sys.argv[1], scratch_dir=sys.argv[1] + "/scratch",
+                                     jwt_secret="x", workers=2, run_local_runner=False))
+runner = LocalRunner(ctx)
+runner.warm_up(60)
+print(" ".join(str(p) for p in runner._get_pool()._processes), flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+def test_render_processes_end_when_the_server_is_killed(tmp_path):
+    """`tonematch serve` killed with SIGKILL (or by the OOM killer) cannot end its render
+    processes; they used to stay forever (120 MB each, more with every crash) and a busy one kept
+    writing to a job the next start resumes. Each now ends itself once its server is gone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    host = subprocess.Popen(
+        [sys.executable, "-c", HOST_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    pids: list[int] = []
+    try:
+        pids = [int(p) for p in host.stdout.readline().split()]
+        assert len(pids) == 2 and all(_process_alive(p) for p in pids)
+        os.kill(host.pid, signal.SIGKILL)
+        host.wait(10)
+        deadline = time.time() + 15
+        while any(_process_alive(p) for p in pids) and time.time() < deadline:
+            time.sleep(0.1)
+        assert [p for p in pids if _process_alive(p)] == []
+    finally:
+        host.kill()
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
