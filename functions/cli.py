@@ -209,6 +209,10 @@ def _drop(args: argparse.Namespace) -> int:
     for p in (ref, tgt):
         if not p.is_file():
             raise ValueError(f"{p}: no such file")
+    if ctx.objects.list(folder + "/"):  # its files belong to the batch's job: never overwritten
+        raise ValueError(
+            f"batch {batch!r} already exists in {args.email}'s drop folder ({folder}); give another --batch"
+        )
     if args.mode != "A":
         import json
 

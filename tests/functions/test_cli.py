@@ -59,3 +59,22 @@ def test_serve_reads_workers_and_public_url_from_the_environment(tmp_path, monke
     args = _parser().parse_args(["serve", "--host", "0.0.0.0", "--port", "8123",
                                  "--data-dir", str(tmp_path / "data")])
     assert (_serve_settings(args).workers, _serve_settings(args).public_url) == (None, "http://127.0.0.1:8123")
+
+
+def test_drop_into_a_batch_that_exists_is_refused(tmp_path, capsys):
+    """`tonematch drop ... --batch nightly` run again (tomorrow's files) overwrote the inputs of the
+    batch's first job, running or done, and started nothing: the batch already had its job.json.
+    It is refused, naming the batch, and the first batch's files stay as they were."""
+    data = str(tmp_path / "data")
+    main(["users", "add", "a@example.com", "--password", "a long password", "--data-dir", data])
+    ref, tgt = write_wav(tmp_path / "r.wav"), write_wav(tmp_path / "t.wav", seed=1)
+    assert main(["drop", "a@example.com", str(ref), str(tgt), "--batch", "nightly", "--data-dir", data]) == 0
+    folder = capsys.readouterr().out.strip().splitlines()[-1]
+    ctx = context_from_settings(Settings(data_dir=tmp_path / "data"))
+    first = ctx.objects.get_bytes(f"{folder}/target.wav")
+    other = write_wav(tmp_path / "t2.wav", seed=2, seconds=4.0)
+    again = ["drop", "a@example.com", str(ref), str(other), "--batch", "nightly", "--data-dir", data]
+    assert main(again) == 2
+    err = capsys.readouterr().err
+    assert "nightly" in err and "already" in err and "--batch" in err
+    assert ctx.objects.get_bytes(f"{folder}/target.wav") == first
