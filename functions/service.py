@@ -20,7 +20,7 @@ from typing import Any
 
 from functions.pipeline.context import StepContext
 from functions.stores.objects import ObjectNotFoundError, check_key
-from functions.stores.status import ACTIVE_STATUSES, ConflictError, is_uuid
+from functions.stores.status import ConflictError, is_uuid
 
 #: upload extensions and the content types accepted for each
 AUDIO_TYPES: dict[str, tuple[str, ...]] = {
@@ -567,12 +567,7 @@ def rename_preset(ctx: StepContext, user_id: str, preset_id: str, name: Any) -> 
 
 def delete_preset(ctx: StepContext, user_id: str, preset_id: str) -> None:
     get_preset(ctx, user_id, preset_id)
-    busy = [
-        j
-        for j in ctx.status.list_jobs(user_id, limit=1000)
-        if j.get("preset_id") == preset_id and j["status"] in ACTIVE_STATUSES
-    ]
-    if busy:
+    if ctx.status.preset_in_use(preset_id):
         raise ServiceError("CONFLICT", f"preset {preset_id} is used by a running job", {"field": "preset_id"})
     ctx.status.delete_preset(preset_id)
     ctx.status.audit(user_id, "preset.delete", preset_id, {})

@@ -464,6 +464,15 @@ class StatusStore:
     def rename_preset(self, preset_id: str, name: str) -> None:
         self.query("UPDATE presets SET name = ? WHERE id = ?", (name, preset_id))
 
+    def preset_in_use(self, preset_id: str) -> bool:
+        """True when a queued or running job applies the preset."""
+        return bool(
+            self.query(
+                "SELECT id FROM jobs WHERE preset_id = ? AND status IN (?, ?, ?, ?) LIMIT 1",
+                (preset_id, *ACTIVE_STATUSES),
+            )
+        )
+
     def delete_preset(self, preset_id: str) -> None:
         self.query("DELETE FROM presets WHERE id = ?", (preset_id,))
 

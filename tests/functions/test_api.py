@@ -602,3 +602,26 @@ def test_options_document(api):
     assert doc["intensity"]["min"] == 0 and doc["intensity"]["max"] == 1
     assert doc["ceiling_dbtp"]["unit"] == "dBTP" and doc["ceiling_dbtp"]["default"] == -1.0
     assert "flac" in doc["output_format"]["choices"]
+
+
+def test_a_preset_used_by_an_old_queued_job_cannot_be_deleted(api):
+    """DELETE /presets/{id} looked for a queued or running job using the preset among the user's
+    1000 newest jobs only: behind a backlog of newer jobs (a drop-folder import) the preset was
+    deleted and the queued job failed when it reached its Invert step."""
+    client, ctx = api
+    user, h = login(client, ctx)
+    params = {"eq": [], "lufs": {"target_db": -14.0}}
+    pid = client.post("/presets", json={"name": "p", "style_params": params}, headers=h).json()["id"]
+    ctx.status.create_job(
+        user_id=user["id"], mode="A", ref_key=None, tgt_key=f"{user['id']}/old.wav", opts={},
+        idempotency_key="old", preset_id=pid,
+    )
+    with ctx.status.transaction():
+        for i in range(1000):
+            job, _ = ctx.status.create_job(
+                user_id=user["id"], mode="A", ref_key=None, tgt_key=f"{user['id']}/t{i}.wav", opts={},
+                idempotency_key=f"k{i}",
+            )
+            ctx.status.update_job(job["id"], status="COMPLETED")
+    assert_error(client.delete(f"/presets/{pid}", headers=h), 409, "CONFLICT", "preset_id")
+    assert ctx.status.get_preset(pid) is not None
