@@ -456,7 +456,6 @@ def finalize(event: dict, ctx: StepContext) -> dict:
     if not ctx.status.metrics_for(job_id):
         ctx.status.add_metrics(job_id, metrics)
     duration_s = float(event["target"]["duration_s"])
-    ctx.status.bill(user_id, job_id, duration_s)
     loudness = {
         "reference_lufs": (event.get("reference") or {}).get("integrated_lufs"),
         "target_lufs": event["target"].get("integrated_lufs"),
@@ -472,17 +471,20 @@ def finalize(event: dict, ctx: StepContext) -> dict:
         "duration_s": duration_s,
         "warnings": job_warnings(report, params, tgt_feats, ref_feats),
     }
-    ctx.status.update_job(
-        job_id,
-        status="COMPLETED",
-        progress=100,
-        metrics=_json_safe(metrics),
-        loudness=_json_safe(loudness),
-        outputs=outputs,
-        error=None,
-        last_step="Finalize",
-    )
-    ctx.status.audit(user_id, "job.completed", job_id, {"audio_s": duration_s})
+    # billed exactly when completed: a Finalize that fails after billing would leave a failed job billed
+    with ctx.status.transaction():
+        ctx.status.bill(user_id, job_id, duration_s)
+        ctx.status.update_job(
+            job_id,
+            status="COMPLETED",
+            progress=100,
+            metrics=_json_safe(metrics),
+            loudness=_json_safe(loudness),
+            outputs=outputs,
+            error=None,
+            last_step="Finalize",
+        )
+        ctx.status.audit(user_id, "job.completed", job_id, {"audio_s": duration_s})
     _cleanup(ctx, event)
     return {"result_key": result_key, "viz_key": viz_key, "preset_id": preset_id}
 

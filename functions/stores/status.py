@@ -513,15 +513,15 @@ class StatusStore:
         return self.query("SELECT * FROM audit_logs ORDER BY created_at")
 
     def bill(self, user_id: str, job_id: str, audio_s: float) -> bool:
-        """Record ``audio_s`` seconds processed for a job, once per job; True when written now."""
-        try:
-            self.query(
-                "INSERT INTO billing (id, user_id, job_id, audio_s, created_at) VALUES (?, ?, ?, ?, ?)",
-                (new_id(), user_id, job_id, float(audio_s), now_iso()),
-            )
-        except ConflictError:
-            return False
-        return True
+        """Record ``audio_s`` seconds processed for a job, once per job; True when written now. One
+        statement that never raises on the second time, so it can run inside a transaction (a
+        unique violation would abort a PostgreSQL one)."""
+        rows = self.query(
+            "INSERT INTO billing (id, user_id, job_id, audio_s, created_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (job_id) DO NOTHING RETURNING id",
+            (new_id(), user_id, job_id, float(audio_s), now_iso()),
+        )
+        return bool(rows)
 
     def billed_seconds(self, user_id: str) -> float:
         row = self.one("SELECT sum(audio_s) AS s FROM billing WHERE user_id = ?", (user_id,))

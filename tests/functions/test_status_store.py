@@ -148,6 +148,25 @@ def test_billing_once_per_job_and_segments(ctx):
     assert ctx.status.segment_counts(job["id"]) == (1, 3)
 
 
+def test_billing_commits_or_rolls_back_with_the_completion(ctx):
+    """Finalize billed, then marked the job COMPLETED: a failure between the two left a job that did
+    not complete billed. Both now share one transaction, in which a second bill is a no-op (a unique
+    violation would have aborted a PostgreSQL transaction)."""
+    st = ctx.status
+    u = add_user(ctx)
+    job, _ = st.create_job(user_id=u["id"], mode="A", ref_key="r", tgt_key="t", opts={}, idempotency_key="c")
+    with pytest.raises(RuntimeError), st.transaction():
+        assert st.bill(u["id"], job["id"], 60.0) is True
+        raise RuntimeError("the COMPLETED update failed")
+    assert st.billed_seconds(u["id"]) == 0.0
+    with st.transaction():
+        assert st.bill(u["id"], job["id"], 60.0) is True
+        assert st.bill(u["id"], job["id"], 60.0) is False
+        st.update_job(job["id"], status="COMPLETED")
+    assert st.billed_seconds(u["id"]) == pytest.approx(60.0)
+    assert st.get_job(job["id"])["status"] == "COMPLETED"
+
+
 def test_bad_urls_are_refused():
     with pytest.raises(ValueError, match="postgresql://"):
         StatusStore("mysql://x")
