@@ -265,7 +265,7 @@ class LocalRunner:
     def run_job(self, job_id: str) -> str:
         """Run (or continue) a job to COMPLETED or FAILED; returns the final status."""
         status = self.ctx.status
-        job = status.get_job(job_id)
+        job = self._retrying(f"reading job {job_id}", lambda: status.get_job(job_id))
         if job is None or job["status"] in ("COMPLETED", "FAILED"):
             return job["status"] if job else "UNKNOWN"
         state = self.initial_state(job)
@@ -291,7 +291,7 @@ class LocalRunner:
                 status.update_job(
                     job_id, status="FAILED", error=f"{err.error}: {err.message}", last_step=err.step
                 )
-        final = status.get_job(job_id)
+        final = self._retrying(f"reading job {job_id}", lambda: status.get_job(job_id))
         steps = self._job_timings.pop(job_id, [])
         log.info(
             "runner: job %s %s in %.2f s; steps (wall s / cpu s): %s",
@@ -310,17 +310,23 @@ class LocalRunner:
         if key is None:
             return
         state[key] = value
+        job_id = state["job_id"]
+        self._retrying(f"saving {key}", lambda: self.ctx.status.merge_job_state(job_id, {key: value}))
+
+    def _retrying(self, what: str, call: Callable[[], Any]) -> Any:
+        """``call()``, retried on a TransientError (a dropped database connection) as a step would
+        be: a job whose run could not even read its row would otherwise stay queued, run by nobody."""
         delays = DEFAULT_RETRY.delays_s()
         for attempt in range(len(delays) + 1):
             try:
-                self.ctx.status.merge_job_state(state["job_id"], {key: value})
-                return
-            except TransientError as exc:  # a dropped connection: retried as a step's would be
+                return call()
+            except TransientError as exc:
                 if attempt == len(delays):
                     raise
-                log.warning("runner: saving %s: %s, retry in %.0f s", key, exc, delays[attempt])
+                log.warning("runner: %s: %s, retry in %.0f s", what, exc, delays[attempt])
                 self._check_abandon()
                 self.sleep(delays[attempt])
+        return None
 
     def _run_node(self, node: Task | Parallel | Map, state: dict) -> None:
         if isinstance(node, Task):

@@ -264,6 +264,27 @@ def test_a_dropped_database_connection_while_saving_state_does_not_strand_the_jo
     assert waits == [2.0, 2.0]
 
 
+def test_a_dropped_database_connection_as_a_run_starts_does_not_strand_the_job(ctx, monkeypatch):
+    """Reading the job's row at the start of its run is retried too: a fault there left the job
+    queued, run by nobody, until the next restart."""
+    from functions.pipeline.errors import TransientError
+
+    job = _job(ctx, n=2)
+    real = ctx.status.get_job
+    faults = iter([True])
+
+    def flaky_get(job_id: str, user_id: str | None = None) -> dict | None:
+        if next(faults, False):
+            raise TransientError("database error: server closed the connection unexpectedly")
+        return real(job_id) if user_id is None else real(job_id, user_id)
+
+    monkeypatch.setattr(ctx.status, "get_job", flaky_get)
+    waits: list[float] = []
+    runner = LocalRunner(ctx, pipeline=FAKE_PIPELINE, use_processes=False, sleep=waits.append)
+    assert runner.run_job(job["id"]) == "COMPLETED"
+    assert waits == [2.0]
+
+
 def returns_nan(event, ctx):
     return {"lufs": float("nan")}
 
