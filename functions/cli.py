@@ -146,8 +146,19 @@ def _serve(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     host_for_url = _host_for_url(args.host)
-    ctx = context_from_settings(_serve_settings(args))
+    settings = _serve_settings(args)
+    # one server per data dir, and the port bound before anything starts: a second `tonematch serve`
+    # (or one on a taken port) used to resume and run the first one's jobs before failing to bind
+    lock = _lock_data_dir(Path(settings.data_dir))
+    try:
+        sock = uvicorn.Config(None, host=args.host, port=args.port).bind_socket()
+    except SystemExit:
+        lock.close()
+        raise OSError(f"cannot listen on {args.host}:{args.port} (the address is in use or not this "
+                      "machine's); give another --port") from None
+    ctx = context_from_settings(settings)
     app = create_app(ctx=ctx)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
     watcher = None
     if not args.no_drop_watch:  # polls drop/ (local dir or bucket); on AWS S3 events do this
         watcher = DropWatcher(ctx)
@@ -158,11 +169,35 @@ def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
         if watcher:
             watcher.stop()
+        sock.close()
+        lock.close()
     return 0
+
+
+def _lock_data_dir(data_dir: Path):
+    """An exclusive lock on ``data_dir/serve.lock`` held while the server runs (the returned file
+    keeps it); OSError naming the holder's pid when another server holds it."""
+    import fcntl
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(data_dir / "serve.lock", "a+")  # noqa: SIM115 -- held open for the server's life
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise OSError(f"{data_dir} is in use by another tonematch serve (pid {holder}); stop it or give "
+                      "another --data-dir") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
 
 
 def _users(args: argparse.Namespace) -> int:

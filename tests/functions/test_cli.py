@@ -78,3 +78,42 @@ def test_drop_into_a_batch_that_exists_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "nightly" in err and "already" in err and "--batch" in err
     assert ctx.objects.get_bytes(f"{folder}/target.wav") == first
+
+
+def test_a_second_server_on_the_same_data_dir_or_port_is_refused_before_it_runs_anything(tmp_path, capsys):
+    """A second `tonematch serve` resumed and ran the first one's queued jobs (from the same data dir)
+    and only then failed to bind the port: two runners on one job. Now it refuses at once."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tmp_path / "data"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "functions.cli", "serve", "--port", str(port), "--data-dir", str(data),
+         "--no-drop-watch", "--workers", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        lines = [first.stdout.readline() for _ in range(2)]
+        assert any("serving on" in line for line in lines), lines
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with socket.socket() as c:
+                if c.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        capsys.readouterr()
+        assert main(["serve", "--port", "0", "--data-dir", str(data)]) == 2
+        err = capsys.readouterr().err
+        assert f"is in use by another tonematch serve (pid {first.pid})" in err, err
+        assert main(["serve", "--port", str(port), "--data-dir", str(tmp_path / "other")]) == 2
+        err = capsys.readouterr().err
+        assert f"cannot listen on 127.0.0.1:{port}" in err, err
+        assert not (tmp_path / "other" / "tonematch.sqlite3").exists()  # nothing was started there
+    finally:
+        first.terminate()
+        first.wait(30)
