@@ -4,7 +4,9 @@ two feature documents of :func:`engine.features.analyze_features`.
 EQ (at most 8 bands a person can read): the difference of the long-term mid spectra (reference minus
 target, per 1/12 octave, smoothed over 1/3 octave) is level-normalised (its energy-weighted mean over
 the fit range is removed: loudness is the gain stage's job) and fitted over 30 Hz .. 16 kHz,
-weighted by where the target has energy:
+weighted by where the target has energy. Where the target holds no content (digital silence, or a
+steady noise floor far under its music: :func:`target_floor_mask`) the difference asks for no boost
+(it is held at or under 0 dB there: a boost would raise only hiss, or nothing; a cut stays):
 
 1. greedy placement: a low shelf and a high shelf for the ends, then peaking bands at the largest
    remaining deviations (Q from the width of the bump), until the residual is small or 8 bands;
@@ -55,6 +57,11 @@ LOW_SHELF_HZ = 120.0
 HIGH_SHELF_HZ = 7000.0
 WIDTH_BAND_HZ = (150.0, 8000.0)
 _FLOOR_DB = -140.0
+#: a target's STFT point (features ``stft``) reads as its noise floor, not content, when its level varies
+#: from frame to frame by less than this (std, dB: random noise reads 2.8-3.0 dB, music 5-11; mode B's
+#: stationarity threshold) and lies at least NOISE_FLOOR_BELOW_PEAK_DB under the target's loudest point
+NOISE_FLOOR_STD_DB = 3.5
+NOISE_FLOOR_BELOW_PEAK_DB = 50.0
 _FIT_RATE_HZ = 48000.0  # responses are fitted as at 48 kHz (the shape below 16 kHz barely depends on it)
 
 
@@ -302,9 +309,40 @@ def spectral_difference(reference_features: dict[str, Any], target_features: dic
     rel_r = np.clip((rs - rs.max() + 60.0) / 60.0, 0.0, 1.0)
     w = 0.1 + 0.9 * np.minimum(rel_t, rel_r)
     w[(t <= _FLOOR_DB) | (r <= _FLOOR_DB)] = 1e-3
+    empty = (t <= _FLOOR_DB) | target_floor_mask(target_features, f)
     d = rs - ts
-    d = d - float(np.average(d, weights=w))
+    # the level is set where the target has content; where it has none, no boost (a cut stays)
+    d = d - float(np.average(d, weights=np.where(empty, 0.0, w) if not empty.all() else w))
+    d[empty] = np.minimum(d[empty], 0.0)
     return f, d, w
+
+
+def target_floor_mask(target_features: dict[str, Any], freqs_hz: np.ndarray) -> np.ndarray:
+    """Which of ``freqs_hz`` (Hz) hold only the target's noise floor: where its STFT points (features
+    ``stft``, mid channel) vary from frame to frame by less than :data:`NOISE_FLOOR_STD_DB` (as random
+    noise does) and lie :data:`NOISE_FLOOR_BELOW_PEAK_DB` (dB) or more under its loudest point, in a
+    target that is not itself stationary (mode B's ``spectral_fluctuation_db`` at or above that
+    threshold: noise is the content when it is all there is). A cassette's hiss above its roll-off
+    reads so. All False without STFT statistics."""
+    from engine.invert_mode_b import spectral_fluctuation_db
+
+    f = np.asarray(freqs_hz, dtype=np.float64)
+    none = np.zeros(f.shape, dtype=bool)
+    stft = target_features.get("stft") or {}
+    try:
+        st_f = np.asarray(stft["freqs_hz"], dtype=np.float64)
+        mean = np.asarray(stft["mag_db_mean"], dtype=np.float64)
+        std = np.asarray(stft["mag_db_std"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError):
+        return none
+    if st_f.size < 2 or not st_f.size == mean.size == std.size:
+        return none
+    fluct = spectral_fluctuation_db(target_features)
+    if fluct is None or fluct < NOISE_FLOOR_STD_DB:
+        return none
+    floor = (std < NOISE_FLOOR_STD_DB) & (mean <= float(np.max(mean)) - NOISE_FLOOR_BELOW_PEAK_DB)
+    # onto the fit grid: a grid point is floor where the STFT points around it are
+    return np.interp(f, st_f, floor.astype(np.float64)) >= 0.5
 
 
 def _width(reference_features: dict[str, Any], target_features: dict[str, Any]) -> tuple[float, str]:

@@ -232,3 +232,41 @@ def test_the_dc_rule_reads_levels_at_the_features_precision() -> None:
     assert dc_offset_matters(-49.996) == dc_offset_matters(-50.0) is False
     assert dc_offset_matters(-49.994) == dc_offset_matters(-49.99) is True
     assert dc_offset_matters(-60.004, -20.0) == dc_offset_matters(-60.0, -20.0) is False
+
+
+def _stft(mean_of: object, std_of: object) -> dict:
+    """Features' ``stft`` block: 256 linear points to 22 kHz, level and frame-to-frame std per point."""
+    f = (np.arange(256) * 4 + 2.5) * 44100 / 2048
+    return {"win": 2048, "hop": 2048, "freqs_hz": f.tolist(),
+            "mag_db_mean": [float(mean_of(x)) for x in f], "mag_db_std": [float(std_of(x)) for x in f]}
+
+
+def test_no_boost_into_a_targets_noise_floor() -> None:
+    """A cassette-like target: music rolled off above 5 kHz onto a steady hiss 60 dB under its body,
+    against a bright reference. Boosting the top octaves raised only the hiss (+12 dB shelf and +12 dB
+    peak at 5.7 and 9.8 kHz: the hiss came out 22-25 dB louder, Matchering's 6). Where the target's STFT
+    level is that low and varies frame to frame only as noise does, the EQ may cut but not boost; a
+    target that is all noise (pink noise: the noise is the content) is still matched there."""
+    base = _base()
+    roll = np.where(FREQS > 5000, -40 * np.log2(np.maximum(FREQS, 5000) / 5000), 0.0)
+    hissy = np.maximum(base + roll, base.max() - 60 - 3 * np.log2(FREQS / 1000))
+    ref = _features(base, base - 10)
+    tgt = dict(_features(hissy, hissy - 10),
+               stft=_stft(lambda x: np.interp(x, FREQS, hissy), lambda x: 7.0 if x < 8000 else 3.0))
+    top = (FREQS >= 10000) & (FREQS <= 16000)
+    eq = invert_params(ref, tgt)["eq"]
+    # before: +21..24 dB over 10-16 kHz; now 0..5 dB (the shelf that lifts the roll-off is pulled back)
+    assert np.mean(eq_response_db(eq, FREQS, 44100)[top]) < 4.0
+    assert np.max(eq_response_db(eq, FREQS, 44100)[top]) < 8.0
+    # content up to the roll-off is still brightened
+    assert np.max(eq_response_db(eq, FREQS, 44100)[(FREQS > 4000) & (FREQS < 8000)]) > 6.0
+    from engine.invert import target_floor_mask
+
+    assert target_floor_mask(tgt, FREQS)[top].all()
+    assert not target_floor_mask(tgt, FREQS)[FREQS < 5000].any()
+    # all noise: no floor to spare, the top is matched as before
+    noise = dict(tgt, stft=_stft(lambda x: np.interp(x, FREQS, hissy), lambda x: 3.0))
+    assert not target_floor_mask(noise, FREQS).any()
+    assert np.max(eq_response_db(invert_params(ref, noise)["eq"], FREQS, 44100)[top]) > 9.0
+    # without STFT statistics (older feature documents) nothing changes
+    assert invert_params(ref, _features(hissy, hissy - 10))["eq"] == invert_params(ref, noise)["eq"]
