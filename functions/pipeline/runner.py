@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import logging
 import os
@@ -214,6 +215,14 @@ class LocalRunner:
             proc.join(timeout_s if timeout_s is not None else 5.0)
             if proc.is_alive():
                 proc.kill()
+                proc.join(1.0)
+        # with its processes gone the executor's manager thread ends at once; waiting for it, then
+        # collecting the executor, releases its queues' five semaphores now: uvicorn re-raises the
+        # SIGTERM it stopped on, which ends the process without finalizers, and multiprocessing's
+        # resource tracker then warns of "leaked semaphore objects"
+        pool.shutdown(wait=True)
+        del pool, processes
+        gc.collect()
 
     def submit(self, job: str | dict) -> None:
         """Queue a job (id, or an event dict with ``job_id``); a job already queued is not queued

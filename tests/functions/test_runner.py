@@ -349,3 +349,39 @@ def test_render_processes_end_when_the_server_is_killed(tmp_path):
         for p in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
+
+
+
+def test_a_stopped_server_leaves_nothing_for_the_resource_tracker(tmp_path):
+    """Every `tonematch serve` stopped with Ctrl-C or SIGTERM ended with multiprocessing's warning
+    "There appear to be 5 leaked semaphore objects to clean up at shutdown"."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "functions.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path),
+         "--no-drop-watch", "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        import httpx
+
+        deadline = time.time() + 60
+        while time.time() < deadline:  # up (render processes warm) once the app answers
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/options", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        server.send_signal(signal.SIGTERM)
+        out, _ = server.communicate(timeout=60)
+    finally:
+        server.kill()
+    assert server.returncode in (0, -signal.SIGTERM), out  # uvicorn re-raises the signal it stopped on
+    assert "Application shutdown complete" in out and "leaked" not in out, out
