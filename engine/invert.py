@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
+from engine.analysis.noise import NOISE_SPECTRAL_STD_DB, spectral_fluctuation_db
 from engine.errors import ParamsError
 from engine.options import validate_options
 from engine.params import LIMITER_DEFAULTS, RANGES, validate_style_params, with_note
@@ -58,9 +59,10 @@ HIGH_SHELF_HZ = 7000.0
 WIDTH_BAND_HZ = (150.0, 8000.0)
 _FLOOR_DB = -140.0
 #: a target's STFT point (features ``stft``) reads as its noise floor, not content, when its level varies
-#: from frame to frame by less than this (std, dB: random noise reads 2.8-3.0 dB, music 5-11; mode B's
-#: stationarity threshold) and lies at least NOISE_FLOOR_BELOW_PEAK_DB under the target's loudest point
-NOISE_FLOOR_STD_DB = 3.5
+#: from frame to frame by less than this (std, dB: random noise reads 2.8-3.0 dB, music 5-11; the
+#: stationarity threshold of engine.analysis.noise) and lies at least NOISE_FLOOR_BELOW_PEAK_DB under the
+#: target's loudest point
+NOISE_FLOOR_STD_DB = NOISE_SPECTRAL_STD_DB
 NOISE_FLOOR_BELOW_PEAK_DB = 50.0
 _FIT_RATE_HZ = 48000.0  # responses are fitted as at 48 kHz (the shape below 16 kHz barely depends on it)
 
@@ -321,11 +323,9 @@ def target_floor_mask(target_features: dict[str, Any], freqs_hz: np.ndarray) -> 
     """Which of ``freqs_hz`` (Hz) hold only the target's noise floor: where its STFT points (features
     ``stft``, mid channel) vary from frame to frame by less than :data:`NOISE_FLOOR_STD_DB` (as random
     noise does) and lie :data:`NOISE_FLOOR_BELOW_PEAK_DB` (dB) or more under its loudest point, in a
-    target that is not itself stationary (mode B's ``spectral_fluctuation_db`` at or above that
+    target that is not itself stationary (``spectral_fluctuation_db`` at or above that
     threshold: noise is the content when it is all there is). A cassette's hiss above its roll-off
     reads so. All False without STFT statistics."""
-    from engine.invert_mode_b import spectral_fluctuation_db
-
     f = np.asarray(freqs_hz, dtype=np.float64)
     none = np.zeros(f.shape, dtype=bool)
     stft = target_features.get("stft") or {}

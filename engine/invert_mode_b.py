@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 from scipy.signal import lfilter
 
+from engine.analysis.noise import NOISE_SPECTRAL_STD_DB, spectral_fluctuation_db
 from engine.errors import ParamsError
 from engine.estimators.reverb_features import STATIONARY_REASON
 from engine.ir_library import choose_ir_key, ir_band_power_gain, parse_ir_key
@@ -136,33 +137,6 @@ def _envelope(features: dict) -> np.ndarray:
 def _spread_db(env: np.ndarray) -> float:
     p10, p95 = np.percentile(env, [10, 95])
     return float(p95 - p10)
-
-
-#: a recording is noise when its spectrum fluctuates from frame to frame no more than a stationary
-#: random signal's: the median over ``NOISE_BAND_HZ`` of the features' per-point standard deviation
-#: (dB) of the STFT statistics reads 2.9 dB for white, pink, brown or band-limited noise alike (the
-#: spread of a dB-scaled chi-square does not depend on the colour) and 6.7-25 dB for music, with
-#: notes coming and going however compressed; a noise's level envelope, on the other hand, spans
-#: 0.3 dB (white) to 13 dB (brown), so the envelope alone cannot tell
-NOISE_SPECTRAL_STD_DB = 3.5
-NOISE_BAND_HZ = (100.0, 10000.0)
-#: STFT statistics points whose mean (dB) is at or under this hold no sound (the floor is -150)
-NOISE_LIVE_MIN_DB = -130.0
-
-
-def spectral_fluctuation_db(features: dict) -> float | None:
-    """Median (over ``NOISE_BAND_HZ``) of the standard deviation in dB of each STFT statistics point
-    across the frames (``stft.mag_db_std``), or None when the features lack it."""
-    f = np.asarray(_get(features, "stft", "freqs_hz") or [], dtype=np.float64)
-    sd = np.asarray(_get(features, "stft", "mag_db_std") or [], dtype=np.float64)
-    mean = np.asarray(_get(features, "stft", "mag_db_mean") or [], dtype=np.float64)
-    if f.size == 0 or not f.size == sd.size == mean.size:
-        return None
-    band = (f >= NOISE_BAND_HZ[0]) & (f <= NOISE_BAND_HZ[1])
-    # the statistics are of the mid channel: points at its floor (nothing there, as in an anti-phase
-    # L = -R recording) say nothing about how the sound varies
-    live = band & np.isfinite(sd) & (mean > NOISE_LIVE_MIN_DB)
-    return float(np.median(sd[live])) if live.sum() >= 0.5 * band.sum() > 0 else None
 
 
 def _noise_reason(features: dict) -> str | None:
