@@ -16,6 +16,7 @@ import os
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 from functions.settings import Settings
 
@@ -169,13 +170,33 @@ def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        _graceful_server(config).run(sockets=[sock])
     finally:
         if watcher:
             watcher.stop()
         sock.close()
         lock.close()
     return 0
+
+
+def _graceful_server(config: Any) -> Any:
+    """A uvicorn server for ``config`` that, stopped by SIGINT/SIGTERM, ends the process normally:
+    uvicorn re-raises the signal after its shutdown, which kills the process before its exit handlers
+    run (multiprocessing then reports the render pool's semaphores as leaked) and before ``_serve``
+    releases its lock and stops the drop watcher."""
+    import contextlib
+    from collections.abc import Iterator
+
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                getattr(self, "_captured_signals", []).clear()
+
+    return _Server(config)
 
 
 def _lock_data_dir(data_dir: Path):

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import importlib
 import logging
 import os
@@ -216,13 +215,9 @@ class LocalRunner:
             if proc.is_alive():
                 proc.kill()
                 proc.join(1.0)
-        # with its processes gone the executor's manager thread ends at once; waiting for it, then
-        # collecting the executor, releases its queues' five semaphores now: uvicorn re-raises the
-        # SIGTERM it stopped on, which ends the process without finalizers, and multiprocessing's
-        # resource tracker then warns of "leaked semaphore objects"
+        # with its processes gone the executor's manager thread ends at once: wait for it, so the
+        # executor is done with its queues before the process exits
         pool.shutdown(wait=True)
-        del pool, processes
-        gc.collect()
 
     def submit(self, job: str | dict) -> None:
         """Queue a job (id, or an event dict with ``job_id``); a job already queued is not queued
