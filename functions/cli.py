@@ -16,7 +16,7 @@ import os
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from functions.settings import Settings
 
@@ -199,7 +199,7 @@ def _graceful_server(config: Any) -> Any:
     return _Server(config)
 
 
-def _lock_data_dir(data_dir: Path):
+def _lock_data_dir(data_dir: Path) -> IO[str]:
     """An exclusive lock on ``data_dir/serve.lock`` held while the server runs (the returned file
     keeps it); OSError naming the holder's pid when another server holds it."""
     import fcntl
@@ -210,9 +210,10 @@ def _lock_data_dir(data_dir: Path):
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         fh.seek(0)
-        holder = fh.read().strip() or "another process"
+        holder = fh.read().strip()
         fh.close()
-        raise OSError(f"{data_dir} is in use by another tonematch serve (pid {holder}); stop it or give "
+        who = f"pid {holder}" if holder.isdigit() else "its pid not recorded yet"
+        raise OSError(f"{data_dir} is in use by another tonematch serve ({who}); stop it or give "
                       "another --data-dir") from None
     fh.seek(0)
     fh.truncate()
