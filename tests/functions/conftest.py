@@ -112,6 +112,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class ThreadedServer:
+    """uvicorn serving ``app`` on a loopback ``port`` in a thread."""
+
+    def __init__(self, app, port: int) -> None:
+        import threading
+        import time
+
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.02)
+        assert self.server.started
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """moto's S3 in server mode on a loopback port: the S3 store is tested over real HTTP."""

@@ -6,7 +6,7 @@ from functions.api.auth import verify_password
 from functions.cli import main
 from functions.pipeline.context import context_from_settings
 from functions.settings import Settings
-from tests.functions.conftest import write_wav
+from tests.functions.conftest import free_port, write_wav
 
 
 def test_users_add_hashes_and_updates(tmp_path, capsys):
@@ -88,9 +88,7 @@ def test_a_second_server_on_the_same_data_dir_or_port_is_refused_before_it_runs_
     import sys
     import time
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     data = tmp_path / "data"
     first = subprocess.Popen(
         [sys.executable, "-m", "functions.cli", "serve", "--port", str(port), "--data-dir", str(data),

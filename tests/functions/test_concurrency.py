@@ -5,7 +5,6 @@ tabs or a retrying client make them race, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,28 +14,9 @@ import pytest
 
 from functions.api.app import create_app
 from functions.pipeline.context import context_from_settings
-from tests.functions.conftest import add_user, free_port, make_settings, write_wav
+from tests.functions.conftest import ThreadedServer, add_user, free_port, make_settings, write_wav
 
 PASSWORD = "correct horse battery"
-
-
-class _Server:
-    """uvicorn on a loopback port in a thread."""
-
-    def __init__(self, app, port: int) -> None:
-        import uvicorn
-
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.time() + 20
-        while not self.server.started and time.time() < deadline:
-            time.sleep(0.02)
-        assert self.server.started
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture
@@ -55,7 +35,7 @@ def live(backend, tmp_path, request):
     ctx = context_from_settings(settings)
     launched: list[dict] = []
     ctx.launch = launched.append
-    server = _Server(create_app(ctx=ctx), port)
+    server = ThreadedServer(create_app(ctx=ctx), port)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     user = add_user(ctx, PASSWORD)
     r = client.post("/auth/login", json={"email": user["email"], "password": PASSWORD})

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -22,36 +20,11 @@ import soundfile as sf
 from functions.pipeline.context import context_from_settings
 from functions.pipeline.errors import TransientError
 from functions.pipeline.runner import LocalRunner
-from tests.functions.conftest import add_user, make_bucket, make_settings
+from tests.functions.conftest import ThreadedServer, add_user, free_port, make_bucket, make_settings
 
 pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery"
 OPTS = {"segment_s": 10}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """uvicorn on a loopback port in a thread."""
-
-    def __init__(self, app, port: int) -> None:
-        import uvicorn
-
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.time() + 20
-        while not self.server.started and time.time() < deadline:
-            time.sleep(0.02)
-        assert self.server.started
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +57,7 @@ def service(backend, tmp_path, request):
     runner = LocalRunner(ctx, workers=2, sleep=waits.append, **getattr(request, "param", {}))
     from functions.api.app import create_app
 
-    server = Server(create_app(ctx=ctx, runner=runner), port)
+    server = ThreadedServer(create_app(ctx=ctx, runner=runner), port)
     runner.start()
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     yield {"client": client, "ctx": ctx, "runner": runner, "waits": waits}

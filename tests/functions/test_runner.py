@@ -12,7 +12,7 @@ import pytest
 
 from functions.pipeline.definition import PIPELINE
 from functions.pipeline.runner import LocalRunner, _worker_ping
-from tests.functions.conftest import add_user
+from tests.functions.conftest import add_user, free_port
 from tests.functions.pipeline_fakes import FAKE_PIPELINE, calls
 
 
@@ -356,13 +356,10 @@ def test_a_stopped_server_leaves_nothing_for_the_resource_tracker(tmp_path):
     """Every `tonematch serve` stopped with Ctrl-C or SIGTERM ended with multiprocessing's warning
     "There appear to be 5 leaked semaphore objects to clean up at shutdown"."""
     import signal
-    import socket
     import subprocess
     import sys
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "functions.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path),
          "--no-drop-watch", "--workers", "2"],
