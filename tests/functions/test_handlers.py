@@ -12,6 +12,7 @@ import pytest
 from functions.handlers import _runtime, starter, status, tagger
 from functions.handlers.steps import task_named
 from tests.functions.conftest import add_user
+from tests.infra.moto_pipeline import sqs_event
 
 
 @pytest.mark.parametrize(
@@ -211,25 +212,6 @@ def test_tagger_decodes_the_url_encoded_key_of_the_event(tagger_s3):
         assert tags == [{"Key": "tonematch-class", "Value": "drop"}]
 
 
-def _sqs_records(*bodies: str) -> dict:
-    return {
-        "Records": [
-            {
-                "messageId": f"m{i}",
-                "receiptHandle": "r",
-                "body": body,
-                "attributes": {},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:DropQueue",
-                "awsRegion": "us-east-1",
-            }
-            for i, body in enumerate(bodies)
-        ]
-    }
-
-
 def _created(key: str, size: int) -> str:
     detail = {"bucket": {"name": "b"}, "object": {"key": _s3_event_key(key), "size": size}}
     return json.dumps({"source": "aws.s3", "detail-type": "Object Created", "detail": detail})
@@ -251,10 +233,10 @@ def test_starter_answers_odd_batch_names_as_the_local_drop_folder_does(ctx, monk
     )
     too_big = ctx.settings.max_upload_bytes + 1
     result = starter.handler(
-        _sqs_records(
+        sqs_event([
             _created(f"drop/{user['id']}/Müller mix/reference.wav", 1000),
             _created(f"drop/{user['id']}/my batch/target.wav", too_big),
-        ),
+        ]),
         FakeLambdaContext("starter"),
     )
     assert result == {"batchItemFailures": []}

@@ -43,6 +43,26 @@ class FakeLambdaContext:
         return 900_000
 
 
+def sqs_event(bodies: list[str]) -> dict:
+    """An SQS-triggered Lambda's event carrying ``bodies`` (the drop queue's messages)."""
+    return {
+        "Records": [
+            {
+                "messageId": f"m{i}",
+                "receiptHandle": "r",
+                "body": body,
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:DropQueue",
+                "awsRegion": REGION,
+            }
+            for i, body in enumerate(bodies)
+        ]
+    }
+
+
 @dataclass
 class Hooks:
     """What the hooks saw: invocations per function, retry waits, Batch job environments."""

@@ -19,6 +19,7 @@ from tests.infra.moto_pipeline import (
     deploy,
     executions,
     install_hooks,
+    sqs_event,
     wait_for_execution,
 )
 
@@ -243,25 +244,6 @@ def test_resubmit_while_running_starts_nothing(cloud):
     wait_for_execution(executions(cloud.deployed.state_machine_arn)[0]["executionArn"])
 
 
-def _sqs_event(bodies: list[str]) -> dict:
-    return {
-        "Records": [
-            {
-                "messageId": f"m{i}",
-                "receiptHandle": "r",
-                "body": body,
-                "attributes": {},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:DropQueue",
-                "awsRegion": REGION,
-            }
-            for i, body in enumerate(bodies)
-        ]
-    }
-
-
 def _created(bucket: str, key: str, size: int = 1000) -> str:
     return json.dumps(
         {
@@ -281,7 +263,7 @@ def test_drop_folder_upload_to_completed_job_and_bad_input(cloud):
     folder = f"drop/{cloud.user_id}/batch1"
     bucket = cloud.deployed.bucket
     cloud.ctx.objects.put_file(f"{folder}/reference.wav", Path(cloud.audio["short"]["reference"]))
-    half = starter.handler(_sqs_event([_created(bucket, f"{folder}/reference.wav")]), FakeLambdaContext("s"))
+    half = starter.handler(sqs_event([_created(bucket, f"{folder}/reference.wav")]), FakeLambdaContext("s"))
     assert half == {"batchItemFailures": []} and executions(cloud.deployed.state_machine_arn) == []
     cloud.ctx.objects.put_file(f"{folder}/target.wav", Path(cloud.audio["short"]["target"]))
     cloud.ctx.objects.put_bytes(f"drop/{cloud.user_id}/batch2/target.txt", b"not audio")
@@ -294,7 +276,7 @@ def test_drop_folder_upload_to_completed_job_and_bad_input(cloud):
         _created(bucket, f"drop/{cloud.user_id}/batch2/target.txt"),  # not audio: ignored by name
         _created(bucket, f"drop/{cloud.user_id}/batch3/reference.wav", size=50 * 2**30),  # oversized
     ]
-    result = starter.handler(_sqs_event(bodies), FakeLambdaContext("s"))
+    result = starter.handler(sqs_event(bodies), FakeLambdaContext("s"))
     assert result == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
     oversized = json.loads(cloud.ctx.objects.get_bytes(f"drop/{cloud.user_id}/batch3/error.json"))
     assert oversized["code"] == "INVALID_INPUT" and "over the limit" in oversized["message"]
