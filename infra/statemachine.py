@@ -186,33 +186,29 @@ class PipelineRenderer:
             task_timeout=sfn.Timeout.duration(Duration.seconds(task.timeout_s + 600)),
         )
         _add_retry(submit, task.retry)
-        load = tasks.LambdaInvoke(
-            self.scope,
-            f"{state_name}Result",
-            lambda_function=self.batch.result_loader,
-            payload_response_only=True,
-            retry_on_service_exceptions=False,
-            payload=sfn.TaskInput.from_object({"result_key": result_key, "step": task.name}),
-        )
-        _add_retry(load, task.retry)
+
+        def loader(suffix: str, payload: dict) -> tasks.LambdaInvoke:
+            invoke = tasks.LambdaInvoke(
+                self.scope,
+                f"{state_name}{suffix}",
+                lambda_function=self.batch.result_loader,
+                payload_response_only=True,
+                retry_on_service_exceptions=False,
+                payload=sfn.TaskInput.from_object({"result_key": result_key, "step": task.name, **payload}),
+            )
+            _add_retry(invoke, task.retry)
+            return invoke
+
+        load = loader("Result", {})
         # A failed job (exit code, timeout) raises the step's own error through the loader, which reads
         # what the entrypoint left at the result key, instead of States.TaskFailed + the job description.
-        failed = tasks.LambdaInvoke(
-            self.scope,
-            f"{state_name}Failed",
-            lambda_function=self.batch.result_loader,
-            payload_response_only=True,
-            retry_on_service_exceptions=False,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "result_key": result_key,
-                    "step": task.name,
-                    "item_index": sfn.JsonPath.number_at("$.item_index"),
-                    "batch_error": sfn.JsonPath.object_at("$.batch_error"),
-                }
-            ),
+        failed = loader(
+            "Failed",
+            {
+                "item_index": sfn.JsonPath.number_at("$.item_index"),
+                "batch_error": sfn.JsonPath.object_at("$.batch_error"),
+            },
         )
-        _add_retry(failed, task.retry)
         submit.add_catch(failed, errors=["States.ALL"], result_path="$.batch_error")
         submit.next(load)
         return submit, load
