@@ -26,10 +26,15 @@ def test_users_add_hashes_and_updates(tmp_path, capsys):
     assert "ann@example.com" in capsys.readouterr().out
 
 
-def test_drop_copies_the_pair_into_the_users_drop_folder(tmp_path, capsys):
+def _user_and_pair(tmp_path) -> tuple[str, str, str]:
+    """A data dir with the user a@example.com, and a reference/target pair to drop."""
     data = str(tmp_path / "data")
     main(["users", "add", "a@example.com", "--password", "a long password", "--data-dir", data])
-    ref, tgt = write_wav(tmp_path / "r.wav"), write_wav(tmp_path / "t.wav", seed=1)
+    return data, str(write_wav(tmp_path / "r.wav")), str(write_wav(tmp_path / "t.wav", seed=1))
+
+
+def test_drop_copies_the_pair_into_the_users_drop_folder(tmp_path, capsys):
+    data, ref, tgt = _user_and_pair(tmp_path)
     assert main(["drop", "a@example.com", str(ref), str(tgt), "--batch", "b1", "--data-dir", data]) == 0
     folder = capsys.readouterr().out.strip().splitlines()[-1]
     ctx = context_from_settings(Settings(data_dir=tmp_path / "data"))
@@ -65,9 +70,7 @@ def test_drop_into_a_batch_that_exists_is_refused(tmp_path, capsys):
     """`tonematch drop ... --batch nightly` run again (tomorrow's files) overwrote the inputs of the
     batch's first job, running or done, and started nothing: the batch already had its job.json.
     It is refused, naming the batch, and the first batch's files stay as they were."""
-    data = str(tmp_path / "data")
-    main(["users", "add", "a@example.com", "--password", "a long password", "--data-dir", data])
-    ref, tgt = write_wav(tmp_path / "r.wav"), write_wav(tmp_path / "t.wav", seed=1)
+    data, ref, tgt = _user_and_pair(tmp_path)
     assert main(["drop", "a@example.com", str(ref), str(tgt), "--batch", "nightly", "--data-dir", data]) == 0
     folder = capsys.readouterr().out.strip().splitlines()[-1]
     ctx = context_from_settings(Settings(data_dir=tmp_path / "data"))
