@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
-from engine.analysis.noise import NOISE_SPECTRAL_STD_DB, spectral_fluctuation_db
+from engine.analysis.noise import NOISE_SPECTRAL_STD_DB, spectral_fluctuation_db, stft_statistics
 from engine.errors import ParamsError
 from engine.options import validate_options
 from engine.params import LIMITER_DEFAULTS, RANGES, validate_style_params, with_note
@@ -328,18 +328,11 @@ def target_floor_mask(target_features: dict[str, Any], freqs_hz: np.ndarray) -> 
     reads so. All False without STFT statistics."""
     f = np.asarray(freqs_hz, dtype=np.float64)
     none = np.zeros(f.shape, dtype=bool)
-    stft = target_features.get("stft") or {}
-    try:
-        st_f = np.asarray(stft["freqs_hz"], dtype=np.float64)
-        mean = np.asarray(stft["mag_db_mean"], dtype=np.float64)
-        std = np.asarray(stft["mag_db_std"], dtype=np.float64)
-    except (KeyError, TypeError, ValueError):
-        return none
-    if st_f.size < 2 or not st_f.size == mean.size == std.size:
-        return none
+    stats = stft_statistics(target_features)
     fluct = spectral_fluctuation_db(target_features)
-    if fluct is None or fluct < NOISE_FLOOR_STD_DB:
+    if stats is None or fluct is None or fluct < NOISE_FLOOR_STD_DB:
         return none
+    st_f, mean, std = stats
     floor = (std < NOISE_FLOOR_STD_DB) & (mean <= float(np.max(mean)) - NOISE_FLOOR_BELOW_PEAK_DB)
     # onto the fit grid: a grid point is floor where the STFT points around it are
     return np.interp(f, st_f, floor.astype(np.float64)) >= 0.5

@@ -22,17 +22,27 @@ NOISE_BAND_HZ = (100.0, 10000.0)
 NOISE_LIVE_MIN_DB = -130.0
 
 
+def stft_statistics(features: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(freqs_hz, mag_db_mean, mag_db_std)`` of a features document's ``stft`` block (equal-length
+    float64 arrays, at least two points), or None when it is missing or malformed."""
+    stft = features.get("stft") if isinstance(features, dict) else None
+    try:
+        f, mean, sd = (np.asarray(stft[k] or [], dtype=np.float64)
+                       for k in ("freqs_hz", "mag_db_mean", "mag_db_std"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if f.size < 2 or not f.size == sd.size == mean.size:
+        return None
+    return f, mean, sd
+
+
 def spectral_fluctuation_db(features: Any) -> float | None:
     """Median (over ``NOISE_BAND_HZ``) of the standard deviation in dB of each STFT statistics point
     across the frames (``stft.mag_db_std``), or None when the features lack it."""
-    stft = features.get("stft") if isinstance(features, dict) else None
-    try:
-        f, sd, mean = (np.asarray(stft[k] or [], dtype=np.float64)
-                       for k in ("freqs_hz", "mag_db_std", "mag_db_mean"))
-    except (KeyError, TypeError, ValueError):
+    stats = stft_statistics(features)
+    if stats is None:
         return None
-    if f.size == 0 or not f.size == sd.size == mean.size:
-        return None
+    f, mean, sd = stats
     band = (f >= NOISE_BAND_HZ[0]) & (f <= NOISE_BAND_HZ[1])
     # the statistics are of the mid channel: points at its floor (nothing there, as in an anti-phase
     # L = -R recording) say nothing about how the sound varies
