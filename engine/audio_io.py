@@ -108,9 +108,59 @@ def _truncated_share(extra_info: str) -> float | None:
     return present / declared
 
 
+_OGG_PAGE_MAX_BYTES = 27 + 255 + 255 * 255
+_OGG_EOS_FLAG = 0x04
+
+
+def _ogg_ends_cleanly(path: str | os.PathLike) -> bool:
+    """Whether the Ogg file's last bytes are one whole page carrying the end-of-stream flag. A copy or
+    download cut short ends inside a page or on a page without the flag, and libsndfile then reads it
+    as a shorter, complete-looking file (its length comes from the last page it finds)."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        start = max(0, size - _OGG_PAGE_MAX_BYTES)
+        fh.seek(start)
+        tail = fh.read()
+    at = tail.rfind(b"OggS")
+    while at >= 0:
+        # a page: "OggS", version, flags, granule (8), serial (4), sequence (4), CRC (4), segment
+        # count, segment table; a capture pattern inside packet data does not end the file exactly
+        if at + 27 <= len(tail):
+            n_segments = tail[at + 26]
+            table = tail[at + 27: at + 27 + n_segments]
+            if len(table) == n_segments and at + 27 + n_segments + sum(table) == len(tail):
+                return bool(tail[at + 5] & _OGG_EOS_FLAG)
+        at = tail.rfind(b"OggS", 0, at)
+    return False
+
+
+def _mp3_length_is_declared(path: str | os.PathLike) -> bool:
+    """Whether the MP3's first frame carries a Xing/Info or VBRI header with its frame count, so the
+    length libsndfile reports is the encoder's count, not an estimate from the file size."""
+    with open(path, "rb") as fh:
+        head = fh.read(10)
+        skip = 0
+        if len(head) == 10 and head[:3] == b"ID3":  # ID3v2 tag: synchsafe size, optional footer
+            skip = 10 + ((head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7
+                         | (head[9] & 0x7F)) + (10 if head[5] & 0x10 else 0)
+        fh.seek(skip)
+        frame = fh.read(4096)
+    sync = next((i for i in range(len(frame) - 1) if frame[i] == 0xFF and frame[i + 1] & 0xE0 == 0xE0), None)
+    if sync is None:
+        return False
+    first = frame[sync: sync + 200]
+    for tag in (b"Xing", b"Info"):
+        at = first.find(tag, 4, 64)
+        if at >= 0 and len(first) >= at + 8:
+            return bool(first[at + 7] & 0x01)  # flags (32-bit big-endian): bit 0 = frame count present
+    return first[36:40] == b"VBRI"
+
+
 def probe(path: str | os.PathLike) -> AudioInfo:
     """Open ``path`` and describe it; refuse what the engine cannot use (AudioInputError, where=path),
-    a WAV/AIFF cut short of the audio its header promises among them."""
+    a file cut short of the audio its header promises among them: a WAV/AIFF whose data chunk is
+    short, an Ogg stream without its end-of-stream page (an MP3 whose Xing/Info header counts more
+    frames than it holds is refused when read, by :func:`iter_blocks`)."""
     with _open(path) as f:
         info = AudioInfo(path=str(path), sample_rate_hz=int(f.samplerate), channels=int(f.channels),
                          frames=int(f.frames), duration_s=f.frames / float(f.samplerate),
@@ -121,6 +171,10 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         raise AudioInputError(
             f"is truncated: its header promises {info.duration_s / share:.2f} s of audio, the file holds "
             f"{info.duration_s:.2f} s (an interrupted copy or download?)", where=str(path))
+    if info.format == "OGG" and not _ogg_ends_cleanly(path):
+        raise AudioInputError(
+            f"is truncated: the Ogg stream stops after {info.duration_s:.2f} s without its end-of-stream "
+            "page (an interrupted copy or download?)", where=str(path))
     if info.channels > MAX_CHANNELS:
         raise AudioInputError(
             f"has {info.channels} channels; only mono and stereo are supported "
@@ -189,12 +243,18 @@ def _iter_native(info: AudioInfo, block_frames: int, start: int, stop: int | Non
                 raise AudioInputError(f"file is corrupt or truncated at {pos / info.sample_rate_hz:.3f} s "
                                       f"({detail})", where=info.path) from None
             if block.shape[0] == 0:
-                # shorter than the header says (truncated, or an estimated MP3/OGG length): the audio
-                # that is there is used; nothing at all is an error
+                # shorter than the header says: an MP3 whose length was estimated from its size ends
+                # where its audio ends; one whose Xing/Info header counted the frames was cut short
                 if pos == start:
                     raise AudioInputError(
                         f"file is truncated: no audio at {pos / info.sample_rate_hz:.3f} s although the "
                         f"header says {info.duration_s:.3f} s", where=info.path)
+                if (stop - pos) / info.sample_rate_hz > _TRUNCATION_TOLERANCE_S and \
+                        (info.format != "MP3" or _mp3_length_is_declared(info.path)):
+                    raise AudioInputError(
+                        f"is truncated: its header promises {info.duration_s:.2f} s of audio, the file holds "
+                        f"{pos / info.sample_rate_hz:.2f} s (an interrupted copy or download?)",
+                        where=info.path)
                 return
             if int_dtype:
                 block = np.multiply(block, np.float32(scale), dtype=np.float32)

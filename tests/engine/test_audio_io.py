@@ -188,6 +188,28 @@ def test_compressed_formats_read_when_libsndfile_can(tmp_path: Path, fmt: str) -
     assert 0.2 < float(np.abs(y).max()) < 0.7
 
 
+@pytest.mark.parametrize(("fmt", "subtype", "ext"), [("OGG", "VORBIS", "ogg"), ("OGG", "OPUS", "opus"),
+                                                  ("MP3", "MPEG_LAYER_III", "mp3")])
+def test_a_compressed_file_cut_short_is_refused_not_matched_as_a_shorter_song(
+        tmp_path: Path, fmt: str, subtype: str, ext: str) -> None:
+    """libsndfile reads an Ogg file cut in half as a complete file of half the length, and an MP3 as
+    its Xing header's length with the rest missing; an interrupted upload must not be matched as if
+    it were the song."""
+    if subtype not in sf.available_subtypes(fmt):
+        pytest.skip(f"libsndfile {sf.__libsndfile_version__} cannot write {fmt}/{subtype}")
+    rate = 48000 if subtype == "OPUS" else FS
+    whole = tmp_path / f"whole.{ext}"
+    sf.write(whole, _tone(6.0, fs=rate), rate, format=fmt, subtype=subtype)
+    assert sum(b.shape[0] for b in iter_blocks(whole)) == 6 * rate  # the complete file reads whole
+    data = whole.read_bytes()
+    cut = tmp_path / f"cut.{ext}"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(AudioInputError, match="is truncated") as e:
+        for _ in iter_blocks(cut):
+            pass
+    assert e.value.where == str(cut) and "interrupted copy or download" in str(e.value)
+
+
 def test_silence_and_clipping_are_readable(tmp_path: Path) -> None:
     sf.write(tmp_path / "z.wav", np.zeros((FS * 2, 2), np.float32), FS)
     y, _ = read_audio(tmp_path / "z.wav")
