@@ -98,6 +98,9 @@ class StatusStore:
         if self.dialect == "postgres":
             import psycopg
 
+            from functions.stores.db_auth import refresh_db_credentials
+
+            refresh_db_credentials()  # an IAM token outlives neither a long render nor a warm Lambda
             try:
                 conn = psycopg.connect(self.url, autocommit=True)
             except psycopg.OperationalError as exc:

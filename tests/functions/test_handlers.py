@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from functions.handlers import _runtime, starter, status, tagger
+from functions.handlers import starter, status, tagger
 from functions.handlers.steps import task_named
+from functions.stores import db_auth
 from tests.functions.conftest import add_user
 from tests.infra.moto_pipeline import sqs_event
 
@@ -85,18 +86,18 @@ def test_iam_db_token_signed_then_refreshed_before_expiry(monkeypatch):
     )
     monkeypatch.setenv("PGPASSWORD", "")  # registered, so teardown restores the real environment
     monkeypatch.setenv("PGSSLMODE", "require")
-    monkeypatch.setattr(_runtime, "_token_signed_at", 0.0)
+    monkeypatch.setattr(db_auth, "_token_signed_at", 0.0)
     rds = FakeRds()
-    assert _runtime.refresh_db_credentials(now=1000.0, rds_client=rds) is True
+    assert db_auth.refresh_db_credentials(now=1000.0, rds_client=rds) is True
     assert rds.calls == [("proxy.example", 5432, "tonematch")]
     import os
 
     assert os.environ["PGPASSWORD"] == "token-1"
-    assert _runtime.refresh_db_credentials(now=1000.0 + 9 * 60, rds_client=rds) is False  # still fresh
-    assert _runtime.refresh_db_credentials(now=1000.0 + 11 * 60, rds_client=rds) is True
+    assert db_auth.refresh_db_credentials(now=1000.0 + 9 * 60, rds_client=rds) is False  # still fresh
+    assert db_auth.refresh_db_credentials(now=1000.0 + 11 * 60, rds_client=rds) is True
     assert os.environ["PGPASSWORD"] == "token-2"
     monkeypatch.setenv("TONEMATCH_DB_IAM_AUTH", "0")
-    assert _runtime.refresh_db_credentials(now=99999.0, rds_client=rds) is False
+    assert db_auth.refresh_db_credentials(now=99999.0, rds_client=rds) is False
 
 
 def test_malformed_drop_messages_are_refused_clearly():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import uuid
 
 import pytest
 
@@ -172,3 +174,38 @@ def test_bad_urls_are_refused():
         StatusStore("mysql://x")
     with pytest.raises(ValueError, match="schema"):
         StatusStore("postgresql://x/y", schema="bad; drop")
+
+
+@pytest.mark.postgres
+def test_a_connection_reopened_after_the_iam_token_expired_gets_a_fresh_token(pg_url, monkeypatch):
+    """RDS Proxy takes IAM tokens that live 15 minutes and are checked only at connect time: a Batch
+    render longer than that, or a warm Lambda, whose connection dropped must reconnect with a new
+    token, not the one signed when the process started."""
+    from functions.stores import db_auth
+
+    class FakeRds:
+        signed = 0
+
+        def generate_db_auth_token(self, DBHostname, Port, DBUsername):
+            FakeRds.signed += 1
+            return f"{DBHostname}:{Port}/?Action=connect&DBUser={DBUsername}&token={FakeRds.signed}"
+
+    clock = [1000.0]
+    monkeypatch.setenv("TONEMATCH_DB_IAM_AUTH", "1")
+    monkeypatch.setenv("TONEMATCH_DATABASE_URL", pg_url)
+    monkeypatch.setenv("PGPASSWORD", "")  # registered, so teardown restores the real environment
+    monkeypatch.setenv("PGSSLMODE", "disable")  # the local test server (trust auth, no TLS)
+    monkeypatch.setattr(db_auth, "_token_signed_at", 0.0)
+    monkeypatch.setattr(db_auth, "_rds_client", FakeRds)
+    monkeypatch.setattr(db_auth.time, "time", lambda: clock[0])
+    st = StatusStore(pg_url, schema=f"tm_iam_{uuid.uuid4().hex[:8]}")
+    try:
+        st.migrate()
+        assert os.environ["PGPASSWORD"].endswith("token=1")
+        st._conn().close()  # the proxy dropped the connection while a 12-minute render ran
+        clock[0] += 12 * 60
+        assert st.get_job(str(uuid.uuid4())) is None  # reconnects
+        assert os.environ["PGPASSWORD"].endswith("token=2")
+    finally:
+        st.drop_schema()
+        st.close()

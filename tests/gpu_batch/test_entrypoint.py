@@ -189,8 +189,8 @@ def test_pipeline_mode_signs_the_rds_iam_token_before_connecting(monkeypatch):
     """The job definition gives the container the Lambdas' database environment: a passwordless URL
     of RDS Proxy, which takes IAM authentication only. The token must be in PGPASSWORD before the
     status store connects, or every Batch render fails to reach the database."""
-    from functions.handlers import _runtime
     from functions.pipeline import context as context_module
+    from functions.stores import db_auth
 
     for k, v in {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -202,7 +202,7 @@ def test_pipeline_mode_signs_the_rds_iam_token_before_connecting(monkeypatch):
         "PGSSLMODE": "require",
     }.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setattr(_runtime, "_token_signed_at", 0.0)
+    monkeypatch.setattr(db_auth, "_token_signed_at", 0.0)
     seen = {}
 
     class StopError(Exception):
