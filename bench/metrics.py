@@ -196,10 +196,13 @@ def third_octave_difference_db(x: np.ndarray, y: np.ndarray, sample_rate_hz: int
 
 
 def side_to_mid_db(x: np.ndarray) -> float | None:
-    """Stereo width as side/mid energy ratio (dB, floored at -60); None for mono."""
+    """Stereo width as side/mid energy ratio (dB, floored at -60); None for mono. Each channel's mean is
+    removed first: a DC offset (the decoded Singularity tracks carry up to -17 dBFS of it) is no stereo
+    image, and its mid energy would otherwise outweigh the music's."""
     x = as_2d(x)
     if x.shape[1] != 2:
         return None
+    x = x - x.mean(axis=0, dtype=np.float64)
     mid = 0.5 * (x[:, 0] + x[:, 1])
     side = 0.5 * (x[:, 0] - x[:, 1])
     return max(-60.0, 10.0 * math.log10((np.sum(side**2) + 1e-20) / (np.sum(mid**2) + 1e-20)))

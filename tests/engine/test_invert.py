@@ -270,3 +270,40 @@ def test_no_boost_into_a_targets_noise_floor() -> None:
     assert np.max(eq_response_db(invert_params(ref, noise)["eq"], FREQS, 44100)[top]) > 9.0
     # without STFT statistics (older feature documents) nothing changes
     assert invert_params(ref, _features(hissy, hissy - 10))["eq"] == invert_params(ref, noise)["eq"]
+
+
+def _side_to_mid_db(x: np.ndarray) -> float:
+    x = x - x.mean(axis=0)
+    mid, side = x[:, 0] + x[:, 1], x[:, 0] - x[:, 1]
+    return float(10 * np.log10(np.sum(side.astype(np.float64) ** 2) / np.sum(mid.astype(np.float64) ** 2)))
+
+
+def test_output_takes_the_references_stereo_width_when_the_eq_moves_energy_between_bands(tmp_path) -> None:
+    """A dark target with narrow highs matched to a bright reference with wide highs: the EQ lifts the
+    target's highs, so their narrowness becomes audible; the width the output needs is judged after the
+    EQ, on the energy the output will have (the target's own balance hides the highs)."""
+    import soundfile as sf
+    from scipy.signal import butter, sosfilt
+
+    from engine import match_files
+
+    fs, n = 44100, 44100 * 12
+    rng = np.random.default_rng(3)
+    low = butter(4, 400, "lowpass", fs=fs, output="sos")
+    high = butter(4, 2000, "highpass", fs=fs, output="sos")
+
+    def stereo(highs_db: float, side_highs_db: float) -> np.ndarray:
+        """Bass at 0 dB with its side 20 dB down; highs at ``highs_db``, their side ``side_highs_db``."""
+        bass = sosfilt(low, rng.standard_normal((2, n)), axis=1)
+        highs = sosfilt(high, rng.standard_normal((2, n)), axis=1) * 10 ** (highs_db / 20)
+        mid = bass[0] + highs[0]
+        side = bass[1] * 10 ** (-20 / 20) + highs[1] * 10 ** (side_highs_db / 20)
+        return (0.1 * np.stack([mid + side, mid - side], axis=1)).astype(np.float32)
+
+    ref, tgt = stereo(-6.0, -4.0), stereo(-24.0, -7.0)
+    sf.write(tmp_path / "ref.wav", ref, fs, subtype="FLOAT")
+    sf.write(tmp_path / "tgt.wav", tgt, fs, subtype="FLOAT")
+    match_files(tmp_path / "ref.wav", tmp_path / "tgt.wav", tmp_path / "out.wav", measure_result=False)
+    out, _ = sf.read(tmp_path / "out.wav", dtype="float32")
+    got, want = _side_to_mid_db(out), _side_to_mid_db(ref)
+    assert abs(got - want) < 1.0, (got, want)
