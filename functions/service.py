@@ -462,11 +462,20 @@ def parse_before(before: str | None) -> str | None:
         ) from exc
 
 
-def list_jobs(ctx: StepContext, user_id: str, limit: int = 50, before: str | None = None) -> list[dict]:
-    """The user's jobs, newest first, created before ``before`` (see :func:`parse_before`)."""
+def list_jobs(ctx: StepContext, user_id: str, limit: int = 50, before: str | None = None,
+              before_id: str | None = None) -> list[dict]:
+    """The user's jobs, newest first, created before ``before`` (see :func:`parse_before`); with
+    ``before_id``, the id of the last job a page showed, jobs of that same instant after it too."""
+    if before_id is not None:
+        if not before:
+            raise invalid("before_id", "goes with before (the created_at of the same job)")
+        try:
+            before_id = str(uuid.UUID(before_id))
+        except ValueError as exc:
+            raise invalid("before_id", f"{before_id!r} is not a job id") from exc
     return [
         {"job_id": j["id"], **{k: v for k, v in j.items() if k != "id"}}
-        for j in ctx.status.list_jobs(user_id, limit=limit, before=parse_before(before))
+        for j in ctx.status.list_jobs(user_id, limit=limit, before=parse_before(before), before_id=before_id)
     ]
 
 

@@ -12,7 +12,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -41,10 +44,39 @@ def tree_hash(*paths: Path, extra: str = "") -> str:
     return digest.hexdigest()
 
 
+def _tree_digest(root: Path) -> str:
+    """SHA-256 over the names (relative to ``root``) and bytes of the files a copy keeps."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = file.relative_to(root)
+        if any(part in ("__pycache__", ".pytest_cache") or part.endswith(".egg-info") for part in rel.parts) \
+                or file.suffix == ".pyc":
+            continue
+        digest.update(str(rel).encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
+
+
 def _sync_tree(src: Path, dst: Path) -> None:
-    if dst.exists():
-        shutil.rmtree(dst)
-    shutil.copytree(src, dst, ignore=_IGNORE)
+    """Make ``dst`` a copy of ``src``. Several processes may synthesise at once (pytest-xdist workers):
+    a copy that is already identical is left alone, and a new one is built beside ``dst`` and renamed
+    into place, so no process ever sees a half-deleted tree (rmtree then copytree in place raced)."""
+    want = _tree_digest(src)
+    if dst.is_dir() and _tree_digest(dst) == want:
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fresh = dst.parent / f".{dst.name}-{os.getpid()}-{secrets.token_hex(4)}"
+    shutil.copytree(src, fresh, ignore=_IGNORE)
+    if dst.is_dir() and _tree_digest(dst) == want:  # another process finished the same copy meanwhile
+        shutil.rmtree(fresh, ignore_errors=True)
+        return
+    stale = fresh.with_name(fresh.name + "-stale")
+    with contextlib.suppress(FileNotFoundError):
+        os.rename(dst, stale)
+    try:
+        os.rename(fresh, dst)
+    except OSError:  # another process renamed its (identical) copy into place first
+        shutil.rmtree(fresh, ignore_errors=True)
+    shutil.rmtree(stale, ignore_errors=True)
 
 
 def function_code() -> lambda_.Code:

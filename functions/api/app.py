@@ -302,8 +302,11 @@ def create_app(
         user: User,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         before: Annotated[str | None, Query(max_length=64)] = None,
+        before_id: Annotated[str | None, Query(max_length=64)] = None,
     ) -> dict:
-        return {"jobs": service.list_jobs(ctx, user["id"], limit, before)}
+        """Newest first. The next page: ``before`` = the last job's ``created_at`` and ``before_id`` =
+        its ``job_id`` (jobs created in the same instant are then split by id, none lost)."""
+        return {"jobs": service.list_jobs(ctx, user["id"], limit, before, before_id)}
 
     @app.get("/jobs/{job_id}", response_model=S.JobStatus, tags=["jobs"])
     async def get_job(job_id: str, user: User) -> Response:

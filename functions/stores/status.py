@@ -340,21 +340,30 @@ class StatusStore:
             return self.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return self.one("SELECT * FROM jobs WHERE id = ? AND user_id = ?", (job_id, user_id))
 
-    def list_jobs(self, user_id: str, *, limit: int = 50, before: str | None = None) -> list[dict]:
-        """The user's jobs, newest first (``before``: a created_at cursor)."""
+    def list_jobs(self, user_id: str, *, limit: int = 50, before: str | None = None,
+                  before_id: str | None = None) -> list[dict]:
+        """The user's jobs, newest first (ties by id, descending). ``before``: a created_at cursor;
+        with ``before_id`` (the id of the job at that cursor, the last one a page showed) the jobs
+        created at that same instant and ordered after it are included, so a page boundary between
+        two jobs of one timestamp loses neither."""
         cols = (
             "id, mode, status, progress, error, last_step, ref_key, tgt_key, preset_id, created_at,"
             " updated_at"
         )
+        order = "ORDER BY created_at DESC, id DESC LIMIT ?"
+        if before and before_id:
+            id_param = "CAST(? AS uuid)" if self.dialect == "postgres" else "?"
+            return self.query(
+                f"SELECT {cols} FROM jobs WHERE user_id = ? AND (created_at < ? OR "
+                f"(created_at = ? AND id < {id_param})) {order}",
+                (user_id, before, before, before_id, limit),
+            )
         if before:
             return self.query(
-                f"SELECT {cols} FROM jobs WHERE user_id = ? AND created_at < ? "
-                "ORDER BY created_at DESC LIMIT ?",
+                f"SELECT {cols} FROM jobs WHERE user_id = ? AND created_at < ? {order}",
                 (user_id, before, limit),
             )
-        return self.query(
-            f"SELECT {cols} FROM jobs WHERE user_id = ? ORDER BY created_at DESC LIMIT ?", (user_id, limit)
-        )
+        return self.query(f"SELECT {cols} FROM jobs WHERE user_id = ? {order}", (user_id, limit))
 
     def active_jobs(self) -> list[dict]:
         """Jobs queued or running (to resume after a restart), oldest first."""

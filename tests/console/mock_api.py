@@ -207,8 +207,13 @@ class MockApi:
             q = parse_qs(urlsplit(request.url).query)
             limit = int(q.get("limit", ["50"])[0])
             jobs = sorted(self.jobs.values(), key=lambda j: _when(j.get("created_at")), reverse=True)
-            if "before" in q:
-                jobs = [j for j in jobs if _when(j.get("created_at")) < _when(q["before"][0])]
+            if "before" in q:  # (the mock's ids are not uuids: ties are split by the list's order)
+                at, after = _when(q["before"][0]), q.get("before_id", [None])[0]
+                keep = [j for j in jobs if _when(j.get("created_at")) < at]
+                if after in [j["job_id"] for j in jobs]:
+                    ties = [j for j in jobs if _when(j.get("created_at")) == at]
+                    keep = ties[[j["job_id"] for j in ties].index(after) + 1:] + keep
+                jobs = keep
             jobs = [{k: v for k, v in j.items() if k != "polls"} for j in jobs[:limit]]
             return self._json(route, {"jobs": jobs})
         m = re.fullmatch(r"/jobs/([^/]+)", path)

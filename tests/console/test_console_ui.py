@@ -231,7 +231,7 @@ def test_older_jobs_are_reached_page_by_page(page):
     assert "That's all of your jobs" in page.inner_text("#view-jobs")
 
 
-def test_jobs_page_cursor_is_the_oldest_shown_created_at(page):
+def test_jobs_page_cursor_is_the_oldest_shown_created_at_and_id(page):
     api = MockApi()
     for i in range(60):
         api.jobs[f"job{i}"] = {"job_id": f"job{i}", "mode": "A", "status": "COMPLETED", "polls": 0,
@@ -243,7 +243,8 @@ def test_jobs_page_cursor_is_the_oldest_shown_created_at(page):
     page.wait_for_selector("#view-jobs[data-loaded='50']")
     page.click("#jobs-more")
     page.wait_for_selector("#view-jobs[data-loaded='60']")
-    assert urls[-1].endswith("before=2026-03-01T10%3A10%3A00.000001%2B00%3A00"), urls  # job10, oldest shown
+    # job10, the oldest shown: its created_at, and its id for jobs of the same instant
+    assert urls[-1].endswith("before=2026-03-01T10%3A10%3A00.000001%2B00%3A00&before_id=job10"), urls
     assert page.is_hidden("#jobs-more")
 
 

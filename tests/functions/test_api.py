@@ -346,6 +346,34 @@ def test_jobs_before_cursor(api):
         assert "ISO-8601" in body["message"]
 
 
+def test_paging_through_jobs_of_one_instant_loses_none(api):
+    """Jobs created in the same instant (a drop batch, a coarse clock): paging by ``before`` alone
+    skipped every job that shared the last one's created_at; ``before_id`` splits them by id."""
+    client, ctx = api
+    user, h = login(client, ctx)
+    ids = set()
+    for i in range(5):
+        job, _ = ctx.status.create_job(
+            user_id=user["id"], mode="A", ref_key=None, tgt_key=f"{user['id']}/t{i}.wav", opts={},
+            idempotency_key=f"same{i}",
+        )
+        ids.add(job["id"])
+    ctx.status.query("UPDATE jobs SET created_at = (SELECT MIN(created_at) FROM jobs WHERE user_id = ?) "
+                     "WHERE user_id = ?", (user["id"], user["id"]))
+    seen: list[str] = []
+    page = client.get("/jobs", params={"limit": 2}, headers=h).json()["jobs"]
+    while page:
+        seen += [j["job_id"] for j in page]
+        last = page[-1]
+        page = client.get("/jobs", params={"limit": 2, "before": last["created_at"],
+                                           "before_id": last["job_id"]}, headers=h).json()["jobs"]
+    assert len(seen) == 5 and set(seen) == ids
+    assert_error(client.get("/jobs", params={"before_id": seen[0]}, headers=h), 400, "INVALID_INPUT",
+                 "before_id")
+    assert_error(client.get("/jobs", params={"before": last["created_at"], "before_id": "nope"}, headers=h),
+                 400, "INVALID_INPUT", "before_id")
+
+
 def test_nul_characters_are_refused_naming_the_field(api):
     """PostgreSQL stores no NUL in text or jsonb: a NUL in a login email or anywhere in a preset's
     parameters is a 400 naming where it is, on both databases (PostgreSQL answered 500)."""

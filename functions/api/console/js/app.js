@@ -842,8 +842,9 @@ $("#save-preset").addEventListener("submit", async (e) => {
 });
 
 // ---------- jobs list ----------
-// GET /jobs gives the newest JOBS_PAGE; "Show older jobs" asks for the next page with `before` set to
-// the oldest shown job's created_at (the service returns jobs created strictly before it).
+// GET /jobs gives the newest JOBS_PAGE; "Show older jobs" asks for the next page with `before` and
+// `before_id` set to the oldest shown job's created_at and id (the service returns the jobs after it in
+// its order: created before it, or at the same instant with a smaller id).
 const JOBS_PAGE = 50;
 let jobsShown = []; // every job on screen, newest first
 let jobsMore = false; // the last page was full: there may be older jobs
@@ -915,7 +916,7 @@ $("#jobs-more").addEventListener("click", async () => {
   b.disabled = true;
   b.textContent = "Loading older jobs…";
   try {
-    const page = listOf(await api.get(`/jobs?limit=${JOBS_PAGE}&before=${encodeURIComponent(last.created_at)}`), "jobs", "items");
+    const page = listOf(await api.get(`/jobs?limit=${JOBS_PAGE}&before=${encodeURIComponent(last.created_at)}&before_id=${encodeURIComponent(jobIdOf(last))}`), "jobs", "items");
     if ($("#view-jobs").hidden) return;
     const have = new Set(jobsShown.map(jobIdOf));
     const added = page.filter((j) => !have.has(jobIdOf(j)));
