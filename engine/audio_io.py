@@ -110,6 +110,7 @@ def _truncated_share(extra_info: str) -> float | None:
 
 _OGG_PAGE_MAX_BYTES = 27 + 255 + 255 * 255
 _OGG_EOS_FLAG = 0x04
+_OGG_TRAILING_JUNK_BYTES = 4096  # an ID3v1/APE tag some taggers append after the last page
 
 
 def _ogg_ends_cleanly(path: str | os.PathLike) -> bool:
@@ -124,13 +125,15 @@ def _ogg_ends_cleanly(path: str | os.PathLike) -> bool:
     at = tail.rfind(b"OggS")
     while at >= 0:
         # a page: "OggS", version, flags, granule (8), serial (4), sequence (4), CRC (4), segment
-        # count, segment table; a capture pattern inside packet data does not end the file exactly
-        if at + 27 <= len(tail):
-            n_segments = tail[at + 26]
-            table = tail[at + 27: at + 27 + n_segments]
-            if len(table) == n_segments and at + 27 + n_segments + sum(table) == len(tail):
-                return bool(tail[at + 5] & _OGG_EOS_FLAG)
-        at = tail.rfind(b"OggS", 0, at)
+        # count, segment table, then the segments; the last capture pattern starts the last page
+        n_segments = tail[at + 26] if at + 27 <= len(tail) else 0
+        table = tail[at + 27: at + 27 + n_segments]
+        if at + 27 > len(tail) or len(table) < n_segments or at + 27 + n_segments + sum(table) > len(tail):
+            return False  # the last page is cut off
+        end = at + 27 + n_segments + sum(table)
+        if tail[at + 4] == 0 and len(tail) - end <= _OGG_TRAILING_JUNK_BYTES:
+            return bool(tail[at + 5] & _OGG_EOS_FLAG)  # (a tag some tools append may follow it)
+        at = tail.rfind(b"OggS", 0, at)  # the pattern occurred inside packet data
     return False
 
 

@@ -202,6 +202,9 @@ def test_a_compressed_file_cut_short_is_refused_not_matched_as_a_shorter_song(
     sf.write(whole, _tone(6.0, fs=rate), rate, format=fmt, subtype=subtype)
     assert sum(b.shape[0] for b in iter_blocks(whole)) == 6 * rate  # the complete file reads whole
     data = whole.read_bytes()
+    tagged = tmp_path / f"tagged.{ext}"  # an ID3v1 tag some taggers append to any file
+    tagged.write_bytes(data + b"TAG" + bytes(125))
+    assert probe(tagged).frames == 6 * rate
     cut = tmp_path / f"cut.{ext}"
     cut.write_bytes(data[: len(data) * 2 // 3])
     with pytest.raises(AudioInputError, match="is truncated") as e:
