@@ -357,6 +357,8 @@ def _width(reference_features: dict[str, Any], target_features: dict[str, Any],
     mr, sr = _on_grid(f_r, mid_r, f), _on_grid(f_r, side_r, f)
     if float(np.max(st - mt)) < -40.0:
         return 1.0, "target has (almost) no side signal: width cannot create one"
+    if float(np.max(sr - mr)) < -40.0:  # a mono recording stored as two equal channels: as a mono file
+        return 1.0, "reference has (almost) no side signal (mono in effect): width left unchanged"
     # energies per grid band (the spectra are mean power per bin; a 1/12-octave band spans ~f)
     bw_db = 10.0 * np.log10(f)
     eq_db = _band_response(eq_bands, f) if eq_bands else 0.0

@@ -83,6 +83,11 @@ def test_width_follows_side_to_mid_ratio() -> None:
     assert abs(narrower["stereo"]["width"] - 0.7) < 0.02
     mono = invert_params(_features(base, np.full(FREQS.size, -150.0)), _features(base, base - 10, channels=1))
     assert "stereo" not in mono
+    # a mono reference leaves a stereo target's width alone, whether stored as one channel or as two
+    # equal ones (the file's layout must not change the result)
+    no_side = np.full(FREQS.size, -150.0)
+    for ref in (_features(base, no_side, channels=1), _features(base, no_side)):
+        assert invert_params(ref, _features(base, base - 10))["stereo"]["width"] == 1.0
 
 
 def test_intensity_scales_toward_neutral_and_options_apply() -> None:
