@@ -64,7 +64,11 @@ def _sync_tree(src: Path, dst: Path) -> None:
     if dst.is_dir() and _tree_digest(dst) == want:
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fresh = dst.parent / f".{dst.name}-{os.getpid()}-{secrets.token_hex(4)}"
+    # staged outside dst's parent, which is itself an asset (the Lambda code, the Docker context) that
+    # another process may be hashing; same file system, so the renames are atomic
+    staging = BUILD / ".staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    fresh = staging / f"{dst.name}-{os.getpid()}-{secrets.token_hex(4)}"
     shutil.copytree(src, fresh, ignore=_IGNORE)
     if dst.is_dir() and _tree_digest(dst) == want:  # another process finished the same copy meanwhile
         shutil.rmtree(fresh, ignore_errors=True)
