@@ -27,9 +27,11 @@ def _rds_client() -> Any:
     return boto3.client("rds")
 
 
-def refresh_db_credentials(now: float | None = None, rds_client: Any = None) -> bool:
-    """Put a fresh RDS IAM auth token in ``PGPASSWORD`` when IAM auth is on and the last one is
-    older than :data:`TOKEN_REFRESH_S`; returns whether a token was signed."""
+def refresh_db_credentials(now: float | None = None, rds_client: Any = None,
+                           database_url: str | None = None) -> bool:
+    """Put a fresh RDS IAM auth token for ``database_url`` (default ``TONEMATCH_DATABASE_URL``) in
+    ``PGPASSWORD`` when IAM auth is on and the last one is older than :data:`TOKEN_REFRESH_S`;
+    returns whether a token was signed."""
     global _token_signed_at
     if os.environ.get("TONEMATCH_DB_IAM_AUTH") != "1":
         return False
@@ -37,7 +39,7 @@ def refresh_db_credentials(now: float | None = None, rds_client: Any = None) -> 
     with _lock:  # the runner's threads may reconnect at once
         if now - _token_signed_at < TOKEN_REFRESH_S and os.environ.get("PGPASSWORD"):
             return False
-        url = urlparse(os.environ["TONEMATCH_DATABASE_URL"])
+        url = urlparse(database_url or os.environ["TONEMATCH_DATABASE_URL"])
         client = rds_client if rds_client is not None else _rds_client()
         os.environ["PGPASSWORD"] = client.generate_db_auth_token(
             DBHostname=url.hostname, Port=url.port or 5432, DBUsername=url.username

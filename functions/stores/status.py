@@ -100,7 +100,8 @@ class StatusStore:
 
             from functions.stores.db_auth import refresh_db_credentials
 
-            refresh_db_credentials()  # an IAM token outlives neither a long render nor a warm Lambda
+            # an IAM token outlives neither a long render nor a warm Lambda
+            refresh_db_credentials(database_url=self.url)
             try:
                 conn = psycopg.connect(self.url, autocommit=True)
             except psycopg.OperationalError as exc:
