@@ -66,7 +66,7 @@ class AudioInfo:
         return asdict(self)
 
 
-def _open(path: str | os.PathLike) -> sf.SoundFile:
+def _open(path: str | os.PathLike, *, refuse_cut_mp3: bool = False) -> sf.SoundFile:
     p = Path(path)
     if not p.exists():
         raise AudioInputError("file not found", where=str(path))
@@ -78,6 +78,8 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
         raise AudioInputError(f"cannot read file ({exc.strerror})", where=str(path)) from None
     if size == 0:
         raise AudioInputError("file is empty (0 bytes)", where=str(path))
+    if refuse_cut_mp3:
+        _refuse_cut_mp3(p, size)
     try:
         return sf.SoundFile(str(p))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
@@ -137,9 +139,22 @@ def _ogg_ends_cleanly(path: str | os.PathLike) -> bool:
     return False
 
 
-def _mp3_length_is_declared(path: str | os.PathLike) -> bool:
-    """Whether the MP3's first frame carries a Xing/Info or VBRI header with its frame count, so the
-    length libsndfile reports is the encoder's count, not an estimate from the file size."""
+@dataclass(frozen=True)
+class _Mp3InfoTag:
+    """What the Xing/Info or VBRI header in an MP3's first frame declares."""
+
+    frames: int | None  # MPEG frames in the stream
+    stream_bytes: int | None  # bytes of the MPEG stream (tags excluded)
+    seconds_per_frame: float
+
+
+_NO_TAG = _Mp3InfoTag(None, None, 0.0)
+_MPEG_RATES_HZ = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _mp3_info_tag(path: str | os.PathLike) -> _Mp3InfoTag | None:
+    """The Xing/Info (LAME) or VBRI header of a Layer III file's first frame, or None (not MP3, or an
+    MP3 without one: then libsndfile's length is an estimate from the file size)."""
     with open(path, "rb") as fh:
         head = fh.read(10)
         skip = 0
@@ -148,23 +163,57 @@ def _mp3_length_is_declared(path: str | os.PathLike) -> bool:
                          | (head[9] & 0x7F)) + (10 if head[5] & 0x10 else 0)
         fh.seek(skip)
         frame = fh.read(4096)
-    sync = next((i for i in range(len(frame) - 1) if frame[i] == 0xFF and frame[i + 1] & 0xE0 == 0xE0), None)
-    if sync is None:
-        return False
+    # the first frame starts the file (after the ID3v2 tag and any zero padding): a frame sync found
+    # further in could be PCM data, or a WAV header followed by its LIST/INFO chunk
+    sync = len(frame) - len(frame.lstrip(b"\x00"))
+    if sync >= len(frame) - 3 or frame[sync] != 0xFF or frame[sync + 1] & 0xE0 != 0xE0:
+        return None
+    version, layer = (frame[sync + 1] >> 3) & 3, (frame[sync + 1] >> 1) & 3
+    rate_index = (frame[sync + 2] >> 2) & 3
+    if layer != 1 or version not in _MPEG_RATES_HZ or rate_index == 3:  # Layer III only (ADTS AAC: layer 0)
+        return None
+    seconds_per_frame = (1152 if version == 3 else 576) / _MPEG_RATES_HZ[version][rate_index]
     first = frame[sync: sync + 200]
+
+    def u32(at: int) -> int | None:
+        return int.from_bytes(first[at:at + 4], "big") if len(first) >= at + 4 else None
+
     for tag in (b"Xing", b"Info"):
         at = first.find(tag, 4, 64)
         if at >= 0 and len(first) >= at + 8:
-            return bool(first[at + 7] & 0x01)  # flags (32-bit big-endian): bit 0 = frame count present
-    return first[36:40] == b"VBRI"
+            flags, pos = u32(at + 4) or 0, at + 8
+            frames = u32(pos) if flags & 0x01 else None
+            pos += 4 if flags & 0x01 else 0
+            stream_bytes = u32(pos) if flags & 0x02 else None
+            return _Mp3InfoTag(frames, stream_bytes, seconds_per_frame)
+    if first[36:40] == b"VBRI":  # version, delay, quality (2 bytes each), then bytes and frames
+        return _Mp3InfoTag(u32(50), u32(46), seconds_per_frame)
+    return None
+
+
+def _refuse_cut_mp3(path: str | os.PathLike, size: int) -> None:
+    """AudioInputError when an MP3's Xing/Info/VBRI header counts more stream bytes than the whole
+    file holds (1 % slack): cut short, and refused before libsndfile opens it (its decoder would
+    print warnings of its own on stderr)."""
+    tag = _mp3_info_tag(path)
+    if tag is None or not tag.stream_bytes or size >= 0.99 * tag.stream_bytes:
+        return
+    share = size / tag.stream_bytes
+    if tag.frames:
+        declared = tag.frames * tag.seconds_per_frame
+        what = f"its header promises {declared:.2f} s of audio, the file holds about {declared * share:.2f} s"
+    else:
+        what = f"its header promises {tag.stream_bytes} bytes of audio, the file holds {size}"
+    raise AudioInputError(f"is truncated: {what} (an interrupted copy or download?)", where=str(path))
 
 
 def probe(path: str | os.PathLike) -> AudioInfo:
     """Open ``path`` and describe it; refuse what the engine cannot use (AudioInputError, where=path),
     a file cut short of the audio its header promises among them: a WAV/AIFF whose data chunk is
     short, an Ogg stream without its end-of-stream page (an MP3 whose Xing/Info header counts more
-    frames than it holds is refused when read, by :func:`iter_blocks`)."""
-    with _open(path) as f:
+    frames than it holds is refused before it is opened when its header also counts the bytes, else
+    when read, by :func:`iter_blocks`)."""
+    with _open(path, refuse_cut_mp3=True) as f:
         info = AudioInfo(path=str(path), sample_rate_hz=int(f.samplerate), channels=int(f.channels),
                          frames=int(f.frames), duration_s=f.frames / float(f.samplerate),
                          format=str(f.format), subtype=str(f.subtype))
@@ -253,7 +302,7 @@ def _iter_native(info: AudioInfo, block_frames: int, start: int, stop: int | Non
                         f"file is truncated: no audio at {pos / info.sample_rate_hz:.3f} s although the "
                         f"header says {info.duration_s:.3f} s", where=info.path)
                 if (stop - pos) / info.sample_rate_hz > _TRUNCATION_TOLERANCE_S and \
-                        (info.format != "MP3" or _mp3_length_is_declared(info.path)):
+                        (info.format != "MP3" or (_mp3_info_tag(info.path) or _NO_TAG).frames):
                     raise AudioInputError(
                         f"is truncated: its header promises {info.duration_s:.2f} s of audio, the file holds "
                         f"{pos / info.sample_rate_hz:.2f} s (an interrupted copy or download?)",
