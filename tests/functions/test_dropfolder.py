@@ -100,6 +100,32 @@ def test_ignored_and_rejected_inputs(ctx, launched, tmp_path):
     assert launched == [] and ctx.status.query("SELECT count(*) AS n FROM jobs")[0]["n"] == 0
 
 
+def test_a_rejection_is_written_and_logged_once_across_restarts(ctx, launched, tmp_path):
+    """A restarted server's watcher looks at every object in the drop folder again (and S3 may
+    deliver an event twice): a batch already answered with this error is not rewritten or audited
+    again; a different problem still is."""
+    u = add_user(ctx)
+    folder = ctx.objects.root / "drop" / u["id"] / "bad"
+    folder.mkdir(parents=True)
+    shutil.copyfile(write_wav(tmp_path / "r.wav"), folder / "reference.wav")
+    (folder / "target.wav").write_bytes(b"RIFF garbage, not a wave file")
+
+    def rejections() -> int:
+        return sum(a["action"] == "drop.rejected" for a in ctx.status.audit_rows(u["id"]))
+
+    for _ in range(3):  # three server starts
+        watcher = DropWatcher(ctx, interval_s=0.01)
+        assert "rejected" in {r["action"] for r in watcher.scan() + watcher.scan()}
+    assert rejections() == 1
+    assert "not a readable audio file" in json.loads((folder / "error.json").read_text())["message"]
+    shutil.copyfile(write_wav(tmp_path / "short.wav", seconds=0.5), folder / "target.wav")  # another problem
+    watcher.scan()
+    watcher.scan()
+    assert rejections() == 2
+    assert "at least 1 s" in json.loads((folder / "error.json").read_text())["message"]
+    assert launched == []
+
+
 def test_a_manifest_the_job_cannot_run_gets_an_error_json(ctx, launched, tmp_path):
     """What POST /jobs refuses, a manifest gets as error.json naming the field, instead of a job
     that fails later (a mode-B preset in mode A) or a batch that answers nothing (an integer too
