@@ -13,7 +13,8 @@ Lambda on AWS (prefix ``drop/``). What happens:
   ``drop/{user_id}/{the name with those characters as _}.error.json``;
 * only half of the pair present: ``{"action": "waiting", "missing": [...]}``;
 * a reference/target that is not audio, a bad manifest, bad audio or options: the batch gets an
-  ``error.json`` ``{code, message, detail}`` and ``{"action": "rejected"}``; the inputs stay;
+  ``error.json`` ``{code, message, detail}`` and ``{"action": "rejected"}``; the inputs stay (the
+  same answer again, from a rescan or a re-delivered event, is neither rewritten nor audited);
 * a complete pair: a job is created (idempotent: a re-delivered event returns the same job) and the
   batch gets ``job.json`` ``{job_id}``; ``{"action": "started" | "exists", "job_id": ...}``.
 """
