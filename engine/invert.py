@@ -19,8 +19,7 @@ steady noise floor far under its music: :func:`target_floor_mask`) the differenc
 Width: sets the output's side-to-mid energy ratio over 20 Hz..16 kHz to the reference's. The EQ acts on
 mid and side alike but moves energy between frequencies whose ratios differ, so the target's ratio is
 taken after the fitted EQ: ``width = 10^((ratio_reference_db - ratio_target_after_eq_db) / 20)``,
-limited to 0.5..1.5. (A band-limited, target-weighted average of per-band ratios, as before, left
-cross-song outputs 2.4 dB from the reference's width, worse than the unprocessed target on some.)
+limited to 0.5..1.5; a mono reference (or one stored as two equal channels) leaves it at 1.
 Loudness: ``lufs.target_db`` = the reference's integrated loudness unless ``opts.target_lufs``.
 Limiter: ``tp_db = opts.ceiling_dbtp`` (-1 dBTP).
 ``opts.intensity`` (0..1) scales EQ gains and ``width - 1`` toward neutral. Mode "B" adds the
