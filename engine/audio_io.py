@@ -111,31 +111,34 @@ def _truncated_share(extra_info: str) -> float | None:
 
 
 _OGG_PAGE_MAX_BYTES = 27 + 255 + 255 * 255
-_OGG_EOS_FLAG = 0x04
-_OGG_TRAILING_JUNK_BYTES = 4096  # an ID3v1/APE tag some taggers append after the last page
 
 
-def _ogg_ends_cleanly(path: str | os.PathLike) -> bool:
-    """Whether the Ogg file's last bytes are one whole page carrying the end-of-stream flag. A copy or
-    download cut short ends inside a page or on a page without the flag, and libsndfile then reads it
-    as a shorter, complete-looking file (its length comes from the last page it finds)."""
+def _ogg_last_page_is_cut(path: str | os.PathLike) -> bool:
+    """Whether the Ogg file ends inside a page. A copy or download cut short almost always does, and
+    libsndfile then reads it as a shorter, complete-looking file (its length comes from the last whole
+    page). A last page that is whole but lacks the end-of-stream flag is accepted: a recorder stopped
+    between two pages leaves that (as a streamed WAV's unfinished size is accepted); so is a tag some
+    taggers append after the last page."""
     with open(path, "rb") as fh:
         size = fh.seek(0, os.SEEK_END)
-        start = max(0, size - _OGG_PAGE_MAX_BYTES)
-        fh.seek(start)
+        fh.seek(max(0, size - _OGG_PAGE_MAX_BYTES))
         tail = fh.read()
     at = tail.rfind(b"OggS")
     while at >= 0:
-        # a page: "OggS", version, flags, granule (8), serial (4), sequence (4), CRC (4), segment
-        # count, segment table, then the segments; the last capture pattern starts the last page
-        n_segments = tail[at + 26] if at + 27 <= len(tail) else 0
+        # a page: "OggS", version 0, flags, granule (8), serial (4), sequence (4), CRC (4), segment
+        # count, segment table, then the segments
+        if at + 27 <= len(tail) and tail[at + 4] != 0:
+            at = tail.rfind(b"OggS", 0, at)  # the pattern occurred inside packet data
+            continue
+        if at + 27 > len(tail):
+            return True
+        n_segments = tail[at + 26]
         table = tail[at + 27: at + 27 + n_segments]
-        if at + 27 > len(tail) or len(table) < n_segments or at + 27 + n_segments + sum(table) > len(tail):
-            return False  # the last page is cut off
         end = at + 27 + n_segments + sum(table)
-        if tail[at + 4] == 0 and len(tail) - end <= _OGG_TRAILING_JUNK_BYTES:
-            return bool(tail[at + 5] & _OGG_EOS_FLAG)  # (a tag some tools append may follow it)
-        at = tail.rfind(b"OggS", 0, at)  # the pattern occurred inside packet data
+        if len(table) < n_segments or end > len(tail):
+            return True
+        after = tail[end: end + 4]
+        return bool(after) and b"OggS".startswith(after)  # cut inside the next page's capture pattern
     return False
 
 
@@ -210,7 +213,7 @@ def _refuse_cut_mp3(path: str | os.PathLike, size: int) -> None:
 def probe(path: str | os.PathLike) -> AudioInfo:
     """Open ``path`` and describe it; refuse what the engine cannot use (AudioInputError, where=path),
     a file cut short of the audio its header promises among them: a WAV/AIFF whose data chunk is
-    short, an Ogg stream without its end-of-stream page (an MP3 whose Xing/Info header counts more
+    short, an Ogg stream that breaks off inside a page (an MP3 whose Xing/Info header counts more
     frames than it holds is refused before it is opened when its header also counts the bytes, else
     when read, by :func:`iter_blocks`)."""
     with _open(path, refuse_cut_mp3=True) as f:
@@ -223,10 +226,10 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         raise AudioInputError(
             f"is truncated: its header promises {info.duration_s / share:.2f} s of audio, the file holds "
             f"{info.duration_s:.2f} s (an interrupted copy or download?)", where=str(path))
-    if info.format == "OGG" and not _ogg_ends_cleanly(path):
+    if info.format == "OGG" and _ogg_last_page_is_cut(path):
         raise AudioInputError(
-            f"is truncated: the Ogg stream stops after {info.duration_s:.2f} s without its end-of-stream "
-            "page (an interrupted copy or download?)", where=str(path))
+            f"is truncated: the Ogg stream breaks off inside a page after {info.duration_s:.2f} s "
+            "(an interrupted copy or download?)", where=str(path))
     if info.channels > MAX_CHANNELS:
         raise AudioInputError(
             f"has {info.channels} channels; only mono and stereo are supported "
