@@ -42,22 +42,24 @@ def _write(ctx: StepContext, folder: str, name: str, doc: dict) -> None:
     ctx.objects.put_bytes(f"{folder}/{name}", json.dumps(doc, indent=2).encode(), "application/json")
 
 
-def _answer_error(ctx: StepContext, key: str, folder: str, user_id: str | None, err: ServiceError) -> dict:
-    """Write ``err`` at ``key`` and audit it, unless ``key`` already holds this very answer: a restart's
-    rescan and a re-delivered S3 event would otherwise rewrite it and log it again each time."""
+def _answer_error(ctx: StepContext, where: str, name: str, folder: str, user_id: str | None,
+                  err: ServiceError) -> dict:
+    """Write ``err`` as ``where/name`` and audit it for ``folder``, unless that object already holds
+    this very answer: a restart's rescan and a re-delivered S3 event would otherwise rewrite it and
+    log it again each time."""
     body = err.body()
     try:
-        same = json.loads(ctx.objects.get_bytes(key)) == json.loads(json.dumps(body))
+        same = json.loads(ctx.objects.get_bytes(f"{where}/{name}")) == json.loads(json.dumps(body))
     except (ObjectNotFoundError, ValueError):
         same = False
     if not same:
-        ctx.objects.put_bytes(key, json.dumps(body, indent=2).encode(), "application/json")
+        _write(ctx, where, name, body)
         ctx.status.audit(user_id, "drop.rejected", folder, body)
     return {"action": "rejected", "folder": folder, **body}
 
 
 def _reject(ctx: StepContext, folder: str, user_id: str | None, err: ServiceError) -> dict:
-    return _answer_error(ctx, f"{folder}/error.json", folder, user_id, err)
+    return _answer_error(ctx, folder, "error.json", folder, user_id, err)
 
 
 def _valid_key(key: str) -> bool:
@@ -77,8 +79,8 @@ def _reject_batch_name(ctx: StepContext, key: str, user_id: str) -> dict:
         batch, "only letters, digits, '.', '_' and '-' are accepted in a batch folder's name; rename it"
     )
     err.detail["key"] = key
-    return _answer_error(ctx, f"drop/{user_id}/{re.sub(r'[^A-Za-z0-9._-]', '_', batch)}.error.json", folder,
-                         user_id, err)
+    name = f"{re.sub(r'[^A-Za-z0-9._-]', '_', batch)}.error.json"
+    return _answer_error(ctx, f"drop/{user_id}", name, folder, user_id, err)
 
 
 def handle_object_created(key: str, ctx: StepContext) -> dict:

@@ -31,14 +31,22 @@ BUILD = REPO / "infra" / "build"
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "*.egg-info")
 
 
+def _kept_files(root: Path) -> list[Path]:
+    """The files under ``root`` that matter (and that a copy with ``_IGNORE`` keeps), sorted: no
+    ``__pycache__``, ``.pytest_cache``, ``*.egg-info`` or ``*.pyc``."""
+    def kept(file: Path) -> bool:
+        parts = file.relative_to(root).parts
+        return file.suffix != ".pyc" and not any(
+            part in ("__pycache__", ".pytest_cache") or part.endswith(".egg-info") for part in parts)
+
+    return sorted(p for p in root.rglob("*") if p.is_file() and kept(p))
+
+
 def tree_hash(*paths: Path, extra: str = "") -> str:
     """SHA-256 over the relative names and bytes of every file under ``paths`` (sorted)."""
     digest = hashlib.sha256(extra.encode())
     for root in paths:
-        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-        for file in files:
-            if "__pycache__" in file.parts or file.suffix == ".pyc":
-                continue
+        for file in [root] if root.is_file() else _kept_files(root):
             digest.update(str(file.relative_to(REPO)).encode())
             digest.update(file.read_bytes())
     return digest.hexdigest()
@@ -47,12 +55,8 @@ def tree_hash(*paths: Path, extra: str = "") -> str:
 def _tree_digest(root: Path) -> str:
     """SHA-256 over the names (relative to ``root``) and bytes of the files a copy keeps."""
     digest = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = file.relative_to(root)
-        if any(part in ("__pycache__", ".pytest_cache") or part.endswith(".egg-info") for part in rel.parts) \
-                or file.suffix == ".pyc":
-            continue
-        digest.update(str(rel).encode() + b"\0" + file.read_bytes())
+    for file in _kept_files(root):
+        digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
     return digest.hexdigest()
 
 
