@@ -110,6 +110,13 @@ def _truncated_share(extra_info: str) -> float | None:
     return present / declared
 
 
+def _cut_short(path: str | os.PathLike, promised_s: float, holds: str) -> AudioInputError:
+    """The error for a file holding less audio than its header promises (``holds``: "4.86 s", "about
+    4.9 s")."""
+    return AudioInputError(f"is truncated: its header promises {promised_s:.2f} s of audio, the file holds "
+                           f"{holds} (an interrupted copy or download?)", where=str(path))
+
+
 _OGG_PAGE_MAX_BYTES = 27 + 255 + 255 * 255
 
 
@@ -151,7 +158,6 @@ class _Mp3InfoTag:
     seconds_per_frame: float
 
 
-_NO_TAG = _Mp3InfoTag(None, None, 0.0)
 _MPEG_RATES_HZ = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
 
 
@@ -201,13 +207,11 @@ def _refuse_cut_mp3(path: str | os.PathLike, size: int) -> None:
     tag = _mp3_info_tag(path)
     if tag is None or not tag.stream_bytes or size >= 0.99 * tag.stream_bytes:
         return
-    share = size / tag.stream_bytes
     if tag.frames:
-        declared = tag.frames * tag.seconds_per_frame
-        what = f"its header promises {declared:.2f} s of audio, the file holds about {declared * share:.2f} s"
-    else:
-        what = f"its header promises {tag.stream_bytes} bytes of audio, the file holds {size}"
-    raise AudioInputError(f"is truncated: {what} (an interrupted copy or download?)", where=str(path))
+        declared_s = tag.frames * tag.seconds_per_frame
+        raise _cut_short(path, declared_s, f"about {declared_s * size / tag.stream_bytes:.2f} s")
+    raise AudioInputError(f"is truncated: its header promises {tag.stream_bytes} bytes of audio, the file "
+                          f"holds {size} (an interrupted copy or download?)", where=str(path))
 
 
 def probe(path: str | os.PathLike) -> AudioInfo:
@@ -223,9 +227,7 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         share = _truncated_share(f.extra_info) if info.format in ("WAV", "WAVEX", "AIFF", "W64", "RF64") \
             else None
     if share is not None and info.duration_s / share - info.duration_s > _TRUNCATION_TOLERANCE_S:
-        raise AudioInputError(
-            f"is truncated: its header promises {info.duration_s / share:.2f} s of audio, the file holds "
-            f"{info.duration_s:.2f} s (an interrupted copy or download?)", where=str(path))
+        raise _cut_short(path, info.duration_s / share, f"{info.duration_s:.2f} s")
     if info.format == "OGG" and _ogg_last_page_is_cut(path):
         raise AudioInputError(
             f"is truncated: the Ogg stream breaks off inside a page after {info.duration_s:.2f} s "
@@ -305,11 +307,8 @@ def _iter_native(info: AudioInfo, block_frames: int, start: int, stop: int | Non
                         f"file is truncated: no audio at {pos / info.sample_rate_hz:.3f} s although the "
                         f"header says {info.duration_s:.3f} s", where=info.path)
                 if (stop - pos) / info.sample_rate_hz > _TRUNCATION_TOLERANCE_S and \
-                        (info.format != "MP3" or (_mp3_info_tag(info.path) or _NO_TAG).frames):
-                    raise AudioInputError(
-                        f"is truncated: its header promises {info.duration_s:.2f} s of audio, the file holds "
-                        f"{pos / info.sample_rate_hz:.2f} s (an interrupted copy or download?)",
-                        where=info.path)
+                        (info.format != "MP3" or getattr(_mp3_info_tag(info.path), "frames", None)):
+                    raise _cut_short(info.path, info.duration_s, f"{pos / info.sample_rate_hz:.2f} s")
                 return
             if int_dtype:
                 block = np.multiply(block, np.float32(scale), dtype=np.float32)
